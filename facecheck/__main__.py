@@ -1,0 +1,5 @@
+import sys
+
+from facecheck.cli import main
+
+sys.exit(main())

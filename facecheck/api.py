@@ -1,0 +1,97 @@
+"""The Python API: ``load``, ``train``, ``evaluate``. The CLI is a thin layer over these."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facecheck.checkpoint import resolve_checkpoint_path
+from facecheck.config import TrainConfig
+from facecheck.data.discovery import CLASS_NAMES, ImageRecord, discover, iter_images
+from facecheck.data.images import is_image_path
+from facecheck.data.splits import read_split
+from facecheck.errors import DataError
+from facecheck.evaluation.metrics import classification_metrics
+from facecheck.inference.predictor import Detector, Prediction
+from facecheck.training.trainer import SPLIT_FILE, TrainResult, resolve_data_dir
+from facecheck.training.trainer import train as _train
+
+
+def load(path: str | Path, device: str = "auto") -> Detector:
+    """Load a detector from a run folder (its best.pt) or a checkpoint file."""
+    return Detector.load(path, device=device)
+
+
+def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, quiet: bool = False) -> TrainResult:
+    """Train ``config`` into ``run_dir`` (see :func:`facecheck.training.trainer.train`)."""
+    return _train(config, run_dir, resume=resume, quiet=quiet)
+
+
+def expand_inputs(paths: list[str | Path]) -> list[Path]:
+    """Files as given; folders become the images found below them (sorted)."""
+    expanded: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            found = iter_images(path)
+            if not found:
+                raise DataError(f"no images (jpg, jpeg, png, webp, bmp) found in folder {path}")
+            expanded.extend(found)
+        else:
+            expanded.append(path)
+    return expanded
+
+
+def evaluation_records(
+    detector: Detector, data: str | Path | None, split: str = "auto"
+) -> tuple[list[ImageRecord], str]:
+    """The labelled images to evaluate on, and a description of where they came from.
+
+    ``split="auto"``: with no ``data``, or with the model's own training data,
+    only the run's test split is used, so training images never inflate a score.
+    ``split="all"`` uses every image in ``data``.
+    """
+    config = TrainConfig.from_dict(detector.checkpoint["config"])
+    run_dir = resolve_checkpoint_path(detector.source).parent
+    split_file = run_dir / SPLIT_FILE
+    if data is None:
+        if not split_file.is_file():
+            raise DataError("no --data given and the model has no run folder with a split to take its test images from")
+        root = resolve_data_dir(config, lambda _message: None)
+        return read_split(split_file, root)["test"], f"test split of {run_dir}"
+    data_path = Path(data).expanduser().resolve()
+    records = discover(data_path)
+    trained_here = config.data.data_dir is not None and Path(config.data.data_dir).expanduser().resolve() == data_path
+    if split == "auto" and split_file.is_file() and trained_here:
+        test = read_split(split_file, data_path)["test"]
+        return test, f"test split of {data_path} (the model was trained on this folder; --split all to override)"
+    return records, str(data_path)
+
+
+def evaluate(
+    model: str | Path | Detector, data: str | Path | None = None, *, split: str = "auto", batch_size: int = 64
+) -> dict[str, Any]:
+    """Score a model on labelled data; returns the metrics dict (plus ``data`` and ``errors``)."""
+    detector = model if isinstance(model, Detector) else load(model)
+    records, source = evaluation_records(detector, data, split)
+    if not records:
+        raise DataError(f"no images to evaluate in {source}")
+    predictions = detector.predict([r.path for r in records], batch_size=batch_size)
+    scored = [(r, p) for r, p in zip(records, predictions, strict=True) if p.error is None]
+    errors = [p for p in predictions if p.error is not None]
+    if not scored:
+        raise DataError(f"none of the {len(records)} images in {source} could be read")
+    labels = np.array([r.label for r, _ in scored])
+    p_fake = np.array([p.p_fake for _, p in scored])
+    result = classification_metrics(labels, p_fake, detector.threshold)
+    result["data"] = source
+    result["model"] = detector.source
+    result["class_names"] = list(CLASS_NAMES)
+    result["n_unreadable"] = len(errors)
+    result["errors"] = [p.to_dict() for p in errors]
+    return result
+
+
+__all__ = ["Detector", "Prediction", "evaluate", "expand_inputs", "is_image_path", "load", "train"]

@@ -1,0 +1,262 @@
+"""Command-line interface: parse arguments, call the library, print results.
+
+Exit codes: 0 success; 1 unexpected failure; 2 bad input or configuration
+(one-line reason on stderr); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from facecheck import __version__
+from facecheck.config import (
+    TrainConfig,
+    get_preset,
+    list_presets,
+    load_config_file,
+    merge,
+    parse_override,
+)
+from facecheck.errors import FacecheckError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facecheck", description="Tell real face photographs from fake ones.")
+    parser.add_argument("--version", action="version", version=f"facecheck {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model", description="Train a preset on a class-folder data set.")
+    train.add_argument(
+        "--data", help="folder with one subfolder per class (real/, fake/); default: built-in synthetic set"
+    )
+    train.add_argument("--preset", default="seed-cnn", choices=list_presets(), help="named recipe (default: seed-cnn)")
+    train.add_argument("--config", help="YAML file of settings applied on top of the preset")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any setting, e.g. --set optim.lr=3e-4 (repeatable)",
+    )
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--seed", type=int, help="seed for the split, shuffling and augmentation")
+    train.add_argument("--val-fraction", type=float, help="validation part carved from training (0 = report's 70/30)")
+    train.add_argument("--max-per-class", type=int, help="use at most N images per class")
+    train.add_argument("--weights", help="pretrained backbone weights file (checked by hash)")
+    train.add_argument("--device", help="auto, cpu or cuda")
+    train.add_argument("--out", help="run folder (default: runs/PRESET-TIMESTAMP)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
+    train.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+
+    evaluate = commands.add_parser("evaluate", help="score a model on labelled data")
+    evaluate.add_argument("--model", required=True, help="run folder or checkpoint file")
+    evaluate.add_argument("--data", help="class-folder data set (default: the run's own test split)")
+    evaluate.add_argument(
+        "--split",
+        choices=("auto", "all"),
+        default="auto",
+        help="auto: only the test split when --data is the model's training folder; all: every image",
+    )
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--device", default="auto")
+
+    predict = commands.add_parser("predict", help="score image files")
+    predict.add_argument("--model", required=True, help="run folder or checkpoint file")
+    predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--device", default="auto")
+
+    data = commands.add_parser("data", help="data tools")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    synthetic = data_commands.add_parser("synthetic", help="write the built-in synthetic set and print its folder")
+    synthetic.add_argument("--out", help="folder to write (default: in the facecheck cache)")
+    synthetic.add_argument("--per-class", type=int, default=60)
+    synthetic.add_argument("--seed", type=int, default=0)
+
+    models = commands.add_parser("models", help="list registered models and presets")
+    models.add_argument("--json", action="store_true")
+    return parser
+
+
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    from facecheck.training.trainer import CONFIG_FILE
+
+    if args.resume:
+        if not args.out:
+            raise FacecheckError("--resume needs --out RUN_DIR, the run to continue")
+        saved = Path(args.out) / CONFIG_FILE
+        if not saved.is_file():
+            raise FacecheckError(f"nothing to resume: no {CONFIG_FILE} in {args.out}")
+        config = TrainConfig.from_dict(load_config_file(saved))
+    else:
+        config = get_preset(args.preset)
+    if args.config:
+        config = merge(config, load_config_file(args.config))
+    for text in args.overrides:
+        config = merge(config, parse_override(text))
+    flags: dict[str, Any] = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "device": args.device,
+    }
+    nested: dict[str, dict[str, Any]] = {
+        "data": {
+            "data_dir": str(Path(args.data).expanduser().resolve()) if args.data else None,
+            "split_seed": args.seed,
+            "val_fraction": args.val_fraction,
+            "max_per_class": args.max_per_class,
+        },
+        "optim": {"lr": args.lr},
+        "model": {"weights": args.weights},
+    }
+    updates: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
+    for section, values in nested.items():
+        chosen = {k: v for k, v in values.items() if v is not None}
+        if chosen:
+            updates[section] = chosen
+    if args.resume and "data" in updates:
+        raise FacecheckError(
+            "a resumed run keeps its data and split; drop --data/--seed/--val-fraction/--max-per-class"
+        )
+    return merge(config, updates) if updates else config
+
+
+def command_train(args: argparse.Namespace) -> int:
+    from facecheck.api import train
+
+    config = train_config_from_args(args)
+    run_dir = Path(args.out) if args.out else Path("runs") / f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = train(config, run_dir, resume=args.resume, quiet=args.quiet)
+    print(json.dumps({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch, "test": result.test_metrics}))
+    return EXIT_OK
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    from facecheck.api import evaluate, load
+
+    detector = load(args.model, device=args.device)
+    result = evaluate(detector, args.data, split=args.split, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(result))
+        return EXIT_OK
+    print(f"model: {result['model']}\ndata:  {result['data']}")
+    print(f"images: {result['n']} (real {result['n_real']}, fake {result['n_fake']})  threshold {result['threshold']}")
+    for key in ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc"):
+        value = result[key]
+        print(f"  {key:<18} {'n/a' if value is None else f'{value:.4f}'}")
+    (tn, fp), (fn, tp) = result["confusion_matrix"]
+    print("  confusion matrix   predicted real  predicted fake")
+    print(f"    true real        {tn:>14}  {fp:>14}\n    true fake        {fn:>14}  {tp:>14}")
+    if result["n_unreadable"]:
+        print(f"  {result['n_unreadable']} unreadable image(s) left out, e.g. {result['errors'][0]['error']}")
+    return EXIT_OK
+
+
+def command_predict(args: argparse.Namespace) -> int:
+    from facecheck.api import expand_inputs, load
+
+    detector = load(args.model, device=args.device)
+    predictions = detector.predict(expand_inputs(args.paths), batch_size=args.batch_size)
+    rows = [p.to_dict() for p in predictions]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    elif args.format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=["path", "p_fake", "label", "error"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        width = max(len(str(p.path)) for p in predictions)
+        for p in predictions:
+            verdict = f"{p.label:<5} p_fake={p.p_fake:.4f}" if p.error is None else f"ERROR {p.error}"
+            print(f"{p.path!s:<{width}}  {verdict}")
+    failed = sum(p.error is not None for p in predictions)
+    if failed:
+        print(f"facecheck: {failed} of {len(predictions)} file(s) could not be read", file=sys.stderr)
+    return EXIT_FAILURE if failed == len(predictions) else EXIT_OK
+
+
+def command_data(args: argparse.Namespace) -> int:
+    from facecheck.data.synthetic import make_synthetic_dataset
+
+    if args.per_class < 2:
+        raise FacecheckError("--per-class must be at least 2")
+    print(make_synthetic_dataset(Path(args.out) if args.out else None, args.per_class, args.seed))
+    return EXIT_OK
+
+
+def command_models(args: argparse.Namespace) -> int:
+    from facecheck.config import PRESETS
+    from facecheck.models import list_models, model_entry
+
+    entries = [
+        {"name": n, "description": model_entry(n).description, "pretrained": model_entry(n).has_pretrained}
+        for n in list_models()
+    ]
+    presets = {name: preset.model.name for name, preset in PRESETS.items()}
+    if args.json:
+        print(json.dumps({"models": entries, "presets": presets}))
+        return EXIT_OK
+    print("models:")
+    for entry in entries:
+        print(f"  {entry['name']:<14} {entry['description']}")
+    print("presets:")
+    for name, model in presets.items():
+        print(f"  {name:<14} model {model}")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "train": command_train,
+    "evaluate": command_evaluate,
+    "predict": command_predict,
+    "data": command_data,
+    "models": command_models,
+}
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # `kill` (SIGTERM) stops a run the same way as Ctrl-C: checkpoints so far stay usable.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except FacecheckError as exc:
+        print(f"facecheck: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        hint = f"; continue with: facecheck train --out {args.out} --resume" if getattr(args, "out", None) else ""
+        print(f"facecheck: interrupted (completed epochs are saved){hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if os.environ.get("FACECHECK_DEBUG"):
+            raise
+        print(
+            f"facecheck: unexpected error: {type(exc).__name__}: {exc} (set FACECHECK_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Errors that reach the user as a one-line message instead of a traceback."""
+
+
+class FacecheckError(Exception):
+    """A problem with the user's input or environment, explained in words.
+
+    The CLI prints ``facecheck: error: <message>`` and exits non-zero; library
+    callers can catch it like any exception.
+    """
+
+
+class DataError(FacecheckError):
+    """The data folder or an image in it cannot be used."""
+
+
+class CheckpointError(FacecheckError):
+    """A checkpoint is missing, corrupt or belongs to another kind of model."""
+
+
+class WeightsError(FacecheckError):
+    """Pretrained weights cannot be found or do not verify."""
+
+
+class ConfigError(FacecheckError):
+    """A preset, config file or override is invalid."""

@@ -1,0 +1,102 @@
+"""Prediction with a trained model: the same preprocessing it was trained with, one result per input."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from facecheck.checkpoint import load_model, preprocess_of, resolve_checkpoint_path
+from facecheck.data.images import load_image, to_rgb
+from facecheck.data.presets import eval_transform
+from facecheck.device import resolve_device
+from facecheck.errors import DataError
+from facecheck.models import FaceClassifier
+
+ImageInput = str | Path | Image.Image | np.ndarray
+
+
+@dataclass
+class Prediction:
+    """One input's result: ``p_fake`` in [0, 1] and its label, or ``error``."""
+
+    path: str | None
+    p_fake: float | None = None
+    label: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None or k in ("path",)}
+
+
+class Detector:
+    """A trained real-vs-fake classifier ready to predict.
+
+    >>> detector = facecheck.load("runs/demo")
+    >>> [p.p_fake for p in detector.predict(["face.jpg"])]
+    """
+
+    def __init__(self, model: FaceClassifier, checkpoint: dict[str, Any], device: str = "auto") -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.checkpoint = checkpoint
+        self.class_names: list[str] = list(checkpoint["class_names"])
+        self.threshold: float = float(checkpoint.get("threshold", 0.5))
+        self.preprocess = preprocess_of(checkpoint)
+        self.transform = eval_transform(self.preprocess)
+        self.min_size = int(checkpoint["config"]["data"].get("min_image_size", 1))
+        self.source = "<in memory>"
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> Detector:
+        model, checkpoint = load_model(path)
+        detector = cls(model, checkpoint, device)
+        detector.source = str(resolve_checkpoint_path(path))
+        return detector
+
+    @property
+    def model_name(self) -> str:
+        return str(self.checkpoint["model_name"])
+
+    def _to_image(self, item: ImageInput) -> Image.Image:
+        if isinstance(item, (str, Path)):
+            return load_image(item, self.min_size)
+        if isinstance(item, Image.Image):
+            return to_rgb(item)
+        if isinstance(item, np.ndarray):
+            if item.dtype != np.uint8 or item.ndim not in (2, 3):
+                raise DataError("arrays must be uint8 with shape (H, W) or (H, W, 3)")
+            return to_rgb(Image.fromarray(item))
+        raise DataError(f"cannot predict on an object of type {type(item).__name__}")
+
+    @torch.inference_mode()
+    def predict_tensor(self, batch: torch.Tensor) -> np.ndarray:
+        """``p_fake`` of an already preprocessed ``(B, 3, H, W)`` batch."""
+        logits = self.model(batch.to(self.device))
+        return torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
+
+    def predict(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 32) -> list[Prediction]:
+        """Predict each image; an unreadable one gets ``error`` set and never stops the batch."""
+        items = [images] if isinstance(images, (str, Path, Image.Image, np.ndarray)) else list(images)
+        results = [Prediction(str(item) if isinstance(item, (str, Path)) else None) for item in items]
+        for start in range(0, len(items), batch_size):
+            tensors, slots = [], []
+            for index in range(start, min(start + batch_size, len(items))):
+                try:
+                    tensors.append(self.transform(self._to_image(items[index])))
+                    slots.append(index)
+                except DataError as exc:
+                    results[index].error = str(exc)
+            if tensors:
+                for index, p_fake in zip(slots, self.predict_tensor(torch.stack(tensors)), strict=True):
+                    results[index].p_fake = float(p_fake)
+                    results[index].label = self.class_names[int(p_fake >= self.threshold)]
+        return results
+
+    def predict_paths(self, paths: Iterable[str | Path], batch_size: int = 32) -> list[Prediction]:
+        return self.predict([Path(p) for p in paths], batch_size=batch_size)

@@ -1,0 +1,32 @@
+"""The contract every facecheck model follows: features, then a classification head.
+
+Keeping the two apart lets later features work on any registered model:
+frozen-backbone training caches ``features`` and trains ``head`` only,
+Grad-CAM hooks ``cam_layer``, and export traces ``forward``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class FaceClassifier(nn.Module):
+    """Maps a normalised ``(B, 3, H, W)`` batch to ``(B, 2)`` logits (index 1 = fake)."""
+
+    num_classes = 2
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, feature_dim: int, cam_layer: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.feature_dim = feature_dim
+        # The last spatial layer: where class-activation maps are taken.
+        self.cam_layer = cam_layer
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, feature_dim)`` features of ``images``."""
+        return self.backbone(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))

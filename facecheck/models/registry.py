@@ -1,0 +1,56 @@
+"""Models by name: ``create_model("seed_cnn")``, ``list_models()``.
+
+Each model module registers a builder with :func:`register_model`; adding a
+backbone is one decorated function. The CLI takes its choices from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from facecheck.errors import ConfigError
+from facecheck.models.base import FaceClassifier
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable[..., FaceClassifier]
+    description: str
+    has_pretrained: bool
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, description: str, has_pretrained: bool = False) -> Callable:
+    def decorate(builder: Callable[..., FaceClassifier]) -> Callable[..., FaceClassifier]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        _REGISTRY[name] = ModelEntry(name, builder, description, has_pretrained)
+        return builder
+
+    return decorate
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def model_entry(name: str) -> ModelEntry:
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def create_model(
+    name: str, *, pretrained: bool = False, weights: str | None = None, **kwargs: object
+) -> FaceClassifier:
+    """Build a registered model; ``pretrained`` loads verified backbone weights."""
+    entry = model_entry(name)
+    if pretrained and not entry.has_pretrained:
+        raise ConfigError(f"model {name!r} has no pretrained weights; set model.pretrained=false")
+    if pretrained:
+        return entry.builder(pretrained=True, weights=weights, **kwargs)
+    return entry.builder(**kwargs)

@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny generated data sets, caches in temporary folders, quick configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facecheck.config import TrainConfig, get_preset, merge
+from facecheck.data.synthetic import draw_face
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Never write into the user's cache (or beside the data) from tests.
+    monkeypatch.setenv("FACECHECK_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("FACECHECK_OFFLINE", "1")
+
+
+def write_face_set(
+    root: Path, per_class: int = 10, size: int = 64, seed: int = 0, names: tuple[str, str] = ("real", "fake")
+) -> Path:
+    rng = np.random.default_rng(seed)
+    for folder, fake in zip(names, (False, True), strict=True):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            draw_face(rng, fake, size=size).save(root / folder / f"{index:03d}.png")
+    return root
+
+
+@pytest.fixture
+def face_dir(tmp_path: Path) -> Path:
+    return write_face_set(tmp_path / "faces")
+
+
+def quick_config(preset: str, data_dir: Path | None, **overrides: object) -> TrainConfig:
+    """A preset shrunk to seconds: 64px inputs, one epoch, small batches."""
+    changes: dict = {"epochs": 1, "batch_size": 8, "eval_batch_size": 16, "preprocess": {"image_size": 64}}
+    changes["data"] = {"data_dir": str(data_dir) if data_dir else None}
+    for key, value in overrides.items():
+        changes[key] = value
+    return merge(get_preset(preset), changes)

@@ -1,0 +1,104 @@
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from facecheck.checkpoint import build_model, load_model, read_checkpoint, save_checkpoint
+from facecheck.errors import CheckpointError
+from facecheck.inference.predictor import Detector
+
+from .conftest import quick_config, write_face_set
+
+
+@pytest.mark.parametrize("preset", ["seed-cnn", "seed-mobilenet"])
+def test_save_load_gives_identical_predictions(tmp_path: Path, preset: str):
+    config = quick_config(preset, None, model={"pretrained": False})
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    save_checkpoint(tmp_path / "m.pt", model, config, epoch=3, metrics={"val_accuracy": 0.5})
+    loaded, payload = load_model(tmp_path / "m.pt")
+    images = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(images), loaded(images))
+    assert payload["epoch"] == 3 and payload["metrics"] == {"val_accuracy": 0.5}
+    assert payload["class_names"] == ["real", "fake"]
+    assert payload["preprocess"]["image_size"] == 64
+    assert set(payload["versions"]) >= {"facecheck", "torch", "torchvision"}
+
+
+def test_detector_predicts_same_as_model(tmp_path: Path):
+    config = quick_config("seed-cnn", None)
+    model = build_model(config).eval()
+    save_checkpoint(tmp_path / "m.pt", model, config, epoch=1, metrics={})
+    data = write_face_set(tmp_path / "d", per_class=2)
+    detector = Detector.load(tmp_path / "m.pt")
+    paths = sorted(data.rglob("*.png"))
+    batch = torch.stack([detector.transform(Image.open(p).convert("RGB")) for p in paths])
+    with torch.no_grad():
+        expected = torch.softmax(model(batch), 1)[:, 1]
+    got = [p.p_fake for p in detector.predict(paths)]
+    assert got == pytest.approx(expected.tolist(), abs=1e-6)
+
+
+def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    config = quick_config("seed-cnn", None)
+    model = build_model(config)
+    target = tmp_path / "best.pt"
+    save_checkpoint(target, model, config, epoch=1, metrics={})
+    before = target.read_bytes()
+
+    def crash(payload, stream, *args, **kwargs):
+        stream.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        save_checkpoint(target, model, config, epoch=2, metrics={})
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]
+
+
+def test_corrupt_and_foreign_files_are_rejected(tmp_path: Path):
+    (tmp_path / "garbage.pt").write_bytes(b"\x00not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable facecheck checkpoint"):
+        read_checkpoint(tmp_path / "garbage.pt")
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="not a facecheck checkpoint"):
+        read_checkpoint(tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="model not found"):
+        read_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        read_checkpoint(tmp_path)
+
+
+def test_checkpoint_from_another_model_is_rejected(tmp_path: Path):
+    config = quick_config("seed-cnn", None)
+    save_checkpoint(tmp_path / "m.pt", build_model(config), config, epoch=1, metrics={})
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    payload["model_name"] = "mobilenet_v2"
+    torch.save(payload, tmp_path / "swapped.pt")
+    with pytest.raises(CheckpointError, match="do not fit model 'mobilenet_v2'"):
+        load_model(tmp_path / "swapped.pt")
+    payload["model_name"] = "no_such_model"
+    torch.save(payload, tmp_path / "unknown.pt")
+    with pytest.raises(CheckpointError, match="unknown model"):
+        load_model(tmp_path / "unknown.pt")
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (Path.touch, (Path(_Exploit.marker),))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_loading_never_runs_code_from_the_file(tmp_path: Path):
+    _Exploit.marker = str(tmp_path / "pwned")
+    with open(tmp_path / "evil.pt", "wb") as handle:
+        pickle.dump({"format": "facecheck-checkpoint", "payload": _Exploit()}, handle)
+    torch.save({"format": "facecheck-checkpoint", "x": _Exploit()}, tmp_path / "evil2.pt")
+    for name in ("evil.pt", "evil2.pt"):
+        with pytest.raises(CheckpointError):
+            read_checkpoint(tmp_path / name)
+    assert not (tmp_path / "pwned").exists()
