@@ -21,7 +21,7 @@ $(STAMP): requirements.txt requirements-weights.txt pyproject.toml
 
 demo: $(STAMP)
 	rm -rf $(DEMO)
-	$(VENV)/bin/facecheck train --preset seed-cnn --epochs 4 --out $(DEMO)
+	$(VENV)/bin/facecheck train --preset seed-mobilenet --epochs 3 --out $(DEMO)
 	$(VENV)/bin/facecheck evaluate --model $(DEMO)
 	d=$$($(VENV)/bin/facecheck data synthetic) && \
 	  $(VENV)/bin/facecheck predict --model $(DEMO) $$d/real/real_0000.png $$d/fake/fake_0000.png
