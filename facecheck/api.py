@@ -19,9 +19,9 @@ from facecheck.training.trainer import SPLIT_FILE, TrainResult, resolve_data_dir
 from facecheck.training.trainer import train as _train
 
 
-def load(path: str | Path, device: str = "auto") -> Detector:
-    """Load a detector from a run folder (its best.pt) or a checkpoint file."""
-    return Detector.load(path, device=device)
+def load(path: str | Path, device: str = "auto", backend: str = "torch") -> Detector:
+    """Load a detector from a run folder (its best.pt) or a checkpoint file; ``backend`` torch or onnx."""
+    return Detector.load(path, device=device, backend=backend)
 
 
 def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, quiet: bool = False) -> TrainResult:

@@ -19,6 +19,7 @@ from typing import Any
 
 from facecheck import __version__
 from facecheck.config import (
+    PRECISIONS,
     TrainConfig,
     get_preset,
     list_presets,
@@ -58,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-per-class", type=int, help="use at most N images per class")
     train.add_argument("--weights", help="pretrained backbone weights file (checked by hash)")
     train.add_argument("--device", help="auto, cpu or cuda")
+    train.add_argument("--precision", choices=PRECISIONS, help="arithmetic (default auto: bf16/AMP where native)")
+    train.add_argument(
+        "--freeze-backbone", action="store_true", default=None, help="train only the head, on cached backbone features"
+    )
+    train.add_argument("--unfreeze", type=int, metavar="N", help="after --freeze-backbone, fine-tune the last N blocks")
     train.add_argument("--out", help="run folder (default: runs/PRESET-TIMESTAMP)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
     train.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
@@ -74,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="onnx: ONNX Runtime (CPU)")
 
     predict = commands.add_parser("predict", help="score image files")
     predict.add_argument("--model", required=True, help="run folder or checkpoint file")
@@ -81,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
     predict.add_argument("--batch-size", type=int, default=32)
     predict.add_argument("--device", default="auto")
+    predict.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="onnx: ONNX Runtime (CPU)")
 
     data = commands.add_parser("data", help="data tools")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
@@ -115,6 +123,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         "batch_size": args.batch_size,
         "seed": args.seed,
         "device": args.device,
+        "freeze_backbone": args.freeze_backbone,
+        "unfreeze_blocks": args.unfreeze,
     }
     nested: dict[str, dict[str, Any]] = {
         "data": {
@@ -125,6 +135,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         },
         "optim": {"lr": args.lr},
         "model": {"weights": args.weights},
+        "compute": {"precision": args.precision},
     }
     updates: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     for section, values in nested.items():
@@ -151,7 +162,7 @@ def command_train(args: argparse.Namespace) -> int:
 def command_evaluate(args: argparse.Namespace) -> int:
     from facecheck.api import evaluate, load
 
-    detector = load(args.model, device=args.device)
+    detector = load(args.model, device=args.device, backend=args.backend)
     result = evaluate(detector, args.data, split=args.split, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(result))
@@ -172,7 +183,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
 def command_predict(args: argparse.Namespace) -> int:
     from facecheck.api import expand_inputs, load
 
-    detector = load(args.model, device=args.device)
+    detector = load(args.model, device=args.device, backend=args.backend)
     predictions = detector.predict(expand_inputs(args.paths), batch_size=args.batch_size)
     rows = [p.to_dict() for p in predictions]
     if args.format == "json":

@@ -18,6 +18,7 @@ import yaml
 
 from facecheck.errors import ConfigError
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -37,6 +38,9 @@ class DataConfig:
     # Images smaller than this on either side are skipped with a warning.
     min_image_size: int = 16
     num_workers: int = 0
+    # Decode and resize each image once into a memory-mapped uint8 cache that
+    # every epoch (and later runs) reuse; augmentations then run on tensors.
+    decode_cache: bool = True
 
 
 @dataclass
@@ -71,6 +75,17 @@ class OptimConfig:
 
 
 @dataclass
+class ComputeConfig:
+    """How the arithmetic runs; none of it changes the recipe being trained."""
+
+    # auto: bf16 autocast on CPUs with native bf16 and AMP on CUDA; fp32 otherwise.
+    precision: str = "auto"
+    channels_last: bool = True
+    # 0: one thread per available core (or OMP_NUM_THREADS when set).
+    num_threads: int = 0
+
+
+@dataclass
 class TrainConfig:
     preset: str = "custom"
     epochs: int = 15
@@ -78,10 +93,22 @@ class TrainConfig:
     eval_batch_size: int = 64
     seed: int = 0
     device: str = "auto"
+    # Train only the head on backbone features computed once (and cached).
+    freeze_backbone: bool = False
+    # After a frozen-backbone phase: fine-tune the last N backbone blocks too.
+    unfreeze_blocks: int = 0
+    unfreeze_epochs: int = 3
+    unfreeze_lr: float = 1e-4
     data: DataConfig = field(default_factory=DataConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
+
+    @property
+    def total_epochs(self) -> int:
+        extra = self.unfreeze_epochs if self.freeze_backbone and self.unfreeze_blocks > 0 else 0
+        return self.epochs + extra
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))
@@ -265,6 +292,10 @@ def validate(config: TrainConfig) -> None:
             config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:"),
             "device must be auto, cpu or cuda",
         ),
+        (config.unfreeze_blocks >= 0 and config.unfreeze_epochs >= 0, "unfreeze_blocks/unfreeze_epochs must be >= 0"),
+        (config.unfreeze_blocks == 0 or config.freeze_backbone, "unfreeze_blocks needs freeze_backbone=true"),
+        (config.unfreeze_lr > 0, "unfreeze_lr must be positive"),
+        (config.compute.num_threads >= 0, "compute.num_threads must be >= 0"),
     ]
     for ok, message in checks:
         if not ok:
@@ -272,7 +303,9 @@ def validate(config: TrainConfig) -> None:
 
 
 __all__ = [
+    "PRECISIONS",
     "PRESETS",
+    "ComputeConfig",
     "DataConfig",
     "ModelConfig",
     "OptimConfig",

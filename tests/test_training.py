@@ -8,7 +8,7 @@ import torch
 
 from facecheck.checkpoint import read_checkpoint
 from facecheck.cli import main
-from facecheck.training import trainer
+from facecheck.training import runners
 from facecheck.training.trainer import train
 
 from .conftest import quick_config, write_face_set
@@ -47,7 +47,7 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(tmp_path: Path, monk
     ]
     assert main(["train", *common, "--out", str(tmp_path / "straight")]) == 0
 
-    real_score = trainer.score_loader
+    real_score = runners.score_loader
     calls = {"n": 0}
 
     def interrupt_in_epoch_two(*args, **kwargs):
@@ -56,11 +56,11 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(tmp_path: Path, monk
             raise KeyboardInterrupt
         return real_score(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "score_loader", interrupt_in_epoch_two)
+    monkeypatch.setattr(runners, "score_loader", interrupt_in_epoch_two)
     assert main(["train", *common, "--out", str(tmp_path / "cut")]) == 130
     assert "--resume" in capsys.readouterr().err
     assert read_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
-    monkeypatch.setattr(trainer, "score_loader", real_score)
+    monkeypatch.setattr(runners, "score_loader", real_score)
 
     assert main(["train", "--out", str(tmp_path / "cut"), "--resume", "--quiet"]) == 0
     straight, resumed = _weights(tmp_path / "straight" / "last.pt"), _weights(tmp_path / "cut" / "last.pt")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torchvision import transforms as T
+from torchvision.transforms import v2
 
 from facecheck.config import PreprocessConfig
 
@@ -27,6 +28,22 @@ def train_transform(cfg: PreprocessConfig) -> T.Compose:
 def eval_transform(cfg: PreprocessConfig) -> T.Compose:
     """The same pipeline without the random steps."""
     return T.Compose([T.Resize((cfg.image_size, cfg.image_size)), T.ToTensor(), T.Normalize(cfg.mean, cfg.std)])
+
+
+def train_tensor_transform(cfg: PreprocessConfig) -> v2.Compose:
+    """The training pipeline for already resized uint8 CHW tensors (from the decode cache)."""
+    steps: list[torch.nn.Module] = []
+    if cfg.hflip_prob > 0:
+        steps.append(v2.RandomHorizontalFlip(cfg.hflip_prob))
+    if cfg.rotation_degrees > 0:
+        steps.append(v2.RandomRotation(cfg.rotation_degrees))
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(cfg.mean), list(cfg.std))]
+    return v2.Compose(steps)
+
+
+def eval_tensor_transform(cfg: PreprocessConfig) -> v2.Compose:
+    """The evaluation pipeline for already resized uint8 CHW tensors."""
+    return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(cfg.mean), list(cfg.std))])
 
 
 def input_shape(cfg: PreprocessConfig, batch: int = 1) -> torch.Size:

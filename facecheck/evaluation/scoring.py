@@ -8,10 +8,18 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from facecheck.compute import autocast, to_memory_format
+
 
 @torch.inference_mode()
 def score_loader(
-    model: nn.Module, loader: DataLoader, device: torch.device, progress: bool = False, desc: str = "scoring"
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    progress: bool = False,
+    desc: str = "scoring",
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Return ``(p_fake, labels, mean cross-entropy)`` over ``loader``."""
     model.eval()
@@ -20,8 +28,9 @@ def score_loader(
     labels: list[np.ndarray] = []
     total_loss = 0.0
     for images, targets in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
-        images, targets = images.to(device), targets.to(device)
-        logits = model(images)
+        images, targets = to_memory_format(images.to(device), channels_last), targets.to(device)
+        with autocast(device, amp_dtype):
+            logits = model(images).float()
         total_loss += float(loss_fn(logits, targets))
         probabilities.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
         labels.append(targets.cpu().numpy())

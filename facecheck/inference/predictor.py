@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +16,11 @@ from facecheck.data.images import load_image, to_rgb
 from facecheck.data.presets import eval_transform
 from facecheck.device import resolve_device
 from facecheck.errors import DataError
+from facecheck.inference.engines import BACKENDS, OnnxEngine, TorchEngine, cached_onnx_export
 from facecheck.models import FaceClassifier
 
 ImageInput = str | Path | Image.Image | np.ndarray
+Engine = Callable[[torch.Tensor], np.ndarray]
 
 
 @dataclass
@@ -41,9 +43,12 @@ class Detector:
     >>> [p.p_fake for p in detector.predict(["face.jpg"])]
     """
 
-    def __init__(self, model: FaceClassifier, checkpoint: dict[str, Any], device: str = "auto") -> None:
+    def __init__(
+        self, model: FaceClassifier, checkpoint: dict[str, Any], device: str = "auto", engine: Engine | None = None
+    ) -> None:
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        self.model = model.eval()
+        self.engine: Engine = engine or TorchEngine(model, self.device)
         self.checkpoint = checkpoint
         self.class_names: list[str] = list(checkpoint["class_names"])
         self.threshold: float = float(checkpoint.get("threshold", 0.5))
@@ -53,11 +58,22 @@ class Detector:
         self.source = "<in memory>"
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> Detector:
-        model, checkpoint = load_model(path)
-        detector = cls(model, checkpoint, device)
-        detector.source = str(resolve_checkpoint_path(path))
+    def load(cls, path: str | Path, device: str = "auto", backend: str = "torch") -> Detector:
+        """Load a run folder or checkpoint; ``backend`` is ``torch`` or ``onnx`` (ONNX Runtime, CPU)."""
+        if backend not in BACKENDS:
+            raise DataError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        checkpoint_path = resolve_checkpoint_path(path)
+        model, checkpoint = load_model(checkpoint_path)
+        engine = None
+        if backend == "onnx":
+            engine = OnnxEngine(cached_onnx_export(checkpoint_path, model, preprocess_of(checkpoint)))
+        detector = cls(model, checkpoint, device, engine)
+        detector.source = str(checkpoint_path)
         return detector
+
+    @property
+    def backend(self) -> str:
+        return self.engine.name
 
     @property
     def model_name(self) -> str:
@@ -74,11 +90,9 @@ class Detector:
             return to_rgb(Image.fromarray(item))
         raise DataError(f"cannot predict on an object of type {type(item).__name__}")
 
-    @torch.inference_mode()
     def predict_tensor(self, batch: torch.Tensor) -> np.ndarray:
         """``p_fake`` of an already preprocessed ``(B, 3, H, W)`` batch."""
-        logits = self.model(batch.to(self.device))
-        return torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
+        return self.engine(batch)
 
     def predict(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 32) -> list[Prediction]:
         """Predict each image; an unreadable one gets ``error`` set and never stops the batch."""

@@ -16,13 +16,23 @@ class FaceClassifier(nn.Module):
 
     num_classes = 2
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, feature_dim: int, cam_layer: nn.Module) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        feature_dim: int,
+        cam_layer: nn.Module,
+        blocks: list[nn.Module] | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.feature_dim = feature_dim
         # The last spatial layer: where class-activation maps are taken.
         self.cam_layer = cam_layer
+        # The backbone's stages in input-to-output order, for unfreezing the last N.
+        # A plain tuple, so the modules are not registered twice.
+        self.blocks: tuple[nn.Module, ...] = tuple(blocks) if blocks is not None else (backbone,)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, feature_dim)`` features of ``images``."""

@@ -34,4 +34,6 @@ def mobilenet_v2(
         nn.Dropout(dropout),
         nn.Linear(hidden_dim, FaceClassifier.num_classes),
     )
-    return FaceClassifier(backbone, head, feature_dim=feature_dim, cam_layer=network.features[-1])
+    return FaceClassifier(
+        backbone, head, feature_dim=feature_dim, cam_layer=network.features[-1], blocks=list(network.features)
+    )

@@ -42,4 +42,6 @@ def seed_cnn(image_size: int = 256, hidden_dim: int = 128, dropout: float = 0.0,
         nn.Linear(hidden_dim, FaceClassifier.num_classes),
     )
     # Not in-place before cam_layer, so Grad-CAM hooks see an intact activation.
-    return FaceClassifier(backbone, head, feature_dim=64 * side * side, cam_layer=backbone[6])
+    return FaceClassifier(
+        backbone, head, feature_dim=64 * side * side, cam_layer=backbone[6], blocks=[backbone[0:4], backbone[4:9]]
+    )

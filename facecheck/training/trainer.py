@@ -18,21 +18,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from facecheck.checkpoint import BEST, LAST, build_model, read_checkpoint, save_checkpoint
+from facecheck.compute import configure_threads, resolve_precision, to_memory_format
 from facecheck.config import TrainConfig, save_config, validate
 from facecheck.data.dataset import ImageDataset, scan_readable
 from facecheck.data.discovery import ImageRecord, count_by_class, discover, limit_per_class
-from facecheck.data.presets import eval_transform, train_transform
+from facecheck.data.presets import eval_transform
 from facecheck.data.splits import make_split, read_split, write_split
 from facecheck.data.synthetic import make_synthetic_dataset
 from facecheck.device import resolve_device
 from facecheck.errors import DataError, FacecheckError
 from facecheck.evaluation.metrics import classification_metrics
 from facecheck.evaluation.scoring import score_loader
+from facecheck.training.datasets import RunDatasets
+from facecheck.training.runners import ImageRunner, plan_phases, set_trainable
 
 CONFIG_FILE = "config.yaml"
 SPLIT_FILE = "split.csv"
@@ -164,111 +166,111 @@ def train(
         split = prepared.split
     save_config(config, run_dir / CONFIG_FILE)
 
+    threads = configure_threads(config.compute.num_threads) if device.type == "cpu" else 0
+    amp_dtype = resolve_precision(config.compute.precision, device)
+    log(
+        f"compute: {device}{f', {threads} threads' if threads else ''}, "
+        f"{'float32' if amp_dtype is None else str(amp_dtype).removeprefix('torch.') + ' autocast'}, "
+        f"{'channels-last' if config.compute.channels_last else 'contiguous'} tensors"
+    )
+
     # Seeded so the new layers start the same in every run of this seed.
     # Pretrained weights are only needed for a fresh start; a resumed model gets its trained weights below.
     torch.manual_seed(config.seed)
     model = build_model(config, pretrained=config.model.pretrained and not resume).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.optim.step_size, gamma=config.optim.gamma)
-    start_epoch, best_score, best_epoch = 1, float("-inf"), 0
+    model = to_memory_format(model, config.compute.channels_last)
+    start_epoch, best_score, best_epoch, saved_state = 1, float("-inf"), 0, None
     if resume:
         state = read_checkpoint(run_dir / LAST)
         model.load_state_dict(state["state_dict"])
-        train_state = state["train_state"]
-        optimizer.load_state_dict(train_state["optimizer"])
-        scheduler.load_state_dict(train_state["scheduler"])
+        saved_state = state["train_state"]
         start_epoch = int(state["epoch"]) + 1
-        best_score, best_epoch = float(train_state["best_score"]), int(train_state["best_epoch"])
+        best_score, best_epoch = float(saved_state["best_score"]), int(saved_state["best_epoch"])
     history = _read_history(run_dir, keep_through=start_epoch - 1)
 
-    train_set = ImageDataset(split["train"], train_transform(config.preprocess), config.data.min_image_size)
     monitor_name = "val" if split["val"] else "test"
-    monitor_set = ImageDataset(split[monitor_name], eval_transform(config.preprocess), config.data.min_image_size)
     if monitor_name == "test":
         log(
             "NOTE: no validation split (data.val_fraction=0): per-epoch metrics are on the test split, "
             "and best.pt is simply the last epoch so that no choice is made on test data"
         )
-    monitor_loader = DataLoader(monitor_set, batch_size=config.eval_batch_size, num_workers=config.data.num_workers)
-    loss_fn = nn.CrossEntropyLoss()
+    datasets = RunDatasets(config, split, monitor_name, progress)
+    if start_epoch > config.total_epochs:
+        log(f"all {config.total_epochs} epochs are already done")
 
-    if start_epoch > config.epochs:
-        log(f"all {config.epochs} epochs are already done")
-    for epoch in range(start_epoch, config.epochs + 1):
-        generator = seed_epoch(config.seed, epoch)
-        loader = DataLoader(
-            train_set,
-            batch_size=config.batch_size,
-            shuffle=True,
-            generator=generator,
-            num_workers=config.data.num_workers,
+    for phase in plan_phases(config):
+        if phase.last_epoch < start_epoch:
+            continue
+        parameters = set_trainable(model, phase)
+        optimizer = torch.optim.Adam(parameters, lr=phase.lr, weight_decay=config.optim.weight_decay)
+        scheduler = torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=config.optim.step_size, gamma=config.optim.gamma
         )
-        lr = optimizer.param_groups[0]["lr"]
-        model.train()
-        started = time.perf_counter()
-        seen, loss_sum = 0, 0.0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=not progress, leave=False)
-        for images, targets in bar:
-            images, targets = images.to(device), targets.to(device)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(images), targets)
-            if not torch.isfinite(loss):
-                raise FacecheckError(f"training diverged at epoch {epoch} (loss {loss.item()}); try a lower optim.lr")
-            loss.backward()
-            optimizer.step()
-            seen += len(targets)
-            loss_sum += loss.item() * len(targets)
-            elapsed = time.perf_counter() - started
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{seen / elapsed:.1f}")
-        train_seconds = time.perf_counter() - started
-        scheduler.step()
+        if saved_state is not None and saved_state.get("phase", "full") == phase.name:
+            optimizer.load_state_dict(saved_state["optimizer"])
+            scheduler.load_state_dict(saved_state["scheduler"])
+        if phase.name == "head":
+            runner = datasets.feature_runner(model, device, amp_dtype)
+            log(f"phase head: training the head on cached {config.model.name} features")
+        else:
+            runner = ImageRunner(datasets.train(), datasets.monitor(), config, device, amp_dtype, progress)
+            if phase.name == "unfreeze":
+                log(f"phase unfreeze: fine-tuning the last {phase.trainable_blocks} backbone blocks, lr {phase.lr}")
 
-        p_fake, labels, monitor_loss = score_loader(
-            model, monitor_loader, device, progress, desc=f"{monitor_name} {epoch}"
-        )
-        scores = classification_metrics(labels, p_fake)
-        row = {
-            "epoch": epoch,
-            "lr": lr,
-            "train_loss": loss_sum / max(seen, 1),
-            "eval_split": monitor_name,
-            "val_loss": monitor_loss,
-            "val_accuracy": scores["accuracy"],
-            "val_roc_auc": scores["roc_auc"],
-            "train_images_per_s": seen / train_seconds,
-            "epoch_seconds": time.perf_counter() - started,
-            "peak_rss_mb": peak_rss_mb(),
-        }
-        history.append(row)
-        with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row) + "\n")
-        auc = "n/a" if row["val_roc_auc"] is None else f"{row['val_roc_auc']:.4f}"
-        log(
-            f"epoch {epoch:>3}/{config.epochs}  train_loss {row['train_loss']:.4f}  "
-            f"{monitor_name}_loss {monitor_loss:.4f}  {monitor_name}_acc {scores['accuracy']:.4f}  "
-            f"{monitor_name}_auc {auc}  "
-            f"{row['train_images_per_s']:.1f} img/s  {row['epoch_seconds']:.0f}s"
-        )
+        for epoch in range(max(start_epoch, phase.first_epoch), phase.last_epoch + 1):
+            epoch_started = time.perf_counter()
+            generator = seed_epoch(config.seed, epoch)
+            lr = optimizer.param_groups[0]["lr"]
+            stats = runner.train_epoch(model, phase, optimizer, generator, f"epoch {epoch}/{config.total_epochs}")
+            scheduler.step()
+            p_fake, labels, monitor_loss = runner.score(model, f"{monitor_name} {epoch}")
+            scores = classification_metrics(labels, p_fake)
+            row = {
+                "epoch": epoch,
+                "phase": phase.name,
+                "lr": lr,
+                "train_loss": stats.loss_sum / max(stats.seen, 1),
+                "eval_split": monitor_name,
+                "val_loss": monitor_loss,
+                "val_accuracy": scores["accuracy"],
+                "val_roc_auc": scores["roc_auc"],
+                "train_images_per_s": stats.seen / max(stats.seconds, 1e-9),
+                "epoch_seconds": time.perf_counter() - epoch_started,
+                "peak_rss_mb": peak_rss_mb(),
+            }
+            history.append(row)
+            with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row) + "\n")
+            auc = "n/a" if row["val_roc_auc"] is None else f"{row['val_roc_auc']:.4f}"
+            log(
+                f"epoch {epoch:>3}/{config.total_epochs}  train_loss {row['train_loss']:.4f}  "
+                f"{monitor_name}_loss {monitor_loss:.4f}  {monitor_name}_acc {scores['accuracy']:.4f}  "
+                f"{monitor_name}_auc {auc}  "
+                f"{row['train_images_per_s']:.1f} img/s  {row['epoch_seconds']:.0f}s"
+            )
 
-        # Select on validation AUC (then loss); without a validation split, keep the last epoch.
-        score = epoch if monitor_name == "test" else (scores["roc_auc"] or 0.0) - 1e-6 * monitor_loss
-        epoch_metrics = {f"{monitor_name}_{k}": v for k, v in scores.items()} | {f"{monitor_name}_loss": monitor_loss}
-        if score > best_score:
-            best_score, best_epoch = score, epoch
-            save_checkpoint(run_dir / BEST, model, config, epoch=epoch, metrics=epoch_metrics)
-        save_checkpoint(
-            run_dir / LAST,
-            model,
-            config,
-            epoch=epoch,
-            metrics=epoch_metrics,
-            train_state={
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "best_score": best_score,
-                "best_epoch": best_epoch,
-            },
-        )
+            # Select on validation AUC (then loss); without a validation split, keep the last epoch.
+            score = epoch if monitor_name == "test" else (scores["roc_auc"] or 0.0) - 1e-6 * monitor_loss
+            epoch_metrics = {f"{monitor_name}_{k}": v for k, v in scores.items()} | {
+                f"{monitor_name}_loss": monitor_loss
+            }
+            if score > best_score:
+                best_score, best_epoch = score, epoch
+                save_checkpoint(run_dir / BEST, model, config, epoch=epoch, metrics=epoch_metrics)
+            save_checkpoint(
+                run_dir / LAST,
+                model,
+                config,
+                epoch=epoch,
+                metrics=epoch_metrics,
+                train_state={
+                    "phase": phase.name,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "best_score": best_score,
+                    "best_epoch": best_epoch,
+                },
+            )
 
     test_metrics = _evaluate_best(run_dir, split["test"], config, device, progress)
     summary = {
@@ -279,6 +281,8 @@ def train(
         "peak_rss_mb": peak_rss_mb(),
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
+        "precision": "float32" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
+        "channels_last": config.compute.channels_last,
     }
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     auc = "n/a" if test_metrics["roc_auc"] is None else f"{test_metrics['roc_auc']:.4f}"
@@ -294,14 +298,18 @@ def _evaluate_best(
 ) -> dict[str, Any]:
     if not test_records:
         raise DataError("the test split is empty")
+    # Scored as `facecheck evaluate` would: the PIL pipeline of inference, in float32.
     model = build_model(config, pretrained=False).to(device)
     model.load_state_dict(read_checkpoint(run_dir / BEST)["state_dict"])
+    model = to_memory_format(model, config.compute.channels_last)
     loader = DataLoader(
         ImageDataset(test_records, eval_transform(config.preprocess), config.data.min_image_size),
         batch_size=config.eval_batch_size,
         num_workers=config.data.num_workers,
     )
-    p_fake, labels, loss = score_loader(model, loader, device, progress, desc="test")
+    p_fake, labels, loss = score_loader(
+        model, loader, device, progress, desc="test", channels_last=config.compute.channels_last
+    )
     return classification_metrics(labels, p_fake) | {"loss": loss}
 
 

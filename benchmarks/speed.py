@@ -1,0 +1,481 @@
+"""Speed benchmark: facecheck's training and inference against the report's naive pipeline, in one run.
+
+    python benchmarks/speed.py                       # full run on ../shared/data/ffhq-stylegan
+    python benchmarks/speed.py --quick               # small sample, about a minute: a smoke check
+    python benchmarks/speed.py --epochs 2 --max-per-class 400 --out benchmarks/results
+
+Every variant runs in its own process (so its peak memory is its own), one
+after another on the same machine, on the same split of the same images.
+Results go to ``OUT/speed.json`` and ``OUT/speed.md`` with a description of
+the machine; the ratios (facecheck / naive) are printed at the end.
+
+Training variants (same split, same number of epochs, test accuracy after them):
+  *-naive      the report's pipeline: PIL decode and transforms every epoch, float32, contiguous tensors
+  *-facecheck  facecheck's trainer: decode cache, tensor augmentations, bf16 autocast where the CPU has
+               native bf16, channels-last
+  mobilenet-frozen  --freeze-backbone: features computed once (timed apart), then 15 head-only epochs
+Inference variants (MobileNetV2 at 256x256, batch-32 throughput and batch-1 latency):
+  eager-fp32 (baseline), channels-last, channels-last-bf16, torchscript-frozen, torch-compile,
+  onnxruntime, openvino; each with the largest probability difference to eager-fp32 on real images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ffhq-stylegan"
+TRAIN_VARIANTS = ["cnn-naive", "cnn-facecheck", "mobilenet-naive", "mobilenet-facecheck", "mobilenet-frozen"]
+INFER_VARIANTS = [
+    "eager-fp32",
+    "channels-last",
+    "channels-last-bf16",
+    "torchscript-frozen",
+    "torch-compile",
+    "onnxruntime",
+    "openvino",
+]
+PRESET_OF = {"cnn": "seed-cnn", "mobilenet": "seed-mobilenet"}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    from facecheck.compute import cpu_has_native_bf16
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        memory_gib = None
+    return {
+        "cpu": cpu,
+        "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_gib": round(memory_gib, 1) if memory_gib else None,
+        "native_bf16": cpu_has_native_bf16(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "os": platform.platform(),
+        "load_average_at_start": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+# ---------------------------------------------------------------- one variant (runs in a child process)
+
+
+def base_config(preset: str, args: argparse.Namespace):
+    from facecheck.config import get_preset, merge
+
+    return merge(
+        get_preset(preset),
+        {
+            "epochs": args.epochs,
+            "seed": 0,
+            # The naive pipeline has no validation split: both train on the same 70%.
+            "data": {"data_dir": str(args.data), "val_fraction": 0.0, "max_per_class": args.max_per_class},
+            "compute": {"num_threads": args.threads},
+        },
+    )
+
+
+def run_facecheck_training(variant: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from facecheck.config import merge
+    from facecheck.training.trainer import train
+
+    model_kind, mode = variant.split("-", 1)
+    config = base_config(PRESET_OF[model_kind], args)
+    if mode == "frozen":
+        config = merge(config, {"freeze_backbone": True, "epochs": 15})
+    started = time.perf_counter()
+    result = train(config, work / "run", quiet=True)
+    wall = time.perf_counter() - started
+    rows = result.history
+    epoch_seconds = [row["epoch_seconds"] for row in rows]
+    train_ips = [row["train_images_per_s"] for row in rows]
+    with open(work / "run" / "split.csv", newline="") as handle:
+        n_train = sum(row["split"] == "train" for row in csv.DictReader(handle))
+    epoch_train_seconds = [n_train / ips for ips in train_ips]
+    out = {
+        "variant": variant,
+        "epochs": len(rows),
+        "train_images": n_train,
+        "train_images_per_s": statistics.mean(train_ips),
+        "epoch_train_seconds": statistics.mean(epoch_train_seconds),
+        "all_epochs_seconds": sum(epoch_seconds),
+        "wall_seconds": wall,
+        "test_accuracy": result.test_metrics["accuracy"],
+        "test_roc_auc": result.test_metrics["roc_auc"],
+    }
+    # Set-up: discovery, image checks, decode cache (and for frozen runs the feature extraction), final test.
+    out["setup_seconds"] = wall - sum(epoch_seconds)
+    if mode == "frozen":
+        out["head_epochs_seconds"] = sum(epoch_seconds)
+    return out
+
+
+def run_naive_training(variant: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """The report's loop: ImageFolder-style PIL loading and transforms every epoch, float32, contiguous."""
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader
+
+    from facecheck.checkpoint import build_model
+    from facecheck.data.dataset import ImageDataset
+    from facecheck.data.presets import eval_transform, train_transform
+    from facecheck.evaluation.metrics import classification_metrics
+    from facecheck.evaluation.scoring import score_loader
+    from facecheck.training.trainer import prepare_data
+
+    config = base_config(PRESET_OF[variant.split("-")[0]], args)
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    split = prepare_data(config, lambda message: None, progress=False).split  # the split facecheck would make
+    torch.manual_seed(0)
+    model = build_model(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.optim.step_size, config.optim.gamma)
+    loader = DataLoader(
+        ImageDataset(split["train"], train_transform(config.preprocess)), batch_size=config.batch_size, shuffle=True
+    )
+    loss_fn = nn.CrossEntropyLoss()
+    epoch_seconds = []
+    started_all = time.perf_counter()
+    for _epoch in range(config.epochs):
+        model.train()
+        started = time.perf_counter()
+        for images, targets in loader:
+            optimizer.zero_grad()
+            loss = loss_fn(model(images), targets)
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        epoch_seconds.append(time.perf_counter() - started)
+    test_loader = DataLoader(ImageDataset(split["test"], eval_transform(config.preprocess)), batch_size=64)
+    p_fake, labels, _ = score_loader(model, test_loader, torch.device("cpu"))
+    metrics = classification_metrics(labels, p_fake)
+    n_train = len(split["train"])
+    return {
+        "variant": variant,
+        "epochs": config.epochs,
+        "train_images": n_train,
+        "train_images_per_s": n_train / statistics.mean(epoch_seconds),
+        "epoch_train_seconds": statistics.mean(epoch_seconds),
+        "all_epochs_seconds": sum(epoch_seconds),
+        "wall_seconds": time.perf_counter() - started_all,
+        "test_accuracy": metrics["accuracy"],
+        "test_roc_auc": metrics["roc_auc"],
+    }
+
+
+def timed(run, batch, repeats: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        run(batch)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run(batch)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def run_inference(variant: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from facecheck.checkpoint import build_model
+    from facecheck.compute import configure_threads
+    from facecheck.config import get_preset
+    from facecheck.data.discovery import discover, limit_per_class
+    from facecheck.data.images import load_image
+    from facecheck.data.presets import eval_transform
+
+    threads = configure_threads(args.threads)
+    config = get_preset("seed-mobilenet")
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    transform = eval_transform(config.preprocess)
+    records = limit_per_class(discover(args.data), 16)
+    batch32 = torch.stack([transform(load_image(r.path)) for r in records[:32]])
+    batch1 = batch32[:1]
+    with torch.inference_mode():
+        reference = torch.softmax(model(batch32), 1)[:, 1].numpy()
+
+    setup_seconds = 0.0
+    started = time.perf_counter()
+    if variant in ("eager-fp32", "channels-last", "channels-last-bf16"):
+        use_cl = variant != "eager-fp32"
+        net = model.to(memory_format=torch.channels_last) if use_cl else model
+        dtype = torch.bfloat16 if variant.endswith("bf16") else None
+
+        def run(x):
+            with (
+                torch.inference_mode(),
+                torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None),
+            ):
+                x = x.contiguous(memory_format=torch.channels_last) if use_cl else x
+                return torch.softmax(net(x).float(), 1)[:, 1].numpy()
+
+    elif variant == "torchscript-frozen":
+        with torch.inference_mode():
+            traced = torch.jit.trace(model, batch1)
+        scripted = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+
+        def run(x):
+            with torch.inference_mode():
+                return torch.softmax(scripted(x), 1)[:, 1].numpy()
+
+    elif variant == "torch-compile":
+        compiled = torch.compile(model, dynamic=True)
+
+        def run(x):
+            with torch.inference_mode():
+                return torch.softmax(compiled(x), 1)[:, 1].numpy()
+
+        run(batch1)
+        run(batch32)
+    elif variant in ("onnxruntime", "openvino"):
+        from facecheck.inference.export import export_onnx
+
+        onnx_path = export_onnx(model, config.preprocess, work / "model.onnx")
+        if variant == "onnxruntime":
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+            name = session.get_inputs()[0].name
+
+            def run(x):
+                logits = session.run(None, {name: x.numpy()})[0]
+                e = np.exp(logits - logits.max(1, keepdims=True))
+                return (e / e.sum(1, keepdims=True))[:, 1]
+
+        else:
+            import openvino as ov
+
+            core = ov.Core()
+            compiled_model = core.compile_model(
+                core.read_model(str(onnx_path)), "CPU", {"INFERENCE_NUM_THREADS": threads}
+            )
+            request = compiled_model.create_infer_request()
+
+            def run(x):
+                logits = request.infer({0: x.numpy()})[compiled_model.output(0)]
+                e = np.exp(logits - logits.max(1, keepdims=True))
+                return (e / e.sum(1, keepdims=True))[:, 1]
+
+    else:
+        raise SystemExit(f"unknown variant {variant}")
+    setup_seconds = time.perf_counter() - started
+
+    difference = float(np.abs(np.asarray(run(batch32)) - reference).max())
+    repeats32, repeats1 = (2, 10) if args.quick else (6, 40)
+    throughput_times = timed(run, batch32, repeats32, warmup=1)
+    latency_times = timed(run, batch1, repeats1, warmup=3)
+    return {
+        "variant": variant,
+        "threads": threads,
+        "batch32_images_per_s": 32 * repeats32 / sum(throughput_times),
+        "batch1_latency_ms_median": 1000 * statistics.median(latency_times),
+        "batch1_latency_ms_p90": 1000 * float(np.percentile(latency_times, 90)),
+        "max_abs_p_fake_difference": difference,
+        "setup_seconds": setup_seconds,
+    }
+
+
+def run_variant(variant: str, args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="facecheck-bench-") as tmp:
+        work = Path(tmp)
+        if variant in INFER_VARIANTS:
+            result = run_inference(variant, args, work)
+        elif variant.endswith("-naive"):
+            result = run_naive_training(variant, args, work)
+        else:
+            result = run_facecheck_training(variant, args, work)
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+# ---------------------------------------------------------------- orchestration
+
+
+def child_command(variant: str, args: argparse.Namespace, result_file: Path) -> list[str]:
+    command = [sys.executable, __file__, "--variant", variant, "--result-file", str(result_file)]
+    command += ["--data", str(args.data), "--epochs", str(args.epochs), "--threads", str(args.threads)]
+    if args.max_per_class:
+        command += ["--max-per-class", str(args.max_per_class)]
+    if args.quick:
+        command.append("--quick")
+    return command
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m, settings = report["machine"], report["settings"]
+    lines = [
+        "# facecheck speed benchmark",
+        "",
+        f"Machine: {m['cpu']}, {m['cores_available']} cores, {m['memory_gib']} GiB, native bf16: {m['native_bf16']}, "
+        f"CUDA: {m['cuda']}; Python {m['python']}, torch {m['torch']}; load average at start "
+        f"{', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}; {m['date']}.",
+        f"Data: `{settings['data']}`, {settings['max_per_class'] or 'all'} images per class, "
+        f"{settings['epochs']} epochs, 70/30 split (seed 0), threads: {settings['threads'] or 'all'}.",
+        "",
+    ]
+    train = [r for r in report["results"] if "train_images_per_s" in r]
+    if train:
+        lines += [
+            "| training variant | images/s | s per epoch (training) | setup s | test accuracy | test ROC AUC "
+            "| peak RSS MB |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in train:
+            auc = "n/a" if r.get("test_roc_auc") is None else f"{r['test_roc_auc']:.4f}"
+            lines.append(
+                f"| {r['variant']} ({r['epochs']} ep) | {r['train_images_per_s']:.1f} | "
+                f"{r['epoch_train_seconds']:.1f} | {r.get('setup_seconds', 0):.1f} | {r['test_accuracy']:.4f} | {auc} | {r['peak_rss_mb']:.0f} |"
+            )
+        lines.append("")
+    infer = [r for r in report["results"] if "batch32_images_per_s" in r]
+    if infer:
+        lines += [
+            "| inference (MobileNetV2, 256x256) | batch 32 images/s | batch 1 median ms | batch 1 p90 ms | "
+            "max abs p_fake diff vs eager | setup s | peak RSS MB |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in infer:
+            lines.append(
+                f"| {r['variant']} | {r['batch32_images_per_s']:.1f} | {r['batch1_latency_ms_median']:.2f} | "
+                f"{r['batch1_latency_ms_p90']:.2f} | {r['max_abs_p_fake_difference']:.2e} | {r['setup_seconds']:.1f} | "
+                f"{r['peak_rss_mb']:.0f} |"
+            )
+        lines.append("")
+    failed = [r for r in report["results"] if "error" in r]
+    for r in failed:
+        lines.append(f"- {r['variant']} failed: {r['error']}")
+    lines += ["## Ratios", ""] + [f"- {k}: {v}" for k, v in report["ratios"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def ratios(results: list[dict[str, Any]]) -> dict[str, str]:
+    by = {r["variant"]: r for r in results if "error" not in r}
+    out: dict[str, str] = {}
+    for kind in ("cnn", "mobilenet"):
+        fast, naive = by.get(f"{kind}-facecheck"), by.get(f"{kind}-naive")
+        if fast and naive:
+            out[f"{kind} training images/s, facecheck / naive"] = (
+                f"{fast['train_images_per_s'] / naive['train_images_per_s']:.2f}x "
+                f"(test accuracy {fast['test_accuracy']:.4f} vs {naive['test_accuracy']:.4f})"
+            )
+    frozen = by.get("mobilenet-frozen")
+    if frozen:
+        out["mobilenet frozen backbone, 15 head epochs"] = (
+            f"{frozen['head_epochs_seconds']:.1f} s after a {frozen['setup_seconds']:.1f} s feature/decode set-up "
+            f"(test accuracy {frozen['test_accuracy']:.4f})"
+        )
+    eager = by.get("eager-fp32")
+    torch_paths = [by[v] for v in ("channels-last", "channels-last-bf16", "torchscript-frozen") if v in by]
+    runtimes = [by[v] for v in ("onnxruntime", "openvino") if v in by]
+    if eager and torch_paths:
+        best = max(torch_paths, key=lambda r: r["batch32_images_per_s"])
+        out["best facecheck PyTorch path (batch 32)"] = (
+            f"{best['variant']}: {best['batch32_images_per_s'] / eager['batch32_images_per_s']:.2f}x eager"
+        )
+        if runtimes:
+            top = max(runtimes, key=lambda r: r["batch32_images_per_s"])
+            out["best runtime (batch 32)"] = (
+                f"{top['variant']}: {top['batch32_images_per_s'] / eager['batch32_images_per_s']:.2f}x eager; "
+                f"best PyTorch path is {best['batch32_images_per_s'] / top['batch32_images_per_s']:.2f}x of it"
+            )
+        fastest1 = min([*torch_paths, *runtimes], key=lambda r: r["batch1_latency_ms_median"])
+        out["lowest batch-1 latency"] = f"{fastest1['variant']}: {fastest1['batch1_latency_ms_median']:.2f} ms"
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--quick", action="store_true", help="16 images per class, 1 epoch, fewer repeats")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--max-per-class", type=int)
+    parser.add_argument("--threads", type=int, default=0, help="0: all available cores")
+    parser.add_argument("--only", choices=("train", "infer"), help="run one half of the benchmark")
+    parser.add_argument("--variants", help="comma-separated subset of variants")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.epochs, args.max_per_class = 1, args.max_per_class or 16
+
+    if args.variant:
+        result = run_variant(args.variant, args)
+        args.result_file.write_text(json.dumps(result))
+        return 0
+
+    if not args.data.is_dir():
+        print(f"speed benchmark: data folder {args.data} is absent; pass --data DIR (real/ and fake/ inside)")
+        return 2
+    variants = (TRAIN_VARIANTS if args.only != "infer" else []) + (INFER_VARIANTS if args.only != "train" else [])
+    if args.quick:
+        variants = [v for v in variants if v != "torch-compile"]  # its compile alone takes minutes
+    if args.variants:
+        variants = [v for v in args.variants.split(",") if v]
+    args.out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("FACECHECK_CACHE_DIR", tempfile.mkdtemp(prefix="facecheck-bench-cache-"))
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "settings": {
+            "data": str(args.data),
+            "epochs": args.epochs,
+            "max_per_class": args.max_per_class,
+            "threads": args.threads,
+            "quick": args.quick,
+        },
+        "results": [],
+    }
+    for variant in variants:
+        print(f"-- {variant} ...", flush=True)
+        with tempfile.NamedTemporaryFile(suffix=".json") as handle:
+            done = subprocess.run(child_command(variant, args, Path(handle.name)), capture_output=True, text=True)
+            if done.returncode == 0:
+                result = json.loads(Path(handle.name).read_text())
+            else:
+                tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                result = {"variant": variant, "error": tail[:300]}
+        report["results"].append(result)
+        print(
+            "   " + json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}), flush=True
+        )
+    report["ratios"] = ratios(report["results"])
+    (args.out / "speed.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "speed.md").write_text(markdown(report))
+    print()
+    print(markdown(report))
+    return 1 if any("error" in r for r in report["results"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
