@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   := runs/demo
 
-.PHONY: venv demo test lint format clean
+.PHONY: venv demo test lint format bench bench-quick clean
 
 venv: $(STAMP)
 
@@ -27,16 +27,25 @@ demo: $(STAMP)
 	  $(VENV)/bin/facecheck predict --model $(DEMO) $$d/real/real_0000.png $$d/fake/fake_0000.png
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check facecheck tests
-	$(VENV)/bin/ruff format --check facecheck tests
+	$(VENV)/bin/ruff check facecheck tests benchmarks
+	$(VENV)/bin/ruff format --check facecheck tests benchmarks
 	$(PY) -m pytest
 
+# Speed benchmark on ../shared/data/ffhq-stylegan (see benchmarks/README.md).
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	$(PY) benchmarks/speed.py --out benchmarks/results
+
+bench-quick: $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	$(PY) benchmarks/speed.py --quick --out benchmarks/results-quick
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check facecheck tests
+	$(VENV)/bin/ruff check facecheck tests benchmarks
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format facecheck tests
-	$(VENV)/bin/ruff check --fix facecheck tests
+	$(VENV)/bin/ruff format facecheck tests benchmarks
+	$(VENV)/bin/ruff check --fix facecheck tests benchmarks
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -355,7 +355,8 @@ def markdown(report: dict[str, Any]) -> str:
             auc = "n/a" if r.get("test_roc_auc") is None else f"{r['test_roc_auc']:.4f}"
             lines.append(
                 f"| {r['variant']} ({r['epochs']} ep) | {r['train_images_per_s']:.1f} | "
-                f"{r['epoch_train_seconds']:.1f} | {r.get('setup_seconds', 0):.1f} | {r['test_accuracy']:.4f} | {auc} | {r['peak_rss_mb']:.0f} |"
+                f"{r['epoch_train_seconds']:.1f} | {r.get('setup_seconds', 0):.1f} | "
+                f"{r['test_accuracy']:.4f} | {auc} | {r['peak_rss_mb']:.0f} |"
             )
         lines.append("")
     infer = [r for r in report["results"] if "batch32_images_per_s" in r]

@@ -13,7 +13,7 @@ from facecheck.data.discovery import CLASS_NAMES, ImageRecord, discover, iter_im
 from facecheck.data.images import is_image_path
 from facecheck.data.splits import read_split
 from facecheck.errors import DataError
-from facecheck.evaluation.metrics import classification_metrics
+from facecheck.evaluation.metrics import full_metrics
 from facecheck.inference.predictor import Detector, Prediction
 from facecheck.training.trainer import SPLIT_FILE, TrainResult, resolve_data_dir
 from facecheck.training.trainer import train as _train
@@ -85,7 +85,7 @@ def evaluate(
         raise DataError(f"none of the {len(records)} images in {source} could be read")
     labels = np.array([r.label for r, _ in scored])
     p_fake = np.array([p.p_fake for _, p in scored])
-    result = classification_metrics(labels, p_fake, detector.threshold)
+    result = full_metrics(labels, p_fake, detector.threshold)
     result["data"] = source
     result["model"] = detector.source
     result["class_names"] = list(CLASS_NAMES)

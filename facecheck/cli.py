@@ -169,9 +169,16 @@ def command_evaluate(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"model: {result['model']}\ndata:  {result['data']}")
     print(f"images: {result['n']} (real {result['n_real']}, fake {result['n_fake']})  threshold {result['threshold']}")
-    for key in ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc"):
-        value = result[key]
-        print(f"  {key:<18} {'n/a' if value is None else f'{value:.4f}'}")
+    intervals = {"accuracy": result.get("accuracy_ci95"), "roc_auc": result.get("roc_auc_ci95")}
+    for key in (
+        "accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
+        "eer", "tpr_at_fpr_1pct", "tpr_at_fpr_5pct", "log_loss", "brier", "ece",
+    ):  # fmt: skip
+        value = result.get(key)
+        shown = "n/a" if value is None else f"{value:.4f}"
+        if intervals.get(key):
+            shown += f"  (95% CI {intervals[key][0]:.4f}-{intervals[key][1]:.4f})"
+        print(f"  {key:<18} {shown}")
     (tn, fp), (fn, tp) = result["confusion_matrix"]
     print("  confusion matrix   predicted real  predicted fake")
     print(f"    true real        {tn:>14}  {fp:>14}\n    true fake        {fn:>14}  {tp:>14}")

@@ -42,6 +42,8 @@ def test_train_evaluate_predict_round_trip(tmp_path: Path, capsys, preset: str):
     assert code == 0, err
     metrics = json.loads(out)
     required = {"accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix", "n"}
+    required |= {"average_precision", "eer", "eer_threshold", "tpr_at_fpr_1pct", "tpr_at_fpr_5pct", "log_loss"}
+    required |= {"brier", "ece", "accuracy_ci95", "roc_auc_ci95"}
     assert required <= set(metrics)
     assert metrics["n"] == 8  # the training folder: only its test split is scored
     assert "test split" in metrics["data"]

@@ -46,3 +46,48 @@ def test_rejects_mismatched_inputs():
         classification_metrics(np.array([0, 1]), np.array([0.5]))
     with pytest.raises(ValueError):
         classification_metrics(np.array([]), np.array([]))
+
+
+def test_ranking_metrics_match_hand_computed_values():
+    from facecheck.evaluation.metrics import ranking_metrics
+
+    # reals 0.1 0.4 0.35 0.8; fakes 0.9 0.65 0.7 0.2
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    p_fake = np.array([0.1, 0.4, 0.35, 0.8, 0.9, 0.65, 0.7, 0.2])
+    m = ranking_metrics(labels, p_fake)
+    # AP: ranked 0.9(F) 0.8(R) 0.7(F) 0.65(F) 0.4 0.35 0.2(F) 0.1 -> precision at each fake: 1, 2/3, 3/4, 4/7
+    assert m["average_precision"] == pytest.approx((1 + 2 / 3 + 3 / 4 + 4 / 7) / 4)
+    # At threshold 0.65: FPR = 1/4 (0.8), FNR = 1/4 (0.2 missed) -> EER 0.25
+    assert m["eer"] == pytest.approx(0.25)
+    assert m["eer_threshold"] == pytest.approx(0.65)
+    # FPR 0 allows threshold 0.9 only -> TPR 1/4; FPR <= 5% is the same here
+    assert m["tpr_at_fpr_1pct"] == pytest.approx(0.25)
+    assert m["tpr_at_fpr_5pct"] == pytest.approx(0.25)
+    # Brier: mean squared error of p_fake
+    expected_brier = np.mean((p_fake - labels) ** 2)
+    assert m["brier"] == pytest.approx(expected_brier)
+    expected_log_loss = -np.mean(labels * np.log(p_fake) + (1 - labels) * np.log(1 - p_fake))
+    assert m["log_loss"] == pytest.approx(expected_log_loss)
+
+
+def test_ece_by_hand():
+    from facecheck.evaluation.metrics import expected_calibration_error
+
+    # bin [0.1,0.2): p 0.15,0.15 labels 0,1 -> gap |0.5-0.15| = 0.35, weight 2/4
+    # bin [0.9,1.0]: p 0.95, 1.0 labels 1,1 -> gap |1 - 0.975| = 0.025, weight 2/4
+    labels = np.array([0, 1, 1, 1])
+    p_fake = np.array([0.15, 0.15, 0.95, 1.0])
+    assert expected_calibration_error(labels, p_fake) == pytest.approx(0.5 * 0.35 + 0.5 * 0.025)
+
+
+def test_bootstrap_intervals_contain_the_estimate_and_are_seeded():
+    from facecheck.evaluation.metrics import bootstrap_intervals
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 200)
+    p_fake = np.clip(labels * 0.6 + rng.normal(0.2, 0.2, 200), 0, 1)
+    first = bootstrap_intervals(labels, p_fake, resamples=300, seed=3)
+    assert first == bootstrap_intervals(labels, p_fake, resamples=300, seed=3)
+    accuracy = ((p_fake >= 0.5) == labels).mean()
+    low, high = first["accuracy_ci95"]
+    assert low < accuracy < high and high - low < 0.2

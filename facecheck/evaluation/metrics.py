@@ -39,3 +39,77 @@ def classification_metrics(labels: np.ndarray, p_fake: np.ndarray, threshold: fl
         "roc_auc": float(skm.roc_auc_score(labels, p_fake)) if both_classes else None,
         "confusion_matrix": skm.confusion_matrix(labels, predicted, labels=[REAL, FAKE]).tolist(),
     }
+
+
+def ranking_metrics(labels: np.ndarray, p_fake: np.ndarray) -> dict[str, Any]:
+    """Threshold-free and probability-quality metrics (need both classes present).
+
+    ``eer`` is the equal error rate: the point of the ROC curve where the
+    false-positive rate equals the false-negative rate (the mean of the two
+    at the closest point), with the threshold there. ``tpr_at_fpr_*`` is the
+    best true-positive rate with a false-positive rate at most 1% / 5%.
+    ``ece`` is the expected calibration error of ``p_fake`` over 10 equal-width
+    bins: the bin-size-weighted gap between mean predicted and observed fake rate.
+    """
+    labels = np.asarray(labels, dtype=int)
+    p_fake = np.asarray(p_fake, dtype=float)
+    if len(np.unique(labels)) < 2:
+        return dict.fromkeys(
+            ("average_precision", "eer", "eer_threshold", "tpr_at_fpr_1pct", "tpr_at_fpr_5pct"), None
+        ) | probability_metrics(labels, p_fake)
+    fpr, tpr, thresholds = skm.roc_curve(labels, p_fake, pos_label=FAKE)
+    fnr = 1 - tpr
+    closest = int(np.argmin(np.abs(fnr - fpr)))
+    return {
+        "average_precision": float(skm.average_precision_score(labels, p_fake, pos_label=FAKE)),
+        "eer": float((fpr[closest] + fnr[closest]) / 2),
+        "eer_threshold": float(min(thresholds[closest], 1.0)),
+        "tpr_at_fpr_1pct": float(tpr[fpr <= 0.01].max()),
+        "tpr_at_fpr_5pct": float(tpr[fpr <= 0.05].max()),
+    } | probability_metrics(labels, p_fake)
+
+
+def probability_metrics(labels: np.ndarray, p_fake: np.ndarray, bins: int = 10) -> dict[str, float]:
+    clipped = np.clip(p_fake, 1e-7, 1 - 1e-7)
+    return {
+        "log_loss": float(skm.log_loss(labels, clipped, labels=[REAL, FAKE])),
+        "brier": float(skm.brier_score_loss(labels, p_fake, pos_label=FAKE)),
+        "ece": expected_calibration_error(labels, p_fake, bins),
+    }
+
+
+def expected_calibration_error(labels: np.ndarray, p_fake: np.ndarray, bins: int = 10) -> float:
+    # Bin i holds p in [i/bins, (i+1)/bins); p == 1 falls in the last bin.
+    index = np.minimum((np.asarray(p_fake) * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        members = index == b
+        if members.any():
+            total += members.mean() * abs(float(np.mean(labels[members])) - float(np.mean(p_fake[members])))
+    return float(total)
+
+
+def bootstrap_intervals(
+    labels: np.ndarray, p_fake: np.ndarray, threshold: float = 0.5, resamples: int = 1000, seed: int = 0
+) -> dict[str, list[float] | None]:
+    """95% percentile-bootstrap intervals of accuracy and ROC AUC (resampling images with replacement)."""
+    labels = np.asarray(labels, dtype=int)
+    p_fake = np.asarray(p_fake, dtype=float)
+    rng = np.random.default_rng(seed)
+    accuracies, aucs = [], []
+    correct = ((p_fake >= threshold).astype(int) == labels).astype(float)
+    for _ in range(resamples):
+        sample = rng.integers(0, len(labels), len(labels))
+        accuracies.append(correct[sample].mean())
+        if len(np.unique(labels[sample])) == 2:
+            aucs.append(skm.roc_auc_score(labels[sample], p_fake[sample]))
+    interval = lambda values: [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]  # noqa: E731
+    return {"accuracy_ci95": interval(accuracies), "roc_auc_ci95": interval(aucs) if aucs else None}
+
+
+def full_metrics(labels: np.ndarray, p_fake: np.ndarray, threshold: float = 0.5, resamples: int = 1000) -> dict:
+    """Everything `facecheck evaluate --json` reports for one set of scores."""
+    result = classification_metrics(labels, p_fake, threshold) | ranking_metrics(labels, p_fake)
+    if resamples > 0:
+        result |= bootstrap_intervals(labels, p_fake, threshold, resamples)
+    return result
