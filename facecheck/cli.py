@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-fraction", type=float, help="validation part carved from training (0 = report's 70/30)")
     train.add_argument("--max-per-class", type=int, help="use at most N images per class")
     train.add_argument("--weights", help="pretrained backbone weights file (checked by hash)")
+    train.add_argument(
+        "--normalize-jpeg", type=int, metavar="Q", help="re-encode every input at JPEG quality Q (kept for inference)"
+    )
+    train.add_argument(
+        "--augment", choices=("none", "report", "robust"), help="report: flips+rotations; robust: plus blur and JPEG"
+    )
     train.add_argument("--device", help="auto, cpu or cuda")
     train.add_argument("--precision", choices=PRECISIONS, help="arithmetic (default auto: bf16/AMP where native)")
     train.add_argument(
@@ -135,6 +141,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         },
         "optim": {"lr": args.lr},
         "model": {"weights": args.weights},
+        "preprocess": {"normalize_jpeg": args.normalize_jpeg, "augment": args.augment},
         "compute": {"precision": args.precision},
     }
     updates: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}

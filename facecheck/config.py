@@ -54,6 +54,10 @@ class PreprocessConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     hflip_prob: float = 0.5
     rotation_degrees: float = 10.0
+    # report: flips and rotations; robust: plus random blur and JPEG re-compression; none.
+    augment: str = "report"
+    # Re-encode every input at this JPEG quality before anything else (None: off).
+    normalize_jpeg: int | None = None
 
 
 @dataclass
@@ -296,6 +300,14 @@ def validate(config: TrainConfig) -> None:
         (config.unfreeze_blocks == 0 or config.freeze_backbone, "unfreeze_blocks needs freeze_backbone=true"),
         (config.unfreeze_lr > 0, "unfreeze_lr must be positive"),
         (config.compute.num_threads >= 0, "compute.num_threads must be >= 0"),
+        (
+            config.preprocess.augment in ("none", "report", "robust"),
+            "preprocess.augment must be none, report or robust",
+        ),
+        (
+            config.preprocess.normalize_jpeg is None or 1 <= config.preprocess.normalize_jpeg <= 100,
+            "preprocess.normalize_jpeg must be a JPEG quality from 1 to 100",
+        ),
     ]
     for ok, message in checks:
         if not ok:

@@ -22,8 +22,8 @@ from .conftest import quick_config, write_face_set
 
 def test_decode_cache_matches_the_uncached_pipeline_and_is_reused(tmp_path: Path, monkeypatch):
     records = discover(write_face_set(tmp_path / "d", per_class=3, size=80))
-    pixels = decoded_images(records, 64, progress=False, root=tmp_path / "cache")
     config = PreprocessConfig(image_size=64)
+    pixels = decoded_images(records, config, progress=False, root=tmp_path / "cache")
     dataset = CachedImageDataset(pixels, [r.label for r in records], eval_tensor_transform(config))
     for index, record in enumerate(records):
         expected = eval_transform(config)(load_image(record.path))
@@ -34,17 +34,19 @@ def test_decode_cache_matches_the_uncached_pipeline_and_is_reused(tmp_path: Path
         raise AssertionError("decoded again")
 
     monkeypatch.setattr(decode_cache, "_decode", no_decoding)
-    again = decoded_images(records, 64, progress=False, root=tmp_path / "cache")
+    again = decoded_images(records, config, progress=False, root=tmp_path / "cache")
     assert (again == pixels).all()
     with pytest.raises(AssertionError, match="decoded again"):
-        decoded_images(records, 32, progress=False, root=tmp_path / "cache")  # another size is another cache
+        decoded_images(records, PreprocessConfig(image_size=32), progress=False, root=tmp_path / "cache")
+    with pytest.raises(AssertionError, match="decoded again"):
+        decoded_images(records, PreprocessConfig(image_size=64, normalize_jpeg=90), root=tmp_path / "cache")
 
 
 def test_decode_cache_notices_changed_files(tmp_path: Path):
     records = discover(write_face_set(tmp_path / "d", per_class=2, size=40))
-    key = decode_cache.cache_key(records, 32)
+    key = decode_cache.cache_key(records, PreprocessConfig(image_size=32))
     write_face_set(tmp_path / "d", per_class=2, size=48, seed=5)  # same names, new content
-    assert decode_cache.cache_key(records, 32) != key
+    assert decode_cache.cache_key(records, PreprocessConfig(image_size=32)) != key
 
 
 def _frozen_config(data: Path, **extra):
@@ -108,3 +110,14 @@ def test_precision_choices():
         resolve_precision("fp16", cpu)
     with pytest.raises(ConfigError, match="precision must be"):
         resolve_precision("int4", cpu)
+
+
+def test_decode_cache_applies_jpeg_normalisation_like_the_pil_pipeline(tmp_path: Path):
+    records = discover(write_face_set(tmp_path / "d", per_class=2, size=80))
+    config = PreprocessConfig(image_size=64, normalize_jpeg=50)
+    pixels = decoded_images(records, config, progress=False, root=tmp_path / "cache")
+    dataset = CachedImageDataset(pixels, [r.label for r in records], eval_tensor_transform(config))
+    expected = eval_transform(config)(load_image(records[0].path))
+    assert torch.allclose(dataset[0][0], expected, atol=1e-5)
+    plain = eval_transform(PreprocessConfig(image_size=64))(load_image(records[0].path))
+    assert not torch.allclose(plain, expected, atol=1e-2)  # the re-encoding really happened

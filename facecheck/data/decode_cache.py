@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,33 +23,40 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from facecheck.config import PreprocessConfig
 from facecheck.data.discovery import ImageRecord
 from facecheck.data.images import load_image
+from facecheck.data.presets import source_and_resize, source_signature
 from facecheck.paths import cache_dir
 
 CACHE_VERSION = 1
 
 
-def cache_key(records: list[ImageRecord], image_size: int) -> str:
-    """Changes whenever a file, its content date or size, the order or the size setting changes."""
-    digest = hashlib.sha256(f"decode-v{CACHE_VERSION}-{image_size}".encode())
+def cache_key(records: list[ImageRecord], preprocess: PreprocessConfig) -> str:
+    """Changes whenever a file, its content date or size, the order or the source/size settings change."""
+    digest = hashlib.sha256(f"decode-v{CACHE_VERSION}-{source_signature(preprocess)}".encode())
     for record in records:
         stat = record.path.stat()
         digest.update(f"{record.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:32]
 
 
-def _decode(record: ImageRecord, image_size: int, min_size: int) -> np.ndarray:
-    image = load_image(record.path, min_size).resize((image_size, image_size), Image.Resampling.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
+def _decode(record: ImageRecord, prepare: Callable[[Image.Image], Image.Image], min_size: int) -> np.ndarray:
+    return np.asarray(prepare(load_image(record.path, min_size)), dtype=np.uint8)
 
 
 def decoded_images(
-    records: list[ImageRecord], image_size: int, min_size: int = 1, progress: bool = True, root: Path | None = None
+    records: list[ImageRecord],
+    preprocess: PreprocessConfig,
+    min_size: int = 1,
+    progress: bool = True,
+    root: Path | None = None,
 ) -> np.ndarray:
-    """A read-only ``(N, size, size, 3)`` uint8 array of ``records``, built on first use."""
+    """A read-only ``(N, size, size, 3)`` uint8 array of ``records`` after the source steps and Resize."""
     folder = (root or cache_dir()) / "decoded"
-    key = cache_key(records, image_size)
+    image_size = preprocess.image_size
+    prepare = source_and_resize(preprocess)
+    key = cache_key(records, preprocess)
     path = folder / f"{key}.u8"
     shape = (len(records), image_size, image_size, 3)
     if not path.is_file() or path.stat().st_size != int(np.prod(shape)):
@@ -58,7 +66,7 @@ def decoded_images(
         try:
             array = np.memmap(temporary, mode="w+", dtype=np.uint8, shape=shape)
             with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-                decoded = pool.map(lambda r: _decode(r, image_size, min_size), records)
+                decoded = pool.map(lambda r: _decode(r, prepare, min_size), records)
                 for index, pixels in enumerate(
                     tqdm(
                         decoded, total=len(records), desc="decode cache", unit="img", disable=not progress, leave=False

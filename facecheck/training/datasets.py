@@ -28,7 +28,7 @@ class RunDatasets:
         records = self.split[name]
         pre, data = self.config.preprocess, self.config.data
         if data.decode_cache:
-            pixels = decoded_images(records, pre.image_size, data.min_image_size, self.progress)
+            pixels = decoded_images(records, pre, data.min_image_size, self.progress)
             transform = train_tensor_transform(pre) if training else eval_tensor_transform(pre)
             return CachedImageDataset(pixels, [r.label for r in records], transform)
         transform = train_transform(pre) if training else eval_transform(pre)

@@ -47,7 +47,7 @@ def features_key(
         "version": FEATURES_VERSION,
         "model": model_name,
         "backbone": backbone_fingerprint(model),
-        "files": records_key(records, preprocess.image_size),
+        "files": records_key(records, preprocess),
         "preprocess": [preprocess.image_size, list(preprocess.mean), list(preprocess.std)],
         "mirrored": mirrored,
         "precision": str(amp_dtype),
