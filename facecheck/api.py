@@ -11,7 +11,8 @@ from facecheck.checkpoint import resolve_checkpoint_path
 from facecheck.config import TrainConfig
 from facecheck.data.discovery import CLASS_NAMES, ImageRecord, discover, iter_images
 from facecheck.data.images import is_image_path
-from facecheck.data.splits import read_split
+from facecheck.data.inspect import inspect_records
+from facecheck.data.splits import fold_split, make_folds, make_split, read_split, write_split
 from facecheck.errors import DataError
 from facecheck.evaluation.metrics import full_metrics
 from facecheck.inference.predictor import Detector, Prediction
@@ -94,4 +95,51 @@ def evaluate(
     return result
 
 
-__all__ = ["Detector", "Prediction", "evaluate", "expand_inputs", "is_image_path", "load", "train"]
+def inspect_data(data_dir: str | Path, progress: bool = False) -> dict[str, Any]:
+    """Per-class facts, duplicate sets and shortcut warnings of a class-folder data set."""
+    root = Path(data_dir).expanduser().resolve()
+    return inspect_records(discover(root), root, progress)
+
+
+def split_data(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    folds: int = 0,
+    seed: int = 0,
+    test_fraction: float = 0.3,
+    val_fraction: float = 0.1,
+    progress: bool = False,
+) -> list[Path]:
+    """Write a group-aware split file (or one per fold) that `train --split-file` accepts."""
+    root = Path(data_dir).expanduser().resolve()
+    records = discover(root)
+    report = inspect_records(records, root, progress)
+    readable = [i for i, fact in enumerate(report["facts"]) if fact["error"] is None]
+    records = [records[i] for i in readable]
+    groups = [report["groups"][i] for i in readable]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if folds:
+        fold_of = make_folds(records, folds, seed, groups)
+        written = []
+        for fold in range(folds):
+            split = fold_split(records, fold_of, fold, val_fraction, seed, groups)
+            write_split(split, out / f"fold_{fold}.csv", root)
+            written.append(out / f"fold_{fold}.csv")
+        return written
+    write_split(make_split(records, test_fraction, val_fraction, seed, groups), out / "split.csv", root)
+    return [out / "split.csv"]
+
+
+__all__ = [
+    "Detector",
+    "Prediction",
+    "evaluate",
+    "expand_inputs",
+    "inspect_data",
+    "is_image_path",
+    "load",
+    "split_data",
+    "train",
+]

@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help="seed for the split, shuffling and augmentation")
     train.add_argument("--val-fraction", type=float, help="validation part carved from training (0 = report's 70/30)")
     train.add_argument("--max-per-class", type=int, help="use at most N images per class")
+    train.add_argument("--split-file", help="use this split (from `facecheck data split` or a run's split.csv)")
     train.add_argument("--weights", help="pretrained backbone weights file (checked by hash)")
     train.add_argument(
         "--normalize-jpeg", type=int, metavar="Q", help="re-encode every input at JPEG quality Q (kept for inference)"
@@ -98,6 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = commands.add_parser("data", help="data tools")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    inspect = data_commands.add_parser(
+        "inspect", help="per-class facts, duplicates and shortcut warnings (JPEG quality, size, ...)"
+    )
+    inspect.add_argument("data", metavar="DIR")
+    inspect.add_argument("--json", action="store_true", help="print the full report as JSON")
+    inspect.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML report")
+    split = data_commands.add_parser("split", help="write a group-aware split file, or K cross-validation folds")
+    split.add_argument("data", metavar="DIR")
+    split.add_argument("--out", required=True, help="folder for split.csv or fold_K.csv files")
+    split.add_argument("--folds", type=int, default=0, help="K stratified, group-aware folds (0: one split)")
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--test-fraction", type=float, default=0.3)
+    split.add_argument("--val-fraction", type=float, default=0.1)
     synthetic = data_commands.add_parser("synthetic", help="write the built-in synthetic set and print its folder")
     synthetic.add_argument("--out", help="folder to write (default: in the facecheck cache)")
     synthetic.add_argument("--per-class", type=int, default=60)
@@ -138,6 +152,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
             "split_seed": args.seed,
             "val_fraction": args.val_fraction,
             "max_per_class": args.max_per_class,
+            "split_file": str(Path(args.split_file).expanduser().resolve()) if args.split_file else None,
         },
         "optim": {"lr": args.lr},
         "model": {"weights": args.weights},
@@ -220,9 +235,40 @@ def command_predict(args: argparse.Namespace) -> int:
 def command_data(args: argparse.Namespace) -> int:
     from facecheck.data.synthetic import make_synthetic_dataset
 
+    if args.data_command == "inspect":
+        return _data_inspect(args)
+    if args.data_command == "split":
+        from facecheck.api import split_data
+
+        written = split_data(
+            args.data, args.out, folds=args.folds, seed=args.seed,
+            test_fraction=args.test_fraction, val_fraction=args.val_fraction, progress=True,
+        )  # fmt: skip
+        for path in written:
+            print(path)
+        return EXIT_OK
     if args.per_class < 2:
         raise FacecheckError("--per-class must be at least 2")
     print(make_synthetic_dataset(Path(args.out) if args.out else None, args.per_class, args.seed))
+    return EXIT_OK
+
+
+def _data_inspect(args: argparse.Namespace) -> int:
+    from facecheck.api import inspect_data
+    from facecheck.data.inspect import summary_lines
+
+    report = inspect_data(args.data, progress=not args.json)
+    if args.report:
+        from facecheck.reporting.inspect_report import write_inspect_report
+
+        write_inspect_report(report, Path(args.report))
+    if args.json:
+        print(json.dumps({k: v for k, v in report.items() if k != "groups"}))
+    else:
+        print(f"{report['root']}: {report['n']} images")
+        print("\n".join(summary_lines(report)))
+        if args.report:
+            print(f"report written to {args.report}")
     return EXIT_OK
 
 

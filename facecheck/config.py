@@ -41,6 +41,11 @@ class DataConfig:
     # Decode and resize each image once into a memory-mapped uint8 cache that
     # every epoch (and later runs) reuse; augmentations then run on tensors.
     decode_cache: bool = True
+    # Inspect the data first: near-duplicate groups stay on one side of the split,
+    # and shortcut warnings are printed and stored with the run.
+    inspect: bool = True
+    # Use this split file (path,label,split; from `facecheck data split` or a run) instead of splitting.
+    split_file: str | None = None
 
 
 @dataclass

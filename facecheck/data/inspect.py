@@ -103,11 +103,12 @@ def collect_facts(records: list[ImageRecord], progress: bool = False) -> tuple[l
     from tqdm import tqdm
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        pairs = list(
-            tqdm(
-                pool.map(image_facts, records), total=len(records), desc="inspecting", unit="img", disable=not progress
-            )
-        )
+        bar = tqdm(total=len(records), desc="inspecting", unit="img", disable=not progress, leave=False)
+        pairs = []
+        for pair in pool.map(image_facts, records):
+            pairs.append(pair)
+            bar.update()
+        bar.close()
     return [facts for facts, _ in pairs], [thumbnail for _, thumbnail in pairs]
 
 

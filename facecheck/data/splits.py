@@ -14,35 +14,97 @@ SPLITS = ("train", "val", "test")
 
 
 def make_split(
-    records: list[ImageRecord], test_fraction: float, val_fraction: float, seed: int
+    records: list[ImageRecord],
+    test_fraction: float,
+    val_fraction: float,
+    seed: int,
+    groups: list[int] | None = None,
 ) -> dict[str, list[ImageRecord]]:
     """Split stratified by class; ``val_fraction`` is taken out of the training part.
 
-    The same records, fractions and seed always give the same split.
+    With ``groups`` (one id per record; near-duplicates or one identity share
+    an id) a group never straddles train, validation and test: the split is
+    made over groups, each labelled by its majority class. With every group a
+    single image this is the plain stratified split. The same inputs always
+    give the same split.
     """
+    groups = list(range(len(records))) if groups is None else list(groups)
+    if len(groups) != len(records):
+        raise ValueError("one group id per record is needed")
     labels = [r.label for r in records]
-    per_class = min(labels.count(0), labels.count(1))
-    if per_class < 2:
+    if min(labels.count(0), labels.count(1)) < 2:
         raise DataError("each class needs at least 2 images to make a train/test split")
+    units = _units(records, groups)
     try:
-        train, test = train_test_split(records, test_size=test_fraction, random_state=seed, stratify=labels)
+        train_units, test_units = _split_units(units, test_fraction, seed)
     except ValueError:
         raise DataError(f"{len(records)} images are too few for a test fraction of {test_fraction}") from None
-    val: list[ImageRecord] = []
+    val_units: list[list[ImageRecord]] = []
     if val_fraction > 0:
         try:
-            train, val = train_test_split(
-                train, test_size=val_fraction, random_state=seed, stratify=[r.label for r in train]
-            )
+            train_units, val_units = _split_units(train_units, val_fraction, seed)
         except ValueError:
+            count = sum(len(u) for u in train_units)
             raise DataError(
-                f"{len(train)} training images are too few to carve out a validation fraction of {val_fraction}; "
+                f"{count} training images are too few to carve out a validation fraction of {val_fraction}; "
                 "add images or use --val-fraction 0"
             ) from None
+    parts = (train_units, val_units, test_units)
     # Sorted so that the file lists (and iteration order) do not depend on shuffling.
     return {
-        name: sorted(part, key=lambda r: str(r.path)) for name, part in zip(SPLITS, (train, val, test), strict=True)
+        name: sorted((r for unit in part for r in unit), key=lambda r: str(r.path))
+        for name, part in zip(SPLITS, parts, strict=True)
     }
+
+
+def _units(records: list[ImageRecord], groups: list[int]) -> list[list[ImageRecord]]:
+    """Records gathered by group, in order of first appearance."""
+    by_group: dict[int, list[ImageRecord]] = {}
+    for record, group in zip(records, groups, strict=True):
+        by_group.setdefault(group, []).append(record)
+    return list(by_group.values())
+
+
+def _split_units(units: list[list[ImageRecord]], fraction: float, seed: int) -> tuple[list, list]:
+    majority = [round(sum(r.label for r in unit) / len(unit)) for unit in units]
+    return train_test_split(units, test_size=fraction, random_state=seed, stratify=majority)
+
+
+def make_folds(records: list[ImageRecord], folds: int, seed: int, groups: list[int] | None = None) -> list[int]:
+    """A fold number per record: stratified by class, groups kept within one fold."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if folds < 2:
+        raise DataError("--folds must be at least 2")
+    labels = [r.label for r in records]
+    if min(labels.count(0), labels.count(1)) < folds:
+        raise DataError(f"each class needs at least {folds} images for {folds} folds")
+    groups = list(range(len(records))) if groups is None else groups
+    fold_of = [0] * len(records)
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fold, (_, test_index) in enumerate(splitter.split(records, labels, groups)):
+        for index in test_index:
+            fold_of[index] = fold
+    return fold_of
+
+
+def fold_split(
+    records: list[ImageRecord], fold_of: list[int], fold: int, val_fraction: float, seed: int, groups: list[int]
+) -> dict[str, list[ImageRecord]]:
+    """Fold ``fold`` as the test part; validation carved group-aware from the others."""
+    rest = [i for i, f in enumerate(fold_of) if f != fold]
+    test = sorted((records[i] for i in range(len(records)) if fold_of[i] == fold), key=lambda r: str(r.path))
+    train_records = [records[i] for i in rest]
+    train_groups = [groups[i] for i in rest]
+    if val_fraction > 0:
+        units = _units(train_records, train_groups)
+        train_units, val_units = _split_units(units, val_fraction, seed)
+        train = [r for unit in train_units for r in unit]
+        val = [r for unit in val_units for r in unit]
+    else:
+        train, val = train_records, []
+    key = lambda r: str(r.path)  # noqa: E731
+    return {"train": sorted(train, key=key), "val": sorted(val, key=key), "test": test}
 
 
 def write_split(split: dict[str, list[ImageRecord]], path: str | Path, root: str | Path) -> None:

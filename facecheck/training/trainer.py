@@ -26,6 +26,7 @@ from facecheck.compute import configure_threads, resolve_precision, to_memory_fo
 from facecheck.config import TrainConfig, save_config, validate
 from facecheck.data.dataset import ImageDataset, scan_readable
 from facecheck.data.discovery import ImageRecord, count_by_class, discover, limit_per_class
+from facecheck.data.inspect import inspect_records, summary_lines
 from facecheck.data.presets import eval_transform
 from facecheck.data.splits import make_split, read_split, write_split
 from facecheck.data.synthetic import make_synthetic_dataset
@@ -42,6 +43,7 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 SKIPPED_FILE = "skipped.csv"
 LOG_FILE = "train.log"
+INSPECT_FILE = "inspect.json"
 
 Log = Callable[[str], None]
 
@@ -98,9 +100,13 @@ class PreparedData:
     root: Path
     split: dict[str, list[ImageRecord]]
     unreadable: list[tuple[str, str]]
+    inspection: dict[str, Any] | None = None
 
     def write(self, run_dir: Path) -> None:
         write_split(self.split, run_dir / SPLIT_FILE, self.root)
+        if self.inspection is not None:
+            summary = {k: v for k, v in self.inspection.items() if k not in ("facts", "groups")}
+            (run_dir / INSPECT_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         if self.unreadable:
             with open(run_dir / SKIPPED_FILE, "w", newline="", encoding="utf-8") as handle:
                 writer = csv.writer(handle)
@@ -122,9 +128,30 @@ def prepare_data(config: TrainConfig, log: Log, progress: bool) -> PreparedData:
         log(f"WARNING: skipped {len(bad)} unusable image(s) (all listed in the run's {SKIPPED_FILE}):")
         for path, reason in bad[:5]:
             log(f"  {path}: {reason}")
-    split = make_split(records, config.data.test_fraction, config.data.val_fraction, config.data.split_seed)
+    inspection, groups = None, None
+    if config.data.inspect:
+        inspection = inspect_records(records, data_dir, progress)
+        groups = inspection["groups"]
+        for line in summary_lines(inspection):
+            log(f"data: {line}")
+    if config.data.split_file:
+        split = _split_from_file(config, data_dir, records)
+        log(f"split taken from {config.data.split_file}")
+    else:
+        data = config.data
+        split = make_split(records, data.test_fraction, data.val_fraction, data.split_seed, groups)
     log("split: " + ", ".join(f"{name} {len(part)} {count_by_class(part)}" for name, part in split.items() if part))
-    return PreparedData(data_dir, split, bad)
+    return PreparedData(data_dir, split, bad, inspection)
+
+
+def _split_from_file(config: TrainConfig, data_dir: Path, records: list[ImageRecord]) -> dict[str, list[ImageRecord]]:
+    """A split file's parts, restricted to the images that are present and readable."""
+    split = read_split(Path(config.data.split_file).expanduser(), data_dir)
+    usable = {r.path.resolve() for r in records}
+    kept = {name: [r for r in part if r.path.resolve() in usable] for name, part in split.items()}
+    if not kept["train"] or not kept["test"]:
+        raise DataError(f"split file {config.data.split_file} names no usable train or test images under {data_dir}")
+    return kept
 
 
 def seed_epoch(seed: int, epoch: int) -> torch.Generator:
