@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--augment", choices=("none", "report", "robust"), help="report: flips+rotations; robust: plus blur and JPEG"
     )
+    train.add_argument(
+        "--face-crop", action="store_true", default=None, help="crop the largest face (MTCNN); kept for inference"
+    )
+    train.add_argument("--face-margin", type=float, help="margin around the face box, as a fraction (default 0.2)")
+    train.add_argument("--no-face", choices=("keep", "skip", "fail"), help="images without a face (default keep)")
     train.add_argument("--device", help="auto, cpu or cuda")
     train.add_argument("--precision", choices=PRECISIONS, help="arithmetic (default auto: bf16/AMP where native)")
     train.add_argument(
@@ -112,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--seed", type=int, default=0)
     split.add_argument("--test-fraction", type=float, default=0.3)
     split.add_argument("--val-fraction", type=float, default=0.1)
+    crop = data_commands.add_parser("crop", help="write face crops (MTCNN) of a folder, keeping its layout")
+    crop.add_argument("data", metavar="DIR")
+    crop.add_argument("--out", required=True, metavar="DIR2")
+    crop.add_argument("--margin", type=float, default=0.2, help="margin around the face box, fraction (0.2)")
+    crop.add_argument("--size", type=int, help="resize crops to SIZE x SIZE (default: keep)")
+    crop.add_argument("--faces", choices=("largest", "all"), default="largest")
+    crop.add_argument("--no-face", choices=("skip", "keep", "fail"), default="skip")
     synthetic = data_commands.add_parser("synthetic", help="write the built-in synthetic set and print its folder")
     synthetic.add_argument("--out", help="folder to write (default: in the facecheck cache)")
     synthetic.add_argument("--per-class", type=int, default=60)
@@ -156,7 +168,13 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         },
         "optim": {"lr": args.lr},
         "model": {"weights": args.weights},
-        "preprocess": {"normalize_jpeg": args.normalize_jpeg, "augment": args.augment},
+        "preprocess": {
+            "normalize_jpeg": args.normalize_jpeg,
+            "augment": args.augment,
+            "face_crop": args.face_crop,
+            "face_margin": args.face_margin,
+            "no_face": args.no_face,
+        },
         "compute": {"precision": args.precision},
     }
     updates: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
@@ -164,10 +182,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         chosen = {k: v for k, v in values.items() if v is not None}
         if chosen:
             updates[section] = chosen
-    if args.resume and "data" in updates:
-        raise FacecheckError(
-            "a resumed run keeps its data and split; drop --data/--seed/--val-fraction/--max-per-class"
-        )
+    if args.resume and ("data" in updates or "preprocess" in updates):
+        raise FacecheckError("a resumed run keeps its data, split and preprocessing; drop those options")
     return merge(config, updates) if updates else config
 
 
@@ -246,6 +262,15 @@ def command_data(args: argparse.Namespace) -> int:
         )  # fmt: skip
         for path in written:
             print(path)
+        return EXIT_OK
+    if args.data_command == "crop":
+        from facecheck.data.faces import crop_folder
+
+        summary = crop_folder(
+            Path(args.data), Path(args.out), margin=args.margin, size=args.size,
+            all_faces=args.faces == "all", no_face=args.no_face,
+        )  # fmt: skip
+        print(json.dumps(summary.__dict__))
         return EXIT_OK
     if args.per_class < 2:
         raise FacecheckError("--per-class must be at least 2")

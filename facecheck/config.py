@@ -63,6 +63,11 @@ class PreprocessConfig:
     augment: str = "report"
     # Re-encode every input at this JPEG quality before anything else (None: off).
     normalize_jpeg: int | None = None
+    # Crop the largest face (MTCNN) with this margin (fraction of the face box on each side).
+    face_crop: bool = False
+    face_margin: float = 0.2
+    # Images without a face: keep (whole image), skip (left out of training; an error in predict) or fail.
+    no_face: str = "keep"
 
 
 @dataclass
@@ -309,6 +314,8 @@ def validate(config: TrainConfig) -> None:
             config.preprocess.augment in ("none", "report", "robust"),
             "preprocess.augment must be none, report or robust",
         ),
+        (config.preprocess.no_face in ("keep", "skip", "fail"), "preprocess.no_face must be keep, skip or fail"),
+        (0 <= config.preprocess.face_margin <= 2, "preprocess.face_margin must be between 0 and 2"),
         (
             config.preprocess.normalize_jpeg is None or 1 <= config.preprocess.normalize_jpeg <= 100,
             "preprocess.normalize_jpeg must be a JPEG quality from 1 to 100",

@@ -5,7 +5,7 @@ here, and checkpoints store the PreprocessConfig, so inference always rebuilds
 the evaluation pipeline the model was trained with.
 
 Every pipeline is: source steps (deterministic, per image: JPEG
-normalisation) -> Resize -> random augmentation (training only) -> tensor,
+normalisation, face cropping) -> Resize -> random augmentation (training only) -> tensor,
 Normalize. The decode cache stores images after Resize, so it applies
 exactly the source steps and Resize of :func:`source_and_resize`.
 """
@@ -45,13 +45,19 @@ class NormalizeJpeg:
 
 
 def source_steps(cfg: PreprocessConfig) -> list:
-    """Deterministic per-image steps that come before resizing."""
-    return [NormalizeJpeg(cfg.normalize_jpeg)] if cfg.normalize_jpeg else []
+    """Deterministic per-image steps that come before resizing: JPEG normalisation, then face cropping."""
+    steps: list = [NormalizeJpeg(cfg.normalize_jpeg)] if cfg.normalize_jpeg else []
+    if cfg.face_crop:
+        from facecheck.data.faces import FaceCrop
+
+        steps.append(FaceCrop(cfg.face_margin, cfg.no_face))
+    return steps
 
 
 def source_signature(cfg: PreprocessConfig) -> str:
     """Identifies the output of the source steps and Resize, for cache keys."""
-    return f"jpeg{cfg.normalize_jpeg or 0}-size{cfg.image_size}"
+    face = f"face{cfg.face_margin}-{cfg.no_face}" if cfg.face_crop else "noface"
+    return f"jpeg{cfg.normalize_jpeg or 0}-{face}-size{cfg.image_size}"
 
 
 def source_and_resize(cfg: PreprocessConfig) -> T.Compose:

@@ -105,7 +105,9 @@ class Detector:
                     tensors.append(self.transform(self._to_image(items[index])))
                     slots.append(index)
                 except DataError as exc:
-                    results[index].error = str(exc)
+                    message, where = str(exc), results[index].path
+                    prefixed = where is None or message.startswith(where)
+                    results[index].error = message if prefixed else f"{where}: {message}"
             if tensors:
                 for index, p_fake in zip(slots, self.predict_tensor(torch.stack(tensors)), strict=True):
                     results[index].p_fake = float(p_fake)

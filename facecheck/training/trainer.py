@@ -128,6 +128,9 @@ def prepare_data(config: TrainConfig, log: Log, progress: bool) -> PreparedData:
         log(f"WARNING: skipped {len(bad)} unusable image(s) (all listed in the run's {SKIPPED_FILE}):")
         for path, reason in bad[:5]:
             log(f"  {path}: {reason}")
+    pre = config.preprocess
+    if pre.face_crop and pre.no_face in ("skip", "fail"):
+        records = _drop_faceless(records, config, log, progress)
     inspection, groups = None, None
     if config.data.inspect:
         inspection = inspect_records(records, data_dir, progress)
@@ -142,6 +145,30 @@ def prepare_data(config: TrainConfig, log: Log, progress: bool) -> PreparedData:
         split = make_split(records, data.test_fraction, data.val_fraction, data.split_seed, groups)
     log("split: " + ", ".join(f"{name} {len(part)} {count_by_class(part)}" for name, part in split.items() if part))
     return PreparedData(data_dir, split, bad, inspection)
+
+
+def _drop_faceless(records: list[ImageRecord], config: TrainConfig, log: Log, progress: bool) -> list[ImageRecord]:
+    """Detect faces up front (filling the detection cache); leave out or fail on images without one."""
+    from facecheck.data.faces import NoFaceError
+    from facecheck.data.images import load_image
+    from facecheck.data.presets import source_steps
+
+    steps = source_steps(config.preprocess)
+    kept, faceless = [], []
+    for record in tqdm(records, desc="finding faces", unit="img", disable=not progress, leave=False):
+        image = load_image(record.path, config.data.min_image_size)
+        try:
+            for step in steps:
+                image = step(image)
+        except NoFaceError:
+            if config.preprocess.no_face == "fail":
+                raise DataError(f"{record.path}: no face found (use --no-face keep or skip)") from None
+            faceless.append(record)
+        else:
+            kept.append(record)
+    if faceless:
+        log(f"left out {len(faceless)} image(s) with no face found (--no-face skip), e.g. {faceless[0].path}")
+    return kept
 
 
 def _split_from_file(config: TrainConfig, data_dir: Path, records: list[ImageRecord]) -> dict[str, list[ImageRecord]]:

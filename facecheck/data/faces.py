@@ -1,0 +1,226 @@
+"""Face detection (MTCNN from facenet-pytorch) and cropping, the same at training and inference.
+
+The MTCNN weights ship inside the ``facenet-pytorch==2.6.0`` wheel; their
+sha256 digests are checked before they are loaded. Detections are cached on
+disk keyed by the image's pixels and the detector settings, so a second run
+(or a resumed crop job) does not detect again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from facecheck.errors import DataError, WeightsError
+from facecheck.paths import cache_dir
+
+# Digests of the files in the facenet-pytorch 2.6.0 wheel (measured on its PyPI wheel).
+MTCNN_WEIGHTS = {
+    "pnet.pt": "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
+    "rnet.pt": "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
+    "onet.pt": "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
+}
+DETECTOR_VERSION = "mtcnn-facenet-pytorch-2.6.0-v1"
+NO_FACE_POLICIES = ("keep", "skip", "fail")
+MIN_FACE_PROBABILITY = 0.9
+
+
+class NoFaceError(DataError):
+    """No face was found and the policy says not to use the whole image."""
+
+
+@dataclass(frozen=True)
+class Face:
+    box: tuple[float, float, float, float]  # left, top, right, bottom in pixels
+    probability: float
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1])
+
+
+_detector_lock = threading.Lock()
+_detector = None
+
+
+def _weights_dir() -> Path:
+    spec = importlib.util.find_spec("facenet_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError(
+            "face cropping needs MTCNN from facenet-pytorch: pip install --no-deps facenet-pytorch==2.6.0 requests"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def verify_mtcnn_weights() -> Path:
+    folder = _weights_dir()
+    for name, expected in MTCNN_WEIGHTS.items():
+        path = folder / name
+        if not path.is_file():
+            raise WeightsError(f"MTCNN weights missing: {path}")
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        if actual != expected:
+            raise WeightsError(f"{path} does not match facenet-pytorch 2.6.0's file (sha256 {actual[:12]}...)")
+    return folder
+
+
+def _get_detector():  # facenet_pytorch has no type information
+    global _detector
+    with _detector_lock:
+        if _detector is None:
+            verify_mtcnn_weights()
+            # facenet-pytorch calls torch.load on the files just verified; torch >= 2.6 loads with
+            # weights_only=True by default, so even a swapped file could not run code.
+            from facenet_pytorch import MTCNN
+
+            _detector = MTCNN(keep_all=True, device="cpu")
+        return _detector
+
+
+def _cache_path(image: Image.Image) -> Path:
+    digest = hashlib.sha256(f"{DETECTOR_VERSION}|{image.size}".encode())
+    digest.update(np.asarray(image, dtype=np.uint8).tobytes())
+    key = digest.hexdigest()
+    return cache_dir() / "faces" / key[:2] / f"{key}.json"
+
+
+def detect_faces(image: Image.Image, use_cache: bool = True) -> list[Face]:
+    """Faces in an RGB image, most probable first (cached by pixel content)."""
+    path = _cache_path(image) if use_cache else None
+    if path is not None and path.is_file():
+        try:
+            return [Face(tuple(f["box"]), f["probability"]) for f in json.loads(path.read_text())]
+        except (ValueError, KeyError):
+            path.unlink(missing_ok=True)
+    detector = _get_detector()
+    with _detector_lock:  # MTCNN keeps state between calls: one image at a time
+        boxes, probabilities = detector.detect(image)
+    faces = []
+    if boxes is not None:
+        for box, probability in zip(np.asarray(boxes, dtype=float), probabilities, strict=True):
+            if probability is not None and float(probability) >= MIN_FACE_PROBABILITY:
+                faces.append(Face(tuple(float(v) for v in box), float(probability)))
+    faces.sort(key=lambda f: -f.probability)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{threading.get_ident()}.tmp")
+        temporary.write_text(json.dumps([{"box": f.box, "probability": f.probability} for f in faces]))
+        temporary.replace(path)
+    return faces
+
+
+def crop_box(face: Face, size: tuple[int, int], margin: float) -> tuple[int, int, int, int]:
+    """A square around ``face`` grown by ``margin`` (fraction of the box side) on each side, inside the image."""
+    left, top, right, bottom = face.box
+    side = max(right - left, bottom - top) * (1 + 2 * margin)
+    side = min(side, size[0], size[1])
+    centre_x, centre_y = (left + right) / 2, (top + bottom) / 2
+    x0 = round(min(max(centre_x - side / 2, 0), size[0] - side))
+    y0 = round(min(max(centre_y - side / 2, 0), size[1] - side))
+    return x0, y0, x0 + round(side), y0 + round(side)
+
+
+class FaceCrop:
+    """Pipeline step: crop the largest face (with margin); no face -> the whole image, skip or fail."""
+
+    def __init__(self, margin: float = 0.2, no_face: str = "keep") -> None:
+        if no_face not in NO_FACE_POLICIES:
+            raise DataError(f"no-face policy must be one of {', '.join(NO_FACE_POLICIES)}")
+        self.margin = margin
+        self.no_face = no_face
+
+    def faces(self, image: Image.Image) -> list[Face]:
+        return detect_faces(image)
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        faces = self.faces(image)
+        if not faces:
+            if self.no_face == "keep":
+                return image
+            raise NoFaceError("no face found")
+        largest = max(faces, key=lambda f: f.area)
+        return image.crop(crop_box(largest, image.size, self.margin))
+
+    def __repr__(self) -> str:
+        return f"FaceCrop(margin={self.margin}, no_face={self.no_face})"
+
+
+@dataclass
+class CropSummary:
+    written: int = 0
+    already_done: int = 0
+    no_face: int = 0
+    unreadable: int = 0
+    faces: int = 0
+
+
+def crop_folder(
+    source: Path,
+    target: Path,
+    *,
+    margin: float = 0.2,
+    size: int | None = None,
+    all_faces: bool = False,
+    no_face: str = "skip",
+    progress: bool = True,
+) -> CropSummary:
+    """Write face crops of every image below ``source`` to the same relative paths below ``target``.
+
+    Safe to stop and rerun: finished outputs are kept and detections come from the cache.
+    """
+    from tqdm import tqdm
+
+    from facecheck.data.discovery import iter_images
+    from facecheck.data.images import load_image
+
+    if no_face not in NO_FACE_POLICIES:
+        raise DataError(f"no-face policy must be one of {', '.join(NO_FACE_POLICIES)}")
+    source, target = source.resolve(), target.resolve()
+    if target == source or target.is_relative_to(source):
+        raise DataError("--out must lie outside the source folder (never write beside the data)")
+    images = iter_images(source)
+    if not images:
+        raise DataError(f"no images found below {source}")
+    summary = CropSummary()
+    bar = tqdm(images, desc="cropping faces", unit="img", disable=not progress)
+    for path in bar:
+        relative = path.relative_to(source)
+        first = target / relative.with_suffix(".png")
+        if first.exists() or (all_faces and first.with_name(f"{first.stem}_face0.png").exists()):
+            summary.already_done += 1
+            continue
+        try:
+            image = load_image(path)
+        except DataError:
+            summary.unreadable += 1
+            continue
+        faces = sorted(detect_faces(image), key=lambda f: -f.area)
+        if not faces:
+            if no_face == "fail":
+                raise NoFaceError(f"{path}: no face found (rerun with --no-face skip or keep; finished crops are kept)")
+            summary.no_face += 1
+            if no_face == "skip":
+                continue
+            crops = [image]
+        else:
+            chosen = faces if all_faces else faces[:1]
+            crops = [image.crop(crop_box(face, image.size, margin)) for face in chosen]
+            summary.faces += len(crops)
+        first.parent.mkdir(parents=True, exist_ok=True)
+        for index, crop in enumerate(crops):
+            if size:
+                crop = crop.resize((size, size), Image.Resampling.BILINEAR)
+            name = first if len(crops) == 1 and not all_faces else first.with_name(f"{first.stem}_face{index}.png")
+            temporary = name.with_suffix(".tmp.png")
+            crop.save(temporary)  # PNG: cropping must not add a compression of its own
+            temporary.replace(name)
+        summary.written += 1
+        bar.set_postfix(no_face=summary.no_face)
+    return summary
