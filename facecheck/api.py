@@ -9,9 +9,10 @@ import numpy as np
 
 from facecheck.checkpoint import resolve_checkpoint_path
 from facecheck.config import TrainConfig
-from facecheck.data.discovery import CLASS_NAMES, ImageRecord, discover, iter_images
+from facecheck.data.discovery import CLASS_NAMES, ImageRecord, iter_images
 from facecheck.data.images import is_image_path
-from facecheck.data.inspect import inspect_records
+from facecheck.data.inspect import inspect_records, merge_groups
+from facecheck.data.layouts import describe, open_dataset
 from facecheck.data.splits import fold_split, make_folds, make_split, read_split, write_split
 from facecheck.errors import DataError
 from facecheck.evaluation.metrics import full_metrics
@@ -63,11 +64,14 @@ def evaluation_records(
         root = resolve_data_dir(config, lambda _message: None)
         return read_split(split_file, root)["test"], f"test split of {run_dir}"
     data_path = Path(data).expanduser().resolve()
-    records = discover(data_path)
+    dataset = open_dataset(data_path)
+    records = dataset.records
     trained_here = config.data.data_dir is not None and Path(config.data.data_dir).expanduser().resolve() == data_path
     if split == "auto" and split_file.is_file() and trained_here:
         test = read_split(split_file, data_path)["test"]
         return test, f"test split of {data_path} (the model was trained on this folder; --split all to override)"
+    if split == "auto" and dataset.split is not None:
+        return dataset.split["test"], f"test part of {data_path} ({dataset.layout}; --split all for every image)"
     return records, str(data_path)
 
 
@@ -97,8 +101,10 @@ def evaluate(
 
 def inspect_data(data_dir: str | Path, progress: bool = False) -> dict[str, Any]:
     """Per-class facts, duplicate sets and shortcut warnings of a class-folder data set."""
-    root = Path(data_dir).expanduser().resolve()
-    return inspect_records(discover(root), root, progress)
+    dataset = open_dataset(data_dir)
+    report = inspect_records(dataset.records, dataset.root, progress)
+    report["layout"] = describe(dataset)
+    return report
 
 
 def split_data(
@@ -112,12 +118,13 @@ def split_data(
     progress: bool = False,
 ) -> list[Path]:
     """Write a group-aware split file (or one per fold) that `train --split-file` accepts."""
-    root = Path(data_dir).expanduser().resolve()
-    records = discover(root)
+    dataset = open_dataset(data_dir)
+    root, records = dataset.root, dataset.records
     report = inspect_records(records, root, progress)
     readable = [i for i, fact in enumerate(report["facts"]) if fact["error"] is None]
+    groups = merge_groups(dataset.group_ids(records), report["groups"])
     records = [records[i] for i in readable]
-    groups = [report["groups"][i] for i in readable]
+    groups = [groups[i] for i in readable]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if folds:

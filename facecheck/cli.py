@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument("--size", type=int, help="resize crops to SIZE x SIZE (default: keep)")
     crop.add_argument("--faces", choices=("largest", "all"), default="largest")
     crop.add_argument("--no-face", choices=("skip", "keep", "fail"), default="skip")
+    download = data_commands.add_parser("download", help="fetch a public set from Kaggle (needs internet)")
+    download.add_argument(
+        "name", help="140k-real-and-fake-faces, real-and-fake-face-detection, deepfake-and-real-images"
+    )
+    download.add_argument("--out", default="data", help="parent folder (default: ./data)")
     synthetic = data_commands.add_parser("synthetic", help="write the built-in synthetic set and print its folder")
     synthetic.add_argument("--out", help="folder to write (default: in the facecheck cache)")
     synthetic.add_argument("--per-class", type=int, default=60)
@@ -272,6 +277,11 @@ def command_data(args: argparse.Namespace) -> int:
         )  # fmt: skip
         print(json.dumps(summary.__dict__))
         return EXIT_OK
+    if args.data_command == "download":
+        from facecheck.data.download import download
+
+        print(download(args.name, Path(args.out)))
+        return EXIT_OK
     if args.per_class < 2:
         raise FacecheckError("--per-class must be at least 2")
     print(make_synthetic_dataset(Path(args.out) if args.out else None, args.per_class, args.seed))
@@ -290,7 +300,7 @@ def _data_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({k: v for k, v in report.items() if k != "groups"}))
     else:
-        print(f"{report['root']}: {report['n']} images")
+        print(f"{report['root']}: {report['n']} images; {report['layout']}")
         print("\n".join(summary_lines(report)))
         if args.report:
             print(f"report written to {args.report}")

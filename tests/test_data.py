@@ -155,3 +155,10 @@ def test_synthetic_set_is_deterministic(tmp_path: Path):
     for name in ("real/real_0002.png", "fake/fake_0001.png"):
         assert np.array_equal(np.asarray(Image.open(a / name)), np.asarray(Image.open(b / name)))
     assert len(discover(a)) == 6
+
+
+def test_decompression_bombs_are_refused(tmp_path: Path):
+    # 9000 x 8000 = 72 million pixels, above the 64 million limit; a 1-bit PNG keeps the file small.
+    Image.new("1", (9000, 8000)).save(tmp_path / "bomb.png")
+    with pytest.raises(DataError, match="too large"):
+        load_image(tmp_path / "bomb.png")

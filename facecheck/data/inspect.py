@@ -319,3 +319,27 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 def _relative(path: str, root: Path) -> str:
     resolved = Path(path).resolve()
     return str(resolved.relative_to(root.resolve())) if resolved.is_relative_to(root.resolve()) else path
+
+
+def merge_groups(*labelings: list | None) -> list[int] | None:
+    """One group id per image such that images sharing a group in any labelling share one here."""
+    present = [labels for labels in labelings if labels is not None]
+    if not present:
+        return None
+    count = len(present[0])
+    parent = list(range(count))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for labels in present:
+        first: dict = {}
+        for index, label in enumerate(labels):
+            if label in first:
+                parent[find(index)] = find(first[label])
+            else:
+                first[label] = index
+    return [find(i) for i in range(count)]

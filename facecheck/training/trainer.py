@@ -25,8 +25,9 @@ from facecheck.checkpoint import BEST, LAST, build_model, read_checkpoint, save_
 from facecheck.compute import configure_threads, resolve_precision, to_memory_format
 from facecheck.config import TrainConfig, save_config, validate
 from facecheck.data.dataset import ImageDataset, scan_readable
-from facecheck.data.discovery import ImageRecord, count_by_class, discover, limit_per_class
-from facecheck.data.inspect import inspect_records, summary_lines
+from facecheck.data.discovery import ImageRecord, count_by_class, limit_per_class
+from facecheck.data.inspect import inspect_records, merge_groups, summary_lines
+from facecheck.data.layouts import Dataset, describe, open_dataset
 from facecheck.data.presets import eval_transform
 from facecheck.data.splits import make_split, read_split, write_split
 from facecheck.data.synthetic import make_synthetic_dataset
@@ -117,9 +118,11 @@ class PreparedData:
 def prepare_data(config: TrainConfig, log: Log, progress: bool) -> PreparedData:
     """Discover, check and split the images (nothing is written yet)."""
     data_dir = resolve_data_dir(config, log)
-    records = discover(data_dir)
+    dataset = open_dataset(data_dir)
+    records = dataset.records
     counts = count_by_class(records)
     log(f"found {len(records)} images in {data_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    log(describe(dataset))
     if config.data.max_per_class is not None:
         records = limit_per_class(records, config.data.max_per_class)
         log(f"using at most {config.data.max_per_class} per class: {count_by_class(records)}")
@@ -131,20 +134,39 @@ def prepare_data(config: TrainConfig, log: Log, progress: bool) -> PreparedData:
     pre = config.preprocess
     if pre.face_crop and pre.no_face in ("skip", "fail"):
         records = _drop_faceless(records, config, log, progress)
-    inspection, groups = None, None
+    inspection, groups = None, dataset.group_ids(records)
     if config.data.inspect:
-        inspection = inspect_records(records, data_dir, progress)
-        groups = inspection["groups"]
+        inspection = inspect_records(records, dataset.root, progress)
+        groups = merge_groups(groups, inspection["groups"])
         for line in summary_lines(inspection):
             log(f"data: {line}")
-    if config.data.split_file:
+    data = config.data
+    if data.split_file:
         split = _split_from_file(config, data_dir, records)
-        log(f"split taken from {config.data.split_file}")
+        log(f"split taken from {data.split_file}")
+    elif dataset.split is not None:
+        split = _own_split(dataset, records, groups, data.val_fraction, data.split_seed)
+        log(f"using the data set's own split ({dataset.layout})")
     else:
-        data = config.data
         split = make_split(records, data.test_fraction, data.val_fraction, data.split_seed, groups)
     log("split: " + ", ".join(f"{name} {len(part)} {count_by_class(part)}" for name, part in split.items() if part))
-    return PreparedData(data_dir, split, bad, inspection)
+    return PreparedData(dataset.root, split, bad, inspection)
+
+
+def _own_split(
+    dataset: Dataset, records: list[ImageRecord], groups: list | None, val_fraction: float, seed: int
+) -> dict[str, list[ImageRecord]]:
+    """The set's predefined parts, limited to usable images; validation carved from train if it has none."""
+    usable = set(records)
+    split = {name: [r for r in part if r in usable] for name, part in dataset.split.items()}
+    if not split["train"] or not split["test"]:
+        raise DataError(f"the {dataset.layout} split has no usable train or test images")
+    if not split["val"] and val_fraction > 0:
+        group_of = dict(zip(records, groups, strict=True)) if groups else {}
+        train = split["train"]
+        carved = make_split(train, val_fraction, 0.0, seed, [group_of.get(r, i) for i, r in enumerate(train)])
+        split["train"], split["val"] = carved["train"], carved["test"]
+    return split
 
 
 def _drop_faceless(records: list[ImageRecord], config: TrainConfig, log: Log, progress: bool) -> list[ImageRecord]:
