@@ -10,12 +10,13 @@ import numpy as np
 from facecheck.checkpoint import resolve_checkpoint_path
 from facecheck.config import TrainConfig
 from facecheck.data.discovery import CLASS_NAMES, ImageRecord, iter_images
-from facecheck.data.images import is_image_path
+from facecheck.data.images import is_image_path, load_image
 from facecheck.data.inspect import inspect_records, merge_groups
 from facecheck.data.layouts import describe, open_dataset
 from facecheck.data.splits import fold_split, make_folds, make_split, read_split, write_split
 from facecheck.errors import DataError
 from facecheck.evaluation.metrics import full_metrics
+from facecheck.evaluation.perturb import Perturbation
 from facecheck.inference.predictor import Detector, Prediction
 from facecheck.training.trainer import SPLIT_FILE, TrainResult, resolve_data_dir
 from facecheck.training.trainer import train as _train
@@ -76,24 +77,60 @@ def evaluation_records(
 
 
 def evaluate(
-    model: str | Path | Detector, data: str | Path | None = None, *, split: str = "auto", batch_size: int = 64
+    model: str | Path | Detector,
+    data: str | Path | None = None,
+    *,
+    split: str = "auto",
+    batch_size: int = 64,
+    perturbations: list[Perturbation] | None = None,
 ) -> dict[str, Any]:
-    """Score a model on labelled data; returns the metrics dict (plus ``data`` and ``errors``)."""
+    """Score a model on labelled data; returns the metrics dict (plus ``data`` and ``errors``).
+
+    With ``perturbations``, the evaluation is repeated on perturbed copies of
+    the images; their metrics are under ``perturbations[name]``.
+    """
     detector = model if isinstance(model, Detector) else load(model)
     records, source = evaluation_records(detector, data, split)
     if not records:
         raise DataError(f"no images to evaluate in {source}")
-    predictions = detector.predict([r.path for r in records], batch_size=batch_size)
-    scored = [(r, p) for r, p in zip(records, predictions, strict=True) if p.error is None]
-    errors = [p for p in predictions if p.error is not None]
-    if not scored:
-        raise DataError(f"none of the {len(records)} images in {source} could be read")
-    labels = np.array([r.label for r, _ in scored])
-    p_fake = np.array([p.p_fake for _, p in scored])
-    result = full_metrics(labels, p_fake, detector.threshold)
+    result = _score(detector, records, batch_size, None)
     result["data"] = source
     result["model"] = detector.source
     result["class_names"] = list(CLASS_NAMES)
+    if perturbations:
+        result["perturbations"] = {
+            p.name: {k: v for k, v in _score(detector, records, batch_size, p).items() if k != "errors"}
+            for p in perturbations
+        }
+    return result
+
+
+def _score(
+    detector: Detector, records: list[ImageRecord], batch_size: int, perturbation: Perturbation | None
+) -> dict[str, Any]:
+    if perturbation is None:
+        predictions = detector.predict([r.path for r in records], batch_size=batch_size)
+    else:
+        predictions = []
+        for start in range(0, len(records), batch_size):
+            chunk = records[start : start + batch_size]
+            images: list[Any] = []
+            for record in chunk:
+                try:
+                    images.append(perturbation.apply(load_image(record.path)))
+                except DataError:
+                    images.append(record.path)  # reported as unreadable by predict
+            chunk_predictions = detector.predict(images, batch_size=batch_size)
+            for record, prediction in zip(chunk, chunk_predictions, strict=True):
+                prediction.path = str(record.path)
+            predictions.extend(chunk_predictions)
+    scored = [(r, p) for r, p in zip(records, predictions, strict=True) if p.error is None]
+    errors = [p for p in predictions if p.error is not None]
+    if not scored:
+        raise DataError(f"none of the {len(records)} images could be read")
+    labels = np.array([r.label for r, _ in scored])
+    p_fake = np.array([p.p_fake for _, p in scored])
+    result = full_metrics(labels, p_fake, detector.threshold)
     result["n_unreadable"] = len(errors)
     result["errors"] = [p.to_dict() for p in errors]
     return result

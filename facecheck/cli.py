@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: only the test split when --data is the model's training folder; all: every image",
     )
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument(
+        "--perturb",
+        nargs="+",
+        metavar="KIND:V1,V2",
+        help="also evaluate perturbed copies: jpeg:90,50 blur:1 resize:0.5",
+    )
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="onnx: ONNX Runtime (CPU)")
@@ -204,9 +210,11 @@ def command_train(args: argparse.Namespace) -> int:
 
 def command_evaluate(args: argparse.Namespace) -> int:
     from facecheck.api import evaluate, load
+    from facecheck.evaluation.perturb import parse_perturbations
 
+    perturbations = parse_perturbations(args.perturb or [])  # parsed first: a typo fails before any work
     detector = load(args.model, device=args.device, backend=args.backend)
-    result = evaluate(detector, args.data, split=args.split, batch_size=args.batch_size)
+    result = evaluate(detector, args.data, split=args.split, batch_size=args.batch_size, perturbations=perturbations)
     if args.json:
         print(json.dumps(result))
         return EXIT_OK
@@ -225,6 +233,11 @@ def command_evaluate(args: argparse.Namespace) -> int:
     (tn, fp), (fn, tp) = result["confusion_matrix"]
     print("  confusion matrix   predicted real  predicted fake")
     print(f"    true real        {tn:>14}  {fp:>14}\n    true fake        {fn:>14}  {tp:>14}")
+    if result.get("perturbations"):
+        print("  perturbation       accuracy  roc_auc")
+        for name, metrics in result["perturbations"].items():
+            auc = "n/a" if metrics["roc_auc"] is None else f"{metrics['roc_auc']:.4f}"
+            print(f"    {name:<16} {metrics['accuracy']:.4f}    {auc}")
     if result["n_unreadable"]:
         print(f"  {result['n_unreadable']} unreadable image(s) left out, e.g. {result['errors'][0]['error']}")
     return EXIT_OK

@@ -51,6 +51,11 @@ def test_train_evaluate_predict_round_trip(tmp_path: Path, capsys, preset: str):
     code, out, _ = run(capsys, "evaluate", "--model", str(run_dir), "--data", str(data), "--split", "all", "--json")
     assert code == 0 and json.loads(out)["n"] == 24
 
+    code, out, _ = run(capsys, "evaluate", "--model", str(run_dir), "--json", "--perturb", "jpeg:50", "blur:1")
+    assert code == 0
+    perturbed = json.loads(out)["perturbations"]
+    assert set(perturbed) == {"jpeg:50", "blur:1"} and perturbed["jpeg:50"]["n"] == 8
+
     images = sorted((data / "fake").glob("*.png"))[:2]
     (tmp_path / "bad.jpg").write_text("not an image")
     code, out, err = run(

@@ -91,3 +91,20 @@ def test_bootstrap_intervals_contain_the_estimate_and_are_seeded():
     accuracy = ((p_fake >= 0.5) == labels).mean()
     low, high = first["accuracy_ci95"]
     assert low < accuracy < high and high - low < 0.2
+
+
+def test_perturbation_specs_are_parsed_and_applied():
+    from PIL import Image
+
+    from facecheck.errors import ConfigError
+    from facecheck.evaluation.perturb import parse_perturbations
+
+    perturbations = parse_perturbations(["jpeg:90,50", "blur:1.5", "resize:0.5"])
+    assert [p.name for p in perturbations] == ["jpeg:90", "jpeg:50", "blur:1.5", "resize:0.5"]
+    image = Image.new("RGB", (40, 30), (200, 10, 10))
+    assert perturbations[3].apply(image).size == (20, 15)
+    assert perturbations[1].apply(image).mode == "RGB"
+    for bad, message in [("jpg:9", "cannot read perturbation"), ("jpeg:x", "as a number"),
+                         ("jpeg:101", "from 1 to 100"), ("blur:0", "positive"), ("resize:9", "scale")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            parse_perturbations([bad])
