@@ -64,6 +64,7 @@ def save_checkpoint(
     epoch: int,
     metrics: dict[str, Any],
     threshold: float = 0.5,
+    temperature: float = 1.0,
     train_state: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> None:
@@ -79,6 +80,7 @@ def save_checkpoint(
         "epoch": epoch,
         "metrics": metrics,
         "threshold": float(threshold),
+        "temperature": float(temperature),
         "versions": versions(),
         "extra": extra or {},
     }

@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--unfreeze", type=int, metavar="N", help="after --freeze-backbone, fine-tune the last N blocks")
     train.add_argument("--out", help="run folder (default: runs/PRESET-TIMESTAMP)")
+    train.add_argument(
+        "--target-fpr", type=float, help="choose the threshold for this false-positive rate (validation)"
+    )
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
     train.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
@@ -168,6 +171,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         "device": args.device,
         "freeze_backbone": args.freeze_backbone,
         "unfreeze_blocks": args.unfreeze,
+        "target_fpr": args.target_fpr,
     }
     nested: dict[str, dict[str, Any]] = {
         "data": {

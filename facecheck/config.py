@@ -113,6 +113,10 @@ class TrainConfig:
     unfreeze_blocks: int = 0
     unfreeze_epochs: int = 3
     unfreeze_lr: float = 1e-4
+    # Fit temperature scaling (and the threshold) on the validation split after training.
+    calibrate: bool = True
+    # Choose the decision threshold for this false-positive rate on validation reals (None: 0.5).
+    target_fpr: float | None = None
     data: DataConfig = field(default_factory=DataConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -309,6 +313,11 @@ def validate(config: TrainConfig) -> None:
         (config.unfreeze_blocks >= 0 and config.unfreeze_epochs >= 0, "unfreeze_blocks/unfreeze_epochs must be >= 0"),
         (config.unfreeze_blocks == 0 or config.freeze_backbone, "unfreeze_blocks needs freeze_backbone=true"),
         (config.unfreeze_lr > 0, "unfreeze_lr must be positive"),
+        (config.target_fpr is None or 0 <= config.target_fpr < 1, "target_fpr must be in [0, 1)"),
+        (
+            config.target_fpr is None or (config.data.val_fraction > 0 and config.calibrate),
+            "target_fpr needs a validation split (data.val_fraction > 0) and calibrate=true",
+        ),
         (config.compute.num_threads >= 0, "compute.num_threads must be >= 0"),
         (
             config.preprocess.augment in ("none", "report", "robust"),

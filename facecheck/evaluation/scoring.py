@@ -1,4 +1,4 @@
-"""Running a model over a data loader: probabilities, labels and mean loss."""
+"""Running a model over a data loader: logits or probabilities, labels and mean loss."""
 
 from __future__ import annotations
 
@@ -12,6 +12,39 @@ from facecheck.compute import autocast, to_memory_format
 
 
 @torch.inference_mode()
+def loader_logits(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    progress: bool = False,
+    desc: str = "scoring",
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(logits (N, 2), labels (N,))`` of every batch of ``loader``."""
+    model.eval()
+    logits: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    for images, targets in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+        images = to_memory_format(images.to(device), channels_last)
+        with autocast(device, amp_dtype):
+            logits.append(model(images).float().cpu().numpy())
+        labels.append(targets.numpy())
+    return np.concatenate(logits), np.concatenate(labels)
+
+
+def p_fake_of(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Softmax probability of the fake class, after dividing the logits by ``temperature``."""
+    scaled = logits / temperature
+    scaled = scaled - scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp[:, 1] / exp.sum(axis=1)
+
+
+def mean_cross_entropy(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    return float(nn.functional.cross_entropy(torch.from_numpy(logits / temperature), torch.from_numpy(labels)))
+
+
 def score_loader(
     model: nn.Module,
     loader: DataLoader,
@@ -20,19 +53,8 @@ def score_loader(
     desc: str = "scoring",
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    temperature: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Return ``(p_fake, labels, mean cross-entropy)`` over ``loader``."""
-    model.eval()
-    loss_fn = nn.CrossEntropyLoss(reduction="sum")
-    probabilities: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    total_loss = 0.0
-    for images, targets in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
-        images, targets = to_memory_format(images.to(device), channels_last), targets.to(device)
-        with autocast(device, amp_dtype):
-            logits = model(images).float()
-        total_loss += float(loss_fn(logits, targets))
-        probabilities.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
-        labels.append(targets.cpu().numpy())
-    count = sum(len(batch) for batch in labels)
-    return np.concatenate(probabilities), np.concatenate(labels), total_loss / max(count, 1)
+    logits, labels = loader_logits(model, loader, device, progress, desc, amp_dtype, channels_last)
+    return p_fake_of(logits, temperature), labels, mean_cross_entropy(logits, labels, temperature)

@@ -1,5 +1,6 @@
 """Inference engines: the same preprocessed batch in, ``p_fake`` out.
 
+Engines return logits; the Detector turns them into calibrated probabilities.
 ``torch`` runs the checkpoint's model (float32, channels-last memory format:
 same results as the plain model, faster on CPUs). ``onnx`` runs an ONNX
 export of the same weights in ONNX Runtime, several times faster on CPUs;
@@ -24,11 +25,6 @@ from facecheck.paths import cache_dir
 BACKENDS = ("torch", "onnx")
 
 
-def softmax_fake(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return (shifted / shifted.sum(axis=1, keepdims=True))[:, 1]
-
-
 class TorchEngine:
     name = "torch"
 
@@ -39,8 +35,9 @@ class TorchEngine:
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> np.ndarray:
+        """``(B, 2)`` logits."""
         batch = to_memory_format(batch.to(self.device), self.channels_last)
-        return torch.softmax(self.model(batch).float(), dim=1)[:, 1].cpu().numpy()
+        return self.model(batch).float().cpu().numpy()
 
 
 class OnnxEngine:
@@ -58,8 +55,8 @@ class OnnxEngine:
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, batch: torch.Tensor) -> np.ndarray:
-        logits = self.session.run(None, {self.input_name: batch.cpu().numpy().astype(np.float32, copy=False)})[0]
-        return softmax_fake(logits)
+        """``(B, 2)`` logits."""
+        return self.session.run(None, {self.input_name: batch.cpu().numpy().astype(np.float32, copy=False)})[0]
 
 
 def file_digest(path: Path) -> str:

@@ -16,6 +16,7 @@ from facecheck.data.images import load_image, to_rgb
 from facecheck.data.presets import eval_transform
 from facecheck.device import resolve_device
 from facecheck.errors import DataError
+from facecheck.evaluation.scoring import p_fake_of
 from facecheck.inference.engines import BACKENDS, OnnxEngine, TorchEngine, cached_onnx_export
 from facecheck.models import FaceClassifier
 
@@ -52,6 +53,8 @@ class Detector:
         self.checkpoint = checkpoint
         self.class_names: list[str] = list(checkpoint["class_names"])
         self.threshold: float = float(checkpoint.get("threshold", 0.5))
+        # Temperature scaling fitted on validation data: p_fake = softmax(logits / T).
+        self.temperature: float = float(checkpoint.get("temperature", 1.0))
         self.preprocess = preprocess_of(checkpoint)
         self.transform = eval_transform(self.preprocess)
         self.min_size = int(checkpoint["config"]["data"].get("min_image_size", 1))
@@ -91,8 +94,8 @@ class Detector:
         raise DataError(f"cannot predict on an object of type {type(item).__name__}")
 
     def predict_tensor(self, batch: torch.Tensor) -> np.ndarray:
-        """``p_fake`` of an already preprocessed ``(B, 3, H, W)`` batch."""
-        return self.engine(batch)
+        """Calibrated ``p_fake`` of an already preprocessed ``(B, 3, H, W)`` batch."""
+        return p_fake_of(self.engine(batch), self.temperature)
 
     def predict(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 32) -> list[Prediction]:
         """Predict each image; an unreadable one gets ``error`` set and never stops the batch."""

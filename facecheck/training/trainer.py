@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -33,8 +34,9 @@ from facecheck.data.splits import make_split, read_split, write_split
 from facecheck.data.synthetic import make_synthetic_dataset
 from facecheck.device import resolve_device
 from facecheck.errors import DataError, FacecheckError
+from facecheck.evaluation.calibration import calibrate
 from facecheck.evaluation.metrics import classification_metrics
-from facecheck.evaluation.scoring import score_loader
+from facecheck.evaluation.scoring import loader_logits, mean_cross_entropy, p_fake_of
 from facecheck.training.datasets import RunDatasets
 from facecheck.training.runners import ImageRunner, plan_phases, set_trainable
 
@@ -348,11 +350,24 @@ def train(
                 },
             )
 
-    test_metrics = _evaluate_best(run_dir, split["test"], config, device, progress)
+    best_model = _load_best(run_dir, config, device)
+    calibration = None
+    if config.calibrate and split["val"]:
+        calibration = _calibrate_best(best_model, run_dir, split["val"], config, device, progress)
+        log(
+            f"calibration on validation: temperature {calibration['temperature']:.3f} (log loss "
+            f"{calibration['val_log_loss_before']:.4f} -> {calibration['val_log_loss_after']:.4f}), "
+            f"threshold {calibration['threshold']:.4f}"
+        )
+    checkpoint = read_checkpoint(run_dir / BEST)
+    test_metrics = _evaluate(
+        best_model, split["test"], config, device, progress, checkpoint["temperature"], checkpoint["threshold"]
+    )
     summary = {
         "preset": config.preset,
         "best_epoch": best_epoch,
         "test": test_metrics,
+        "calibration": calibration,
         "mean_epoch_seconds": sum(r["epoch_seconds"] for r in history) / max(len(history), 1),
         "peak_rss_mb": peak_rss_mb(),
         "device": str(device),
@@ -369,24 +384,69 @@ def train(
     return TrainResult(run_dir, best_epoch, test_metrics, history)
 
 
-def _evaluate_best(
-    run_dir: Path, test_records: list[ImageRecord], config: TrainConfig, device: torch.device, progress: bool
-) -> dict[str, Any]:
-    if not test_records:
-        raise DataError("the test split is empty")
-    # Scored as `facecheck evaluate` would: the PIL pipeline of inference, in float32.
+def _load_best(run_dir: Path, config: TrainConfig, device: torch.device) -> torch.nn.Module:
     model = build_model(config, pretrained=False).to(device)
     model.load_state_dict(read_checkpoint(run_dir / BEST)["state_dict"])
-    model = to_memory_format(model, config.compute.channels_last)
+    return to_memory_format(model, config.compute.channels_last)
+
+
+def _inference_logits(
+    model: torch.nn.Module,
+    records: list[ImageRecord],
+    config: TrainConfig,
+    device: torch.device,
+    progress: bool,
+    desc: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits as `facecheck evaluate` computes them: the PIL pipeline of inference, in float32."""
     loader = DataLoader(
-        ImageDataset(test_records, eval_transform(config.preprocess), config.data.min_image_size),
+        ImageDataset(records, eval_transform(config.preprocess), config.data.min_image_size),
         batch_size=config.eval_batch_size,
         num_workers=config.data.num_workers,
     )
-    p_fake, labels, loss = score_loader(
-        model, loader, device, progress, desc="test", channels_last=config.compute.channels_last
+    return loader_logits(model, loader, device, progress, desc, channels_last=config.compute.channels_last)
+
+
+def _calibrate_best(
+    model: torch.nn.Module,
+    run_dir: Path,
+    val_records: list[ImageRecord],
+    config: TrainConfig,
+    device: torch.device,
+    progress: bool,
+) -> dict[str, Any]:
+    """Fit temperature and threshold on validation and store them in best.pt."""
+    logits, labels = _inference_logits(model, val_records, config, device, progress, "calibration")
+    temperature, threshold, report = calibrate(logits, labels, config.target_fpr)
+    checkpoint = read_checkpoint(run_dir / BEST)
+    save_checkpoint(
+        run_dir / BEST,
+        model,
+        config,
+        epoch=checkpoint["epoch"],
+        metrics=checkpoint["metrics"],
+        threshold=threshold,
+        temperature=temperature,
+        extra={**checkpoint.get("extra", {}), "calibration": report},
     )
-    return classification_metrics(labels, p_fake) | {"loss": loss}
+    return report
+
+
+def _evaluate(
+    model: torch.nn.Module,
+    test_records: list[ImageRecord],
+    config: TrainConfig,
+    device: torch.device,
+    progress: bool,
+    temperature: float,
+    threshold: float,
+) -> dict[str, Any]:
+    if not test_records:
+        raise DataError("the test split is empty")
+    logits, labels = _inference_logits(model, test_records, config, device, progress, "test")
+    p_fake = p_fake_of(logits, temperature)
+    loss = mean_cross_entropy(logits, labels, temperature)
+    return classification_metrics(labels, p_fake, threshold) | {"loss": loss}
 
 
 def _read_history(run_dir: Path, keep_through: int) -> list[dict[str, Any]]:
