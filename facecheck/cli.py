@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="auto")
     predict.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="onnx: ONNX Runtime (CPU)")
 
+    explain = commands.add_parser("explain", help="Grad-CAM heatmaps: where the model looked")
+    explain.add_argument("--model", required=True, help="run folder or checkpoint file")
+    explain.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
+    explain.add_argument("--out", required=True, help="folder for the <name>.gradcam.png overlays")
+    explain.add_argument("--json", action="store_true")
+
     data = commands.add_parser("data", help="data tools")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     inspect = data_commands.add_parser(
@@ -270,6 +276,21 @@ def command_predict(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if failed == len(predictions) else EXIT_OK
 
 
+def command_explain(args: argparse.Namespace) -> int:
+    from facecheck.api import expand_inputs, load
+    from facecheck.evaluation.explain import explain_files
+
+    detector = load(args.model, device="cpu")
+    results = explain_files(detector, expand_inputs(args.images), Path(args.out))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for entry in results:
+            shown = entry.get("error") or f"{entry['label']:<5} p_fake={entry['p_fake']:.4f} -> {entry['heatmap']}"
+            print(f"{entry['path']}  {shown}")
+    return EXIT_FAILURE if all("error" in e for e in results) else EXIT_OK
+
+
 def command_data(args: argparse.Namespace) -> int:
     from facecheck.data.synthetic import make_synthetic_dataset
 
@@ -349,6 +370,7 @@ COMMANDS = {
     "train": command_train,
     "evaluate": command_evaluate,
     "predict": command_predict,
+    "explain": command_explain,
     "data": command_data,
     "models": command_models,
 }
