@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,12 @@ def expand_inputs(paths: list[str | Path]) -> list[Path]:
 
 def evaluation_records(
     detector: Detector, data: str | Path | None, split: str = "auto"
-) -> tuple[list[ImageRecord], str]:
-    """The labelled images to evaluate on, and a description of where they came from.
+) -> tuple[list[ImageRecord], str, dict[Path, dict[str, str]]]:
+    """The labelled images to evaluate on, where they came from, and their metadata.
 
     ``split="auto"``: with no ``data``, or with the model's own training data,
-    only the run's test split is used, so training images never inflate a score.
+    only the run's test split is used, so training images never inflate a
+    score; a set with its own split (e.g. 140k) is scored on its test part.
     ``split="all"`` uses every image in ``data``.
     """
     config = TrainConfig.from_dict(detector.checkpoint["config"])
@@ -63,17 +65,18 @@ def evaluation_records(
         if not split_file.is_file():
             raise DataError("no --data given and the model has no run folder with a split to take its test images from")
         root = resolve_data_dir(config, lambda _message: None)
-        return read_split(split_file, root)["test"], f"test split of {run_dir}"
+        return read_split(split_file, root)["test"], f"test split of {run_dir}", {}
     data_path = Path(data).expanduser().resolve()
     dataset = open_dataset(data_path)
-    records = dataset.records
     trained_here = config.data.data_dir is not None and Path(config.data.data_dir).expanduser().resolve() == data_path
     if split == "auto" and split_file.is_file() and trained_here:
-        test = read_split(split_file, data_path)["test"]
-        return test, f"test split of {data_path} (the model was trained on this folder; --split all to override)"
+        test = read_split(split_file, dataset.root)["test"]
+        note = "the model was trained on this folder; --split all to override"
+        return test, f"test split of {data_path} ({note})", dataset.metadata
     if split == "auto" and dataset.split is not None:
-        return dataset.split["test"], f"test part of {data_path} ({dataset.layout}; --split all for every image)"
-    return records, str(data_path)
+        note = f"{dataset.layout}; --split all for every image"
+        return dataset.split["test"], f"test part of {data_path} ({note})", dataset.metadata
+    return dataset.records, str(data_path), dataset.metadata
 
 
 def evaluate(
@@ -89,25 +92,62 @@ def evaluate(
     With ``perturbations``, the evaluation is repeated on perturbed copies of
     the images; their metrics are under ``perturbations[name]``.
     """
+    return evaluate_with_scores(model, data, split=split, batch_size=batch_size, perturbations=perturbations)[0]
+
+
+@dataclass
+class Scores:
+    """Per-image results behind an evaluation (readable images only)."""
+
+    paths: list[str]
+    labels: np.ndarray
+    p_fake: np.ndarray
+    metadata: list[dict[str, str]]
+
+
+def evaluate_with_scores(
+    model: str | Path | Detector,
+    data: str | Path | None = None,
+    *,
+    split: str = "auto",
+    batch_size: int = 64,
+    perturbations: list[Perturbation] | None = None,
+    by: str | None = None,
+) -> tuple[dict[str, Any], Scores]:
+    """:func:`evaluate` plus the per-image scores; ``by`` breaks the metrics down by a metadata column."""
     detector = model if isinstance(model, Detector) else load(model)
-    records, source = evaluation_records(detector, data, split)
+    records, source, metadata = evaluation_records(detector, data, split)
     if not records:
         raise DataError(f"no images to evaluate in {source}")
-    result = _score(detector, records, batch_size, None)
+    result, scores = _score(detector, records, batch_size, None, metadata)
     result["data"] = source
     result["model"] = detector.source
     result["class_names"] = list(CLASS_NAMES)
+    if by:
+        values = [m.get(by) for m in scores.metadata]
+        if all(v is None for v in values):
+            raise DataError(f"no image in {source} has the metadata column {by!r}")
+        result["breakdown"] = {by: {}}
+        for value in sorted({v for v in values if v is not None}):
+            chosen = np.array([v == value for v in values])
+            result["breakdown"][by][value] = full_metrics(
+                scores.labels[chosen], scores.p_fake[chosen], detector.threshold, resamples=0
+            )
     if perturbations:
         result["perturbations"] = {
-            p.name: {k: v for k, v in _score(detector, records, batch_size, p).items() if k != "errors"}
+            p.name: {k: v for k, v in _score(detector, records, batch_size, p, metadata)[0].items() if k != "errors"}
             for p in perturbations
         }
-    return result
+    return result, scores
 
 
 def _score(
-    detector: Detector, records: list[ImageRecord], batch_size: int, perturbation: Perturbation | None
-) -> dict[str, Any]:
+    detector: Detector,
+    records: list[ImageRecord],
+    batch_size: int,
+    perturbation: Perturbation | None,
+    metadata: dict[Path, dict[str, str]],
+) -> tuple[dict[str, Any], Scores]:
     if perturbation is None:
         predictions = detector.predict([r.path for r in records], batch_size=batch_size)
     else:
@@ -133,7 +173,8 @@ def _score(
     result = full_metrics(labels, p_fake, detector.threshold)
     result["n_unreadable"] = len(errors)
     result["errors"] = [p.to_dict() for p in errors]
-    return result
+    scores = Scores([str(r.path) for r, _ in scored], labels, p_fake, [metadata.get(r.path, {}) for r, _ in scored])
+    return result, scores
 
 
 def inspect_data(data_dir: str | Path, progress: bool = False) -> dict[str, Any]:

@@ -85,7 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="score a model on labelled data")
     evaluate.add_argument("--model", required=True, help="run folder or checkpoint file")
-    evaluate.add_argument("--data", help="class-folder data set (default: the run's own test split)")
+    evaluate.add_argument(
+        "--data", action="append", help="labelled data set (repeatable: one row per set; default: the run's test split)"
+    )
+    evaluate.add_argument("--by", metavar="COLUMN", help="break metrics down by a metadata column (e.g. difficulty)")
+    evaluate.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report (and its PNGs)")
     evaluate.add_argument(
         "--split",
         choices=("auto", "all"),
@@ -219,15 +223,60 @@ def command_train(args: argparse.Namespace) -> int:
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
-    from facecheck.api import evaluate, load
+    from facecheck.api import evaluate_with_scores, load
     from facecheck.evaluation.perturb import parse_perturbations
 
     perturbations = parse_perturbations(args.perturb or [])  # parsed first: a typo fails before any work
     detector = load(args.model, device=args.device, backend=args.backend)
-    result = evaluate(detector, args.data, split=args.split, batch_size=args.batch_size, perturbations=perturbations)
+    sets = args.data or [None]
+    results = []
+    for index, data in enumerate(sets):
+        result, scores = evaluate_with_scores(
+            detector, data, split=args.split, batch_size=args.batch_size, perturbations=perturbations, by=args.by
+        )
+        results.append(result)
+        if args.report:
+            _write_report(args, detector, result, scores, index if len(sets) > 1 else None, data)
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(results[0] if len(results) == 1 else {"sets": results}))
         return EXIT_OK
+    if len(results) > 1:
+        print(f"model: {results[0]['model']}")
+        print(f"  {'data':<44} {'n':>6} {'accuracy':>9} {'roc_auc':>8} {'ap':>7} {'eer':>7} {'ece':>7}")
+        for result in results:
+            shown = {
+                k: "n/a" if result.get(k) is None else f"{result[k]:.4f}"
+                for k in ("roc_auc", "average_precision", "eer", "ece")
+            }
+            print(
+                f"  {_short(result['data'], 44):<44} {result['n']:>6} {result['accuracy']:>9.4f} {shown['roc_auc']:>8} "
+                f"{shown['average_precision']:>7} {shown['eer']:>7} {shown['ece']:>7}"
+            )
+        return EXIT_OK
+    _print_evaluation(results[0])
+    return EXIT_OK
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else "..." + text[-(width - 3) :]
+
+
+def _write_report(args: argparse.Namespace, detector: object, result: dict, scores: object, index: int | None,
+                  data: str | None) -> None:  # fmt: skip
+    from facecheck.checkpoint import resolve_checkpoint_path
+    from facecheck.reporting.evaluation_report import write_evaluation_report
+
+    target = Path(args.report)
+    if index is not None:
+        target = target.with_name(f"{target.stem}-{index}-{Path(data).name}{target.suffix}")
+    write_evaluation_report(
+        result, scores.labels, scores.p_fake, scores.paths, target, detector=detector,
+        run_dir=resolve_checkpoint_path(args.model).parent,
+    )  # fmt: skip
+    print(f"report written to {target}", file=sys.stderr)
+
+
+def _print_evaluation(result: dict) -> None:
     print(f"model: {result['model']}\ndata:  {result['data']}")
     print(f"images: {result['n']} (real {result['n_real']}, fake {result['n_fake']})  threshold {result['threshold']}")
     intervals = {"accuracy": result.get("accuracy_ci95"), "roc_auc": result.get("roc_auc_ci95")}
@@ -243,6 +292,11 @@ def command_evaluate(args: argparse.Namespace) -> int:
     (tn, fp), (fn, tp) = result["confusion_matrix"]
     print("  confusion matrix   predicted real  predicted fake")
     print(f"    true real        {tn:>14}  {fp:>14}\n    true fake        {fn:>14}  {tp:>14}")
+    for column, values in (result.get("breakdown") or {}).items():
+        print(f"  by {column:<15} {'n':>6} {'accuracy':>9} {'roc_auc':>8}")
+        for value, metrics in values.items():
+            auc = "n/a" if metrics["roc_auc"] is None else f"{metrics['roc_auc']:.4f}"
+            print(f"    {value:<16} {metrics['n']:>6} {metrics['accuracy']:>9.4f} {auc:>8}")
     if result.get("perturbations"):
         print("  perturbation       accuracy  roc_auc")
         for name, metrics in result["perturbations"].items():
@@ -250,7 +304,6 @@ def command_evaluate(args: argparse.Namespace) -> int:
             print(f"    {name:<16} {metrics['accuracy']:.4f}    {auc}")
     if result["n_unreadable"]:
         print(f"  {result['n_unreadable']} unreadable image(s) left out, e.g. {result['errors'][0]['error']}")
-    return EXIT_OK
 
 
 def command_predict(args: argparse.Namespace) -> int:

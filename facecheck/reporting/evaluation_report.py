@@ -1,0 +1,165 @@
+"""The HTML report of `facecheck evaluate --report`: metrics, curves, calibration, mistakes with Grad-CAM."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facecheck.reporting.html import figure_png, img, matplotlib_agg, page, table
+
+METRIC_ROWS = (
+    "accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
+    "eer", "eer_threshold", "tpr_at_fpr_1pct", "tpr_at_fpr_5pct", "log_loss", "brier", "ece",
+)  # fmt: skip
+
+
+def _metrics_table(result: dict[str, Any]) -> str:
+    rows = []
+    for key in METRIC_ROWS:
+        value = result.get(key)
+        interval = result.get(f"{key}_ci95")
+        rows.append(
+            [key, "n/a" if value is None else value, "" if not interval else f"{interval[0]:.4f}-{interval[1]:.4f}"]
+        )
+    return table(["metric", "value", "95% bootstrap interval"], rows)
+
+
+def write_evaluation_report(
+    result: dict[str, Any],
+    labels: np.ndarray,
+    p_fake: np.ndarray,
+    paths: list[str],
+    path: Path,
+    detector: Any = None,
+    run_dir: Path | None = None,
+    gallery: int = 8,
+) -> Path:
+    """Write ``path`` (self-contained HTML) and its PNG figures beside it."""
+    matplotlib_agg()
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stem = path.with_suffix("")
+
+    def save(figure: Any, name: str, caption: str) -> str:
+        return img(figure_png(figure, Path(f"{stem}-{name}.png")), caption)
+
+    figures = []
+    both = len(np.unique(labels)) == 2
+    if both:
+        fpr, tpr, _ = roc_curve(labels, p_fake)
+        figure, axis = plt.subplots(figsize=(4.5, 4))
+        axis.plot(fpr, tpr, label=f"AUC {result['roc_auc']:.4f}")
+        axis.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+        axis.set(xlabel="false-positive rate (reals called fake)", ylabel="true-positive rate", title="ROC")
+        axis.legend(loc="lower right")
+        figures.append(save(figure, "roc", "ROC curve"))
+        precision, recall, _ = precision_recall_curve(labels, p_fake)
+        figure, axis = plt.subplots(figsize=(4.5, 4))
+        axis.plot(recall, precision, label=f"AP {result['average_precision']:.4f}")
+        axis.set(xlabel="recall (fakes caught)", ylabel="precision", title="Precision-recall (fake = positive)")
+        axis.legend(loc="lower left")
+        figures.append(save(figure, "pr", "Precision-recall curve"))
+
+    matrix = np.array(result["confusion_matrix"])
+    figure, axis = plt.subplots(figsize=(4, 3.6))
+    axis.imshow(matrix, cmap="Blues")
+    for (row, column), count in np.ndenumerate(matrix):
+        axis.text(column, row, str(count), ha="center", va="center", fontsize=14)
+    axis.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["real", "fake"], yticklabels=["real", "fake"])
+    axis.set(xlabel="predicted", ylabel="true", title=f"Confusion matrix (threshold {result['threshold']:.3f})")
+    figures.append(save(figure, "confusion", "Confusion matrix"))
+
+    bins = np.linspace(0, 1, 11)
+    index = np.minimum((p_fake * 10).astype(int), 9)
+    centres, observed, counts = [], [], []
+    for b in range(10):
+        members = index == b
+        if members.any():
+            centres.append(float(p_fake[members].mean()))
+            observed.append(float(labels[members].mean()))
+            counts.append(int(members.sum()))
+    figure, axis = plt.subplots(figsize=(4.5, 4))
+    axis.plot([0, 1], [0, 1], "k--", linewidth=0.8, label="perfect calibration")
+    axis.plot(centres, observed, "o-", label=f"model (ECE {result['ece']:.4f})")
+    axis.set(xlabel="predicted p_fake (bin mean)", ylabel="observed fraction fake", title="Reliability diagram")
+    axis.legend(loc="upper left")
+    figures.append(save(figure, "reliability", "Reliability diagram"))
+
+    figure, axis = plt.subplots(figsize=(4.5, 4))
+    for label, name in ((0, "real"), (1, "fake")):
+        if (labels == label).any():
+            axis.hist(p_fake[labels == label], bins=bins, alpha=0.6, label=name)
+    axis.axvline(result["threshold"], color="k", linewidth=0.8)
+    axis.set(xlabel="p_fake", ylabel="images", title="Scores by true class")
+    axis.legend()
+    figures.append(save(figure, "scores", "Score histograms per class"))
+
+    history_file = run_dir / "metrics.jsonl" if run_dir else None
+    if history_file and history_file.is_file():
+        rows = [json.loads(line) for line in history_file.read_text().splitlines() if line.strip()]
+        epochs = [r["epoch"] for r in rows]
+        figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+        left.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train loss")
+        left.plot(epochs, [r["val_loss"] for r in rows], "o-", label=f"{rows[0]['eval_split']} loss")
+        left.set(xlabel="epoch", ylabel="cross-entropy", yscale="log", title="Losses")
+        left.legend()
+        right.plot(epochs, [r["val_accuracy"] for r in rows], "o-", label="accuracy")
+        right.plot(epochs, [r["val_roc_auc"] or np.nan for r in rows], "o-", label="ROC AUC")
+        right.set(xlabel="epoch", title=f"{rows[0]['eval_split']} metrics")
+        right.legend()
+        figures.append(save(figure, "training", "Training curves"))
+
+    perturbations = result.get("perturbations") or {}
+    perturbation_section = ""
+    if perturbations:
+        kinds: dict[str, list[tuple[float, float]]] = {}
+        for name, metrics in perturbations.items():
+            kind, severity = name.split(":")
+            kinds.setdefault(kind, []).append((float(severity), metrics["roc_auc"] or np.nan))
+        figure, axes = plt.subplots(1, len(kinds), figsize=(4 * len(kinds), 3.4), squeeze=False)
+        for axis, (kind, points) in zip(axes[0], kinds.items(), strict=True):
+            points.sort()
+            axis.plot([p[0] for p in points], [p[1] for p in points], "o-")
+            axis.axhline(result["roc_auc"] or np.nan, color="k", linestyle="--", linewidth=0.8, label="clean")
+            axis.set(xlabel=f"{kind} severity", ylabel="ROC AUC", title=kind)
+            axis.legend()
+        figures.append(save(figure, "robustness", "ROC AUC under perturbations"))
+        perturbation_section = "<h2>Robustness</h2>" + table(
+            ["perturbation", "accuracy", "ROC AUC", "ROC AUC change"],
+            [
+                [name, m["accuracy"], "n/a" if m["roc_auc"] is None else m["roc_auc"],
+                 "n/a" if m["roc_auc"] is None or result["roc_auc"] is None else m["roc_auc"] - result["roc_auc"]]
+                for name, m in perturbations.items()
+            ],
+        )  # fmt: skip
+
+    mistakes_section = ""
+    wrong = np.nonzero((p_fake >= result["threshold"]).astype(int) != labels)[0]
+    if len(wrong) and detector is not None:
+        from facecheck.evaluation.explain import explain_files
+
+        confidence = np.abs(p_fake[wrong] - result["threshold"])
+        chosen = wrong[np.argsort(-confidence)][:gallery]
+        overlays = explain_files(detector, [Path(paths[i]) for i in chosen], Path(f"{stem}-gradcam"))
+        cells = []
+        for i, entry in zip(chosen, overlays, strict=True):
+            if "heatmap" in entry:
+                caption = f"{Path(paths[i]).name}: true {'fake' if labels[i] else 'real'}, p_fake {p_fake[i]:.3f}"
+                cells.append(img(Path(entry["heatmap"]).read_bytes(), caption))
+        mistakes_section = "<h2>Most confident mistakes (Grad-CAM for 'fake')</h2>" + "".join(cells)
+
+    header = (
+        f"<p>Model <code>{html.escape(str(result.get('model')))}</code> on "
+        f"<code>{html.escape(str(result.get('data')))}</code>: {result['n']} images "
+        f"({result['n_real']} real, {result['n_fake']} fake), threshold {result['threshold']:.3f}.</p>"
+    )
+    sections = [header, "<h2>Metrics</h2>", _metrics_table(result), "<h2>Figures</h2>", *figures]
+    sections += [perturbation_section, mistakes_section]
+    path.write_text(page("facecheck evaluation", sections), encoding="utf-8")
+    return path
