@@ -37,51 +37,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"facecheck {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train a model", description="Train a preset on a class-folder data set.")
+    train = commands.add_parser("train", help="train a model", description="Train a preset on a labelled data set.")
     train.add_argument(
         "--data", help="folder with one subfolder per class (real/, fake/); default: built-in synthetic set"
     )
-    train.add_argument("--preset", default="seed-cnn", choices=list_presets(), help="named recipe (default: seed-cnn)")
-    train.add_argument("--config", help="YAML file of settings applied on top of the preset")
-    train.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any setting, e.g. --set optim.lr=3e-4 (repeatable)",
-    )
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--lr", type=float)
-    train.add_argument("--seed", type=int, help="seed for the split, shuffling and augmentation")
-    train.add_argument("--val-fraction", type=float, help="validation part carved from training (0 = report's 70/30)")
-    train.add_argument("--max-per-class", type=int, help="use at most N images per class")
     train.add_argument("--split-file", help="use this split (from `facecheck data split` or a run's split.csv)")
-    train.add_argument("--weights", help="pretrained backbone weights file (checked by hash)")
-    train.add_argument(
-        "--normalize-jpeg", type=int, metavar="Q", help="re-encode every input at JPEG quality Q (kept for inference)"
-    )
-    train.add_argument(
-        "--augment", choices=("none", "report", "robust"), help="report: flips+rotations; robust: plus blur and JPEG"
-    )
-    train.add_argument(
-        "--face-crop", action="store_true", default=None, help="crop the largest face (MTCNN); kept for inference"
-    )
-    train.add_argument("--face-margin", type=float, help="margin around the face box, as a fraction (default 0.2)")
-    train.add_argument("--no-face", choices=("keep", "skip", "fail"), help="images without a face (default keep)")
-    train.add_argument("--device", help="auto, cpu or cuda")
-    train.add_argument("--precision", choices=PRECISIONS, help="arithmetic (default auto: bf16/AMP where native)")
-    train.add_argument(
-        "--freeze-backbone", action="store_true", default=None, help="train only the head, on cached backbone features"
-    )
-    train.add_argument("--unfreeze", type=int, metavar="N", help="after --freeze-backbone, fine-tune the last N blocks")
     train.add_argument("--out", help="run folder (default: runs/PRESET-TIMESTAMP)")
-    train.add_argument(
-        "--target-fpr", type=float, help="choose the threshold for this false-positive rate (validation)"
-    )
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
-    train.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    add_recipe_options(train)
+
+    crosseval = commands.add_parser("crosseval", help="train on each set, test on every set: ROC AUC matrix")
+    crosseval.add_argument("--data", action="append", required=True, help="a labelled set (give two or more)")
+    crosseval.add_argument("--out", required=True, help="folder for the runs and crosseval.{json,md,png}")
+    add_recipe_options(crosseval)
+
+    cv = commands.add_parser("cv", help="K-fold cross-validation (stratified, group-aware)")
+    cv.add_argument("--data", required=True)
+    cv.add_argument("--folds", type=int, default=5)
+    cv.add_argument("--out", required=True, help="folder for the folds, runs and cv.{json,md}")
+    add_recipe_options(cv)
+
+    tune = commands.add_parser("tune", help="Optuna search over lr, weight decay, dropout, batch size, augmentation")
+    tune.add_argument("--data", required=True)
+    tune.add_argument("--trials", type=int, default=10)
+    tune.add_argument("--storage", default="sqlite:///facecheck-study.db", help="Optuna storage URL (resumable)")
+    tune.add_argument("--study", help="study name (default: facecheck-PRESET)")
+    tune.add_argument("--out", required=True, help="folder for trial runs, best_config.yaml and plots")
+    add_recipe_options(tune)
 
     evaluate = commands.add_parser("evaluate", help="score a model on labelled data")
     evaluate.add_argument("--model", required=True, help="run folder or checkpoint file")
@@ -158,10 +140,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    """Options that choose and change the training recipe (shared by train, crosseval, cv and tune)."""
+    parser.add_argument("--preset", default="seed-cnn", choices=list_presets(), help="named recipe (default: seed-cnn)")
+    parser.add_argument("--config", help="YAML file of settings applied on top of the preset")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any setting, e.g. --set optim.lr=3e-4 (repeatable)",
+    )
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--seed", type=int, help="seed for the split, shuffling and augmentation")
+    parser.add_argument("--val-fraction", type=float, help="validation part carved from training (0 = report's 70/30)")
+    parser.add_argument("--max-per-class", type=int, help="use at most N images per class")
+    parser.add_argument("--weights", help="pretrained backbone weights file (checked by hash)")
+    parser.add_argument(
+        "--normalize-jpeg", type=int, metavar="Q", help="re-encode every input at JPEG quality Q (kept for inference)"
+    )
+    parser.add_argument(
+        "--augment", choices=("none", "report", "robust"), help="report: flips+rotations; robust: plus blur and JPEG"
+    )
+    parser.add_argument(
+        "--face-crop", action="store_true", default=None, help="crop the largest face (MTCNN); kept for inference"
+    )
+    parser.add_argument("--face-margin", type=float, help="margin around the face box, as a fraction (default 0.2)")
+    parser.add_argument("--no-face", choices=("keep", "skip", "fail"), help="images without a face (default keep)")
+    parser.add_argument("--device", help="auto, cpu or cuda")
+    parser.add_argument("--precision", choices=PRECISIONS, help="arithmetic (default auto: bf16/AMP where native)")
+    parser.add_argument(
+        "--freeze-backbone", action="store_true", default=None, help="train only the head, on cached backbone features"
+    )
+    parser.add_argument(
+        "--unfreeze", type=int, metavar="N", help="after --freeze-backbone, fine-tune the last N blocks"
+    )
+    parser.add_argument("--target-fpr", type=float, help="choose the threshold for this false-positive rate")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+
+
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     from facecheck.training.trainer import CONFIG_FILE
 
-    if args.resume:
+    resume = getattr(args, "resume", False)
+    # Experiments (crosseval, cv, tune) take their data per run, not from here.
+    data_dir = args.data if isinstance(getattr(args, "data", None), str) else None
+    split_file = getattr(args, "split_file", None)
+    if resume:
         if not args.out:
             raise FacecheckError("--resume needs --out RUN_DIR, the run to continue")
         saved = Path(args.out) / CONFIG_FILE
@@ -185,11 +213,11 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     }
     nested: dict[str, dict[str, Any]] = {
         "data": {
-            "data_dir": str(Path(args.data).expanduser().resolve()) if args.data else None,
+            "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
             "split_seed": args.seed,
             "val_fraction": args.val_fraction,
             "max_per_class": args.max_per_class,
-            "split_file": str(Path(args.split_file).expanduser().resolve()) if args.split_file else None,
+            "split_file": str(Path(split_file).expanduser().resolve()) if split_file else None,
         },
         "optim": {"lr": args.lr},
         "model": {"weights": args.weights},
@@ -207,7 +235,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         chosen = {k: v for k, v in values.items() if v is not None}
         if chosen:
             updates[section] = chosen
-    if args.resume and ("data" in updates or "preprocess" in updates):
+    if resume and ("data" in updates or "preprocess" in updates):
         raise FacecheckError("a resumed run keeps its data, split and preprocessing; drop those options")
     return merge(config, updates) if updates else config
 
@@ -329,6 +357,32 @@ def command_predict(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if failed == len(predictions) else EXIT_OK
 
 
+def command_crosseval(args: argparse.Namespace) -> int:
+    from facecheck.experiments import crosseval
+
+    summary = crosseval(train_config_from_args(args), args.data, Path(args.out), quiet=args.quiet)
+    print((Path(args.out) / "crosseval.md").read_text())
+    return EXIT_OK if summary["matrix"] else EXIT_FAILURE
+
+
+def command_cv(args: argparse.Namespace) -> int:
+    from facecheck.experiments import cross_validate
+
+    cross_validate(train_config_from_args(args), args.data, args.folds, Path(args.out), quiet=args.quiet)
+    print((Path(args.out) / "cv.md").read_text())
+    return EXIT_OK
+
+
+def command_tune(args: argparse.Namespace) -> int:
+    from facecheck.experiments import tune
+
+    config = train_config_from_args(args)
+    config = merge(config, {"data": {"data_dir": str(Path(args.data).expanduser().resolve())}})
+    tune(config, args.trials, args.storage, Path(args.out), study_name=args.study, quiet=args.quiet)
+    print((Path(args.out) / "tune.md").read_text())
+    return EXIT_OK
+
+
 def command_explain(args: argparse.Namespace) -> int:
     from facecheck.api import expand_inputs, load
     from facecheck.evaluation.explain import explain_files
@@ -424,6 +478,9 @@ COMMANDS = {
     "evaluate": command_evaluate,
     "predict": command_predict,
     "explain": command_explain,
+    "crosseval": command_crosseval,
+    "cv": command_cv,
+    "tune": command_tune,
     "data": command_data,
     "models": command_models,
 }

@@ -217,9 +217,19 @@ def peak_rss_mb() -> float:
 
 
 def train(
-    config: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True, quiet: bool = False
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    quiet: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
-    """Train ``config`` into ``run_dir``; with ``resume`` continue its last completed epoch."""
+    """Train ``config`` into ``run_dir``; with ``resume`` continue its last completed epoch.
+
+    ``on_epoch`` is called with each epoch's metrics row after its checkpoints
+    are written (hyperparameter search uses it to prune a trial early).
+    """
     validate(config)
     run_dir = Path(run_dir)
     if resume:
@@ -349,6 +359,8 @@ def train(
                     "best_epoch": best_epoch,
                 },
             )
+            if on_epoch is not None:
+                on_epoch(row)
 
     best_model = _load_best(run_dir, config, device)
     calibration = None

@@ -1,0 +1,258 @@
+"""Experiments built from train + evaluate: cross-set evaluation, K-fold cross-validation, tuning.
+
+Each writes its runs and a summary (JSON and Markdown) into one output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from facecheck.api import evaluate, split_data
+from facecheck.config import TrainConfig, merge
+from facecheck.errors import ConfigError, DataError
+from facecheck.training.trainer import train
+
+SUMMARY_METRICS = (
+    "accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
+    "eer", "tpr_at_fpr_1pct", "tpr_at_fpr_5pct", "log_loss", "brier", "ece",
+)  # fmt: skip
+
+
+def _set_name(path: str | Path) -> str:
+    return Path(path).expanduser().resolve().name
+
+
+def crosseval(config: TrainConfig, data_dirs: list[str], out_dir: Path, quiet: bool = False) -> dict[str, Any]:
+    """Train on each set (its own leak-free split) and test on every set.
+
+    Diagonal: the trained set's held-out test split. Off the diagonal: every
+    image of the other set (none of them was seen in training).
+    """
+    if len(data_dirs) < 2:
+        raise DataError("crosseval needs at least two --data sets")
+    names = [_set_name(d) for d in data_dirs]
+    if len(set(names)) != len(names):
+        raise DataError(f"data sets need distinct folder names, got {names}")
+    matrix: dict[str, dict[str, dict[str, Any]]] = {}
+    for train_dir, train_name in zip(data_dirs, names, strict=True):
+        run_dir = out_dir / f"train-{train_name}"
+        run_config = merge(config, {"data": {"data_dir": str(Path(train_dir).expanduser().resolve())}})
+        train(run_config, run_dir, quiet=quiet)
+        matrix[train_name] = {}
+        for test_dir, test_name in zip(data_dirs, names, strict=True):
+            result = evaluate(run_dir, test_dir)
+            matrix[train_name][test_name] = {k: result.get(k) for k in ("roc_auc", "accuracy", "n")}
+    summary = {"preset": config.preset, "sets": names, "matrix": matrix}
+    lines = [
+        f"# Cross-set ROC AUC ({config.preset})",
+        "",
+        "rows: trained on; columns: tested on (diagonal: held-out test split; elsewhere: the whole other set)",
+        "",
+        "| trained on \\ tested on | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
+    for train_name in names:
+        cells = []
+        for test_name in names:
+            auc = matrix[train_name][test_name]["roc_auc"]
+            cells.append("n/a" if auc is None else f"{auc:.4f}")
+        lines.append(f"| {train_name} | " + " | ".join(cells) + " |")
+    _write(out_dir, "crosseval", summary, lines)
+    _heatmap(out_dir / "crosseval.png", names, matrix, f"ROC AUC, {config.preset}")
+    return summary
+
+
+def cross_validate(
+    config: TrainConfig, data_dir: str, folds: int, out_dir: Path, quiet: bool = False
+) -> dict[str, Any]:
+    """K stratified, group-aware folds (near-duplicates and manifest groups kept together)."""
+    fold_files = split_data(
+        data_dir,
+        out_dir / "folds",
+        folds=folds,
+        seed=config.data.split_seed,
+        val_fraction=config.data.val_fraction,
+    )
+    per_fold = []
+    for index, fold_file in enumerate(fold_files):
+        run_config = merge(
+            config,
+            {"data": {"data_dir": str(Path(data_dir).expanduser().resolve()), "split_file": str(fold_file)}},
+        )
+        result = train(run_config, out_dir / f"fold-{index}", quiet=quiet)
+        per_fold.append({"fold": index} | {k: result.test_metrics.get(k) for k in SUMMARY_METRICS})
+    aggregate = {}
+    for key in SUMMARY_METRICS:
+        values = [row[key] for row in per_fold if row[key] is not None]
+        if values:
+            aggregate[key] = {
+                "mean": statistics.mean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            }
+    summary = {
+        "preset": config.preset,
+        "data": str(data_dir),
+        "folds": folds,
+        "per_fold": per_fold,
+        "summary": aggregate,
+    }
+    lines = [
+        f"# {folds}-fold cross-validation of {config.preset} on {data_dir}",
+        "",
+        "| metric | mean | std |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {k} | {v['mean']:.4f} | {v['std']:.4f} |" for k, v in aggregate.items()]
+    lines += ["", "| fold | accuracy | roc_auc |", "|---:|---:|---:|"]
+    lines += [f"| {r['fold']} | {r['accuracy']:.4f} | {r['roc_auc'] or float('nan'):.4f} |" for r in per_fold]
+    _write(out_dir, "cv", summary, lines)
+    return summary
+
+
+def tune(
+    config: TrainConfig, trials: int, storage: str, out_dir: Path, study_name: str | None = None, quiet: bool = True
+) -> dict[str, Any]:
+    """Optuna search maximising validation ROC AUC, with median pruning on per-epoch AUC.
+
+    The study lives in ``storage`` (e.g. ``sqlite:///study.db``), so an
+    interrupted search resumes where it stopped when run again.
+    """
+    import optuna
+
+    if config.data.val_fraction <= 0:
+        raise ConfigError("tuning needs a validation split (data.val_fraction > 0): test data is never tuned on")
+    name = study_name or f"facecheck-{config.preset}"
+    try:
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            load_if_exists=True,
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=config.seed),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        )
+    except Exception as exc:  # noqa: BLE001 - storage URLs fail in many ways (path, driver, permissions)
+        raise ConfigError(f"cannot open the study storage {storage!r}: {str(exc).splitlines()[0][:200]}") from None
+
+    pretrained = config.model.pretrained
+
+    def objective(trial: optuna.Trial) -> float:
+        changes: dict[str, Any] = {
+            "batch_size": trial.suggest_categorical("batch_size", [16, 32, 64]),
+            "optim": {
+                "lr": trial.suggest_float("lr", 1e-5, 3e-3, log=True),
+                "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+            },
+            "model": {"dropout": trial.suggest_float("dropout", 0.0, 0.6)},
+            "preprocess": {
+                "rotation_degrees": trial.suggest_float("rotation_degrees", 0.0, 20.0),
+                "augment": trial.suggest_categorical("augment", ["report", "robust"]),
+            },
+        }
+        if pretrained:
+            unfreeze = trial.suggest_categorical("unfreeze_blocks", [0, 2, 4, 8])
+            if unfreeze:
+                changes |= {
+                    "freeze_backbone": True,
+                    "unfreeze_blocks": unfreeze,
+                    "unfreeze_lr": changes["optim"]["lr"] / 10,
+                }
+        trial_config = merge(config, changes)
+        best = {"auc": 0.0}
+
+        def report(row: dict[str, Any]) -> None:
+            auc = row["val_roc_auc"] or 0.0
+            best["auc"] = max(best["auc"], auc)
+            trial.report(auc, row["epoch"])
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        train(trial_config, out_dir / f"trial-{trial.number}", quiet=quiet, on_epoch=report)
+        return best["auc"]
+
+    remaining = max(0, trials - len([t for t in study.trials if t.state.is_finished()]))
+    study.optimize(objective, n_trials=remaining, catch=(DataError,))
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not finished:
+        raise DataError("no tuning trial finished")
+    best = study.best_trial
+    best_config = merge(config, _changes_from_params(best.params, config))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "best_config.yaml").write_text(yaml.safe_dump(best_config.to_dict(), sort_keys=False))
+    _tuning_plots(study, out_dir)
+    summary = {
+        "study": name,
+        "storage": storage,
+        "trials": len(study.trials),
+        "complete": len(finished),
+        "pruned": len([t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]),
+        "best_value_val_roc_auc": best.value,
+        "best_params": best.params,
+        "best_config": str(out_dir / "best_config.yaml"),
+    }
+    lines = [f"# Tuning {config.preset}", "", f"best validation ROC AUC {best.value:.4f} (trial {best.number})", ""]
+    lines += [f"- {k}: {v}" for k, v in best.params.items()]
+    _write(out_dir, "tune", summary, lines)
+    return summary
+
+
+def _changes_from_params(params: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
+    changes: dict[str, Any] = {
+        "batch_size": params["batch_size"],
+        "optim": {"lr": params["lr"], "weight_decay": params["weight_decay"]},
+        "model": {"dropout": params["dropout"]},
+        "preprocess": {"rotation_degrees": params["rotation_degrees"], "augment": params["augment"]},
+    }
+    if params.get("unfreeze_blocks"):
+        changes |= {
+            "freeze_backbone": True,
+            "unfreeze_blocks": params["unfreeze_blocks"],
+            "unfreeze_lr": params["lr"] / 10,
+        }
+    return changes
+
+
+def _tuning_plots(study: Any, out_dir: Path) -> None:
+    from facecheck.reporting.html import figure_png, matplotlib_agg
+
+    matplotlib_agg()
+    import optuna.visualization.matplotlib as ovm
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+        try:
+            figure_png(ovm.plot_optimization_history(study).figure, out_dir / "tune-history.png")
+            if len([t for t in study.trials if t.state.name == "COMPLETE"]) >= 2:
+                figure_png(ovm.plot_param_importances(study).figure, out_dir / "tune-importance.png")
+        except (ValueError, RuntimeError):
+            pass  # importances need variation between trials; the history is still written
+
+
+def _write(out_dir: Path, name: str, summary: dict[str, Any], lines: list[str]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out_dir / f"{name}.md").write_text("\n".join(lines) + "\n")
+
+
+def _heatmap(path: Path, names: list[str], matrix: dict[str, dict[str, dict[str, Any]]], title: str) -> None:
+    from facecheck.reporting.html import figure_png, matplotlib_agg
+
+    matplotlib_agg()
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    values = np.array([[matrix[a][b]["roc_auc"] or np.nan for b in names] for a in names], dtype=float)
+    figure, axis = plt.subplots(figsize=(1.6 * len(names) + 2, 1.4 * len(names) + 1.5))
+    axis.imshow(values, vmin=0.5, vmax=1.0, cmap="viridis")
+    for (row, column), value in np.ndenumerate(values):
+        axis.text(column, row, f"{value:.3f}", ha="center", va="center", color="white", fontsize=12)
+    axis.set(xticks=range(len(names)), yticks=range(len(names)), xticklabels=names, yticklabels=names)
+    axis.set(xlabel="tested on", ylabel="trained on", title=title)
+    figure_png(figure, path)
