@@ -221,9 +221,9 @@ def _tuning_plots(study: Any, out_dir: Path) -> None:
     from facecheck.reporting.html import figure_png, matplotlib_agg
 
     matplotlib_agg()
-    import optuna.visualization.matplotlib as ovm
-
     import warnings
+
+    import optuna.visualization.matplotlib as ovm
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
