@@ -97,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="auto")
     predict.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="onnx: ONNX Runtime (CPU)")
 
+    export = commands.add_parser("export", help="export to ONNX (optionally int8) with a parity check")
+    export.add_argument("--model", required=True, help="run folder or checkpoint file")
+    export.add_argument("--format", choices=("onnx",), default="onnx")
+    export.add_argument("--out", required=True, metavar="FILE.onnx")
+    export.add_argument("--quantize", choices=("int8",), help="static int8 quantisation (ONNX Runtime)")
+    export.add_argument("--calibration", metavar="DIR", help="images to calibrate int8 activations on")
+    export.add_argument(
+        "--check-data", metavar="DIR", help="labelled images for the checks (default: the run's test split)"
+    )
+    export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed p_fake difference (float32)")
+
     explain = commands.add_parser("explain", help="Grad-CAM heatmaps: where the model looked")
     explain.add_argument("--model", required=True, help="run folder or checkpoint file")
     explain.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
@@ -383,11 +394,36 @@ def command_tune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def command_export(args: argparse.Namespace) -> int:
+    from facecheck.api import export_model
+
+    report = export_model(
+        args.model, args.out, quantize=args.quantize, calibration=args.calibration,
+        check_data=args.check_data, tolerance=args.tolerance,
+    )  # fmt: skip
+    print(json.dumps(report, indent=2))
+    print(
+        f"parity: max |p_fake(PyTorch) - p_fake(ONNX)| = {report['max_abs_p_fake_difference']:.2e} "
+        f"on {report['check_images']} images (limit {report['tolerance']:g})",
+        file=sys.stderr,
+    )
+    if args.quantize:
+        auc_change = "n/a" if report["roc_auc_change"] is None else f"{report['roc_auc_change']:+.4f}"
+        print(
+            f"int8: accuracy {report['accuracy_change']:+.4f}, ROC AUC {auc_change}, "
+            f"speed-up {report['int8_speedup']:.2f}x at batch 32",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
 def command_explain(args: argparse.Namespace) -> int:
     from facecheck.api import expand_inputs, load
     from facecheck.evaluation.explain import explain_files
 
     detector = load(args.model, device="cpu")
+    if detector.model is None:
+        raise FacecheckError("Grad-CAM needs the PyTorch checkpoint (run folder or .pt), not an .onnx export")
     results = explain_files(detector, expand_inputs(args.images), Path(args.out))
     if args.json:
         print(json.dumps(results, indent=2))
@@ -478,6 +514,7 @@ COMMANDS = {
     "evaluate": command_evaluate,
     "predict": command_predict,
     "explain": command_explain,
+    "export": command_export,
     "crosseval": command_crosseval,
     "cv": command_cv,
     "tune": command_tune,

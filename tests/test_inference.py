@@ -1,5 +1,6 @@
 """Inference engines agree: the PyTorch and ONNX Runtime paths give the same probabilities."""
 
+import json
 import os
 from pathlib import Path
 
@@ -35,3 +36,40 @@ def test_unknown_backend(tmp_path: Path):
     save_checkpoint(tmp_path / "m.pt", build_model(config), config, epoch=1, metrics={})
     with pytest.raises(DataError, match="unknown backend"):
         Detector.load(tmp_path / "m.pt", backend="tensorrt")
+
+
+def test_export_with_parity_check_and_int8(tmp_path: Path, capsys):
+    from facecheck.cli import main
+
+    data = write_face_set(tmp_path / "faces", per_class=10)
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet",
+                 "--set", "preprocess.image_size=64"]) == 0  # fmt: skip
+    capsys.readouterr()
+    out = tmp_path / "model.onnx"
+    code = main(["export", "--model", str(tmp_path / "run"), "--out", str(out), "--quantize", "int8",
+                 "--calibration", str(data)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(capsys.readouterr().out)
+    assert report["max_abs_p_fake_difference"] <= 1e-4 and report["check_images"] == 6
+    assert {"accuracy_change", "roc_auc_change", "int8_speedup"} <= set(report)
+    assert (tmp_path / "model.fp32.onnx").is_file() and out.is_file()
+    # the exported file alone carries its preprocessing and calibration
+    standalone = Detector.load(tmp_path / "model.fp32.onnx")
+    reference = Detector.load(tmp_path / "run")
+    images = sorted(data.rglob("*.png"))[:4]
+    for a, b in zip(standalone.predict(images), reference.predict(images), strict=True):
+        assert a.p_fake == pytest.approx(b.p_fake, abs=1e-5)
+    assert standalone.threshold == reference.threshold
+
+
+def test_foreign_onnx_files_are_refused(tmp_path: Path):
+    import torch
+
+    from facecheck.errors import CheckpointError
+
+    torch.onnx.export(torch.nn.Linear(2, 2), (torch.zeros(1, 2),), str(tmp_path / "other.onnx"), dynamo=False)
+    with pytest.raises(CheckpointError, match="not exported by facecheck"):
+        Detector.load(tmp_path / "other.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"\x00\x01junk")
+    with pytest.raises(CheckpointError, match="not a readable ONNX model"):
+        Detector.load(tmp_path / "junk.onnx")

@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from facecheck.config import PreprocessConfig
-from facecheck.errors import FacecheckError
+from facecheck.errors import CheckpointError, FacecheckError
 from facecheck.models import FaceClassifier
 
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
+METADATA_KEY = "facecheck"
 
 
-def export_onnx(model: FaceClassifier, preprocess: PreprocessConfig, path: str | Path, opset: int = 17) -> Path:
-    """Write ``model`` (normalised ``(B, 3, S, S)`` input -> ``(B, 2)`` logits) as ONNX."""
+def checkpoint_card(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Everything of a checkpoint but its tensors: enough to preprocess, calibrate and describe the model."""
+    return {k: v for k, v in checkpoint.items() if k not in ("state_dict", "train_state")}
+
+
+def export_onnx(
+    model: FaceClassifier,
+    preprocess: PreprocessConfig,
+    path: str | Path,
+    opset: int = 17,
+    card: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (normalised ``(B, 3, S, S)`` input -> ``(B, 2)`` logits) as ONNX.
+
+    ``card`` (see :func:`checkpoint_card`) is stored in the file's metadata, so
+    that the ``.onnx`` file alone can be served with the right preprocessing.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().to(memory_format=torch.contiguous_format)
@@ -35,4 +53,65 @@ def export_onnx(model: FaceClassifier, preprocess: PreprocessConfig, path: str |
             )
     except Exception as exc:  # noqa: BLE001 - exporter errors are many and version-specific
         raise FacecheckError(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    if card is not None:
+        write_card(path, card)
     return path
+
+
+def write_card(path: Path, card: dict[str, Any]) -> None:
+    import onnx
+
+    graph = onnx.load(str(path))
+    del graph.metadata_props[:]
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(card)
+    onnx.save(graph, str(path))
+
+
+def read_card(path: Path) -> dict[str, Any]:
+    """The facecheck card of an exported ``.onnx`` file (parsing protobuf runs no code)."""
+    import onnx
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - any parse failure means "not a usable ONNX file"
+        raise CheckpointError(f"{path} is not a readable ONNX model ({type(exc).__name__})") from None
+    for entry in graph.metadata_props:
+        if entry.key == METADATA_KEY:
+            card = json.loads(entry.value)
+            if card.get("format") == "facecheck-checkpoint":
+                return card
+    raise CheckpointError(f"{path} was not exported by facecheck (no preprocessing metadata); use `facecheck export`")
+
+
+def quantize_int8(fp32_path: Path, out_path: Path, calibration: list[torch.Tensor]) -> Path:
+    """Static int8 quantisation (ONNX Runtime, QDQ, per-channel weights) calibrated on real images."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not calibration:
+        raise FacecheckError("int8 quantisation needs calibration images (--calibration DIR)")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{INPUT_NAME: t.unsqueeze(0).numpy()} for t in calibration])
+
+        def get_next(self) -> dict | None:
+            return next(self.batches, None)
+
+    prepared = out_path.with_suffix(".pre.onnx")
+    try:
+        quant_pre_process(str(fp32_path), str(prepared))
+        quantize_static(
+            str(prepared),
+            str(out_path),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+    finally:
+        prepared.unlink(missing_ok=True)
+    write_card(out_path, read_card(fp32_path))
+    return out_path

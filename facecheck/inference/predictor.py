@@ -15,9 +15,10 @@ from facecheck.checkpoint import load_model, preprocess_of, resolve_checkpoint_p
 from facecheck.data.images import load_image, to_rgb
 from facecheck.data.presets import eval_transform
 from facecheck.device import resolve_device
-from facecheck.errors import DataError
+from facecheck.errors import CheckpointError, DataError
 from facecheck.evaluation.scoring import p_fake_of
 from facecheck.inference.engines import BACKENDS, OnnxEngine, TorchEngine, cached_onnx_export
+from facecheck.inference.export import read_card
 from facecheck.models import FaceClassifier
 
 ImageInput = str | Path | Image.Image | np.ndarray
@@ -45,10 +46,17 @@ class Detector:
     """
 
     def __init__(
-        self, model: FaceClassifier, checkpoint: dict[str, Any], device: str = "auto", engine: Engine | None = None
+        self,
+        model: FaceClassifier | None,
+        checkpoint: dict[str, Any],
+        device: str = "auto",
+        engine: Engine | None = None,
     ) -> None:
         self.device = resolve_device(device)
-        self.model = model.eval()
+        # None for a model loaded from an exported .onnx file (no PyTorch weights: no Grad-CAM).
+        self.model = model.eval() if model is not None else None
+        if engine is None and model is None:
+            raise DataError("a Detector needs a model or an inference engine")
         self.engine: Engine = engine or TorchEngine(model, self.device)
         self.checkpoint = checkpoint
         self.class_names: list[str] = list(checkpoint["class_names"])
@@ -65,6 +73,13 @@ class Detector:
         """Load a run folder or checkpoint; ``backend`` is ``torch`` or ``onnx`` (ONNX Runtime, CPU)."""
         if backend not in BACKENDS:
             raise DataError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if Path(path).suffix == ".onnx":
+            onnx_path = Path(path).expanduser()
+            if not onnx_path.is_file():
+                raise CheckpointError(f"model not found: {onnx_path}")
+            detector = cls(None, read_card(onnx_path), device, OnnxEngine(onnx_path))
+            detector.source = str(onnx_path)
+            return detector
         checkpoint_path = resolve_checkpoint_path(path)
         model, checkpoint = load_model(checkpoint_path)
         engine = None
