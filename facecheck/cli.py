@@ -97,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="auto")
     predict.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="onnx: ONNX Runtime (CPU)")
 
+    serve = commands.add_parser("serve", help="REST service and web page (FastAPI + uvicorn)")
+    serve.add_argument("--model", required=True, help="run folder, checkpoint or exported .onnx file")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    serve.add_argument("--api-key", help="require this key (X-API-Key header); default: $FACECHECK_API_KEY if set")
+    serve.add_argument("--workers", type=int, default=2, help="inferences at once (bounded worker pool)")
+    serve.add_argument("--queue", type=int, default=16, help="requests allowed to wait for a worker before 503")
+    serve.add_argument("--max-upload-mb", type=float, default=10.0)
+    serve.add_argument("--timeout", type=float, default=30.0, help="seconds before a request gets 504")
+
     export = commands.add_parser("export", help="export to ONNX (optionally int8) with a parity check")
     export.add_argument("--model", required=True, help="run folder or checkpoint file")
     export.add_argument("--format", choices=("onnx",), default="onnx")
@@ -394,6 +405,28 @@ def command_tune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def command_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from facecheck.api import load
+    from facecheck.serving.app import ServeSettings, create_app
+
+    detector = load(args.model, device="auto", backend=args.backend)
+    settings = ServeSettings(
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        workers=max(1, args.workers),
+        queue_limit=max(0, args.queue),
+        timeout_s=args.timeout,
+        api_key=args.api_key or os.environ.get("FACECHECK_API_KEY") or None,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(f"facecheck: serving {detector.source} on http://{args.host}:{args.port}/ (docs at /docs)", file=sys.stderr)
+    uvicorn.run(create_app(detector, settings), host=args.host, port=args.port, log_level="warning", access_log=False)
+    return EXIT_OK
+
+
 def command_export(args: argparse.Namespace) -> int:
     from facecheck.api import export_model
 
@@ -515,6 +548,7 @@ COMMANDS = {
     "predict": command_predict,
     "explain": command_explain,
     "export": command_export,
+    "serve": command_serve,
     "crosseval": command_crosseval,
     "cv": command_cv,
     "tune": command_tune,
