@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", required=True, help="run folder or checkpoint file")
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    predict.add_argument("--frames", type=int, default=16, help="frames sampled evenly from each video (default 16)")
     predict.add_argument("--batch-size", type=int, default=32)
     predict.add_argument("--device", default="auto")
     predict.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="onnx: ONNX Runtime (CPU)")
@@ -358,25 +359,39 @@ def _print_evaluation(result: dict) -> None:
 
 def command_predict(args: argparse.Namespace) -> int:
     from facecheck.api import expand_inputs, load
+    from facecheck.inference.video import is_video_path, predict_video
 
     detector = load(args.model, device=args.device, backend=args.backend)
-    predictions = detector.predict(expand_inputs(args.paths), batch_size=args.batch_size)
-    rows = [p.to_dict() for p in predictions]
+    inputs = expand_inputs(args.paths)
+    images = [p for p in inputs if not is_video_path(p)]
+    by_path: dict[Path, dict] = {}
+    for prediction in detector.predict(images, batch_size=args.batch_size):
+        by_path.setdefault(Path(prediction.path), prediction.to_dict())
+    for path in inputs:
+        if is_video_path(path):
+            by_path[path] = predict_video(detector, path, args.frames).to_dict()
+    rows = [by_path[path] for path in inputs]
     if args.format == "json":
         print(json.dumps(rows, indent=2))
     elif args.format == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=["path", "p_fake", "label", "error"], lineterminator="\n")
+        writer = csv.DictWriter(
+            sys.stdout, fieldnames=["path", "p_fake", "label", "error"], lineterminator="\n", extrasaction="ignore"
+        )
         writer.writeheader()
         writer.writerows(rows)
     else:
-        width = max(len(str(p.path)) for p in predictions)
-        for p in predictions:
-            verdict = f"{p.label:<5} p_fake={p.p_fake:.4f}" if p.error is None else f"ERROR {p.error}"
-            print(f"{p.path!s:<{width}}  {verdict}")
-    failed = sum(p.error is not None for p in predictions)
+        width = max(len(str(row["path"])) for row in rows)
+        for row in rows:
+            if "error" in row:
+                verdict = f"ERROR {row['error']}"
+            else:
+                frames = f"  (video: mean of {len(row['frames'])} frames)" if "frames" in row else ""
+                verdict = f"{row['label']:<5} p_fake={row['p_fake']:.4f}{frames}"
+            print(f"{row['path']!s:<{width}}  {verdict}")
+    failed = sum("error" in row for row in rows)
     if failed:
-        print(f"facecheck: {failed} of {len(predictions)} file(s) could not be read", file=sys.stderr)
-    return EXIT_FAILURE if failed == len(predictions) else EXIT_OK
+        print(f"facecheck: {failed} of {len(rows)} file(s) could not be read", file=sys.stderr)
+    return EXIT_FAILURE if failed == len(rows) else EXIT_OK
 
 
 def command_crosseval(args: argparse.Namespace) -> int:
