@@ -1,19 +1,12 @@
 """A real uvicorn server on loopback: a short load run and a short fuzz run (the full ones are benchmarks)."""
 
-import socket
-import threading
-import time
 
-import httpx
 import pytest
-import uvicorn
 
 from facecheck.checkpoint import build_model, save_checkpoint
-from facecheck.inference.predictor import Detector
-from facecheck.serving.app import ServeSettings, create_app
 from facecheck.serving.loadtest import fuzz_cases, require_loopback, run_fuzz, run_load
 
-from .conftest import quick_config
+from .conftest import quick_config, start_live_server
 
 
 @pytest.fixture(scope="module")
@@ -21,23 +14,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("live")
     config = quick_config("seed-cnn", None)
     save_checkpoint(folder / "m.pt", build_model(config), config, epoch=1, metrics={})
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    app = create_app(Detector.load(folder / "m.pt"), ServeSettings(workers=2, queue_limit=32))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    base, stop = start_live_server(folder / "m.pt", workers=2, queue_limit=32)
     yield base
-    server.should_exit = True
-    thread.join(timeout=10)
+    stop()
 
 
 def _make() -> bytes:

@@ -1,0 +1,66 @@
+"""End to end in a real headless Chromium: upload a real and a fake face on the web page, read the verdict."""
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from facecheck.checkpoint import build_model, save_checkpoint
+
+from .conftest import SHARED_DATA, quick_config, start_live_server, write_face_set
+
+CHROMIUM = Path("/usr/bin/chromium")
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (make test installs it)")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium; .ci/run does)"
+)
+LAUNCH_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def _faces(tmp_path: Path) -> tuple[Path, Path]:
+    ffhq = SHARED_DATA / "ffhq-stylegan"
+    if ffhq.is_dir():
+        return sorted((ffhq / "real").iterdir())[0], sorted((ffhq / "fake").iterdir())[0]
+    data = write_face_set(tmp_path / "faces", per_class=1)
+    return data / "real" / "000.png", data / "fake" / "000.png"
+
+
+def test_page_shows_the_verdict_for_a_real_and_a_fake_face(tmp_path: Path):
+    config = quick_config("seed-mobilenet", None, model={"pretrained": False})
+    save_checkpoint(tmp_path / "m.pt", build_model(config), config, epoch=1, metrics={})
+    base, stop = start_live_server(tmp_path / "m.pt")
+    try:
+        with playwright.sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+            context = browser.new_context()
+            page = context.new_page()
+            page.goto(base + "/")
+            assert "facecheck" in page.title()
+            for image in _faces(tmp_path):
+                expected = httpx.post(f"{base}/v1/predict", files={"file": (image.name, image.read_bytes())}).json()
+                page.set_input_files("#file", str(image))
+                page.wait_for_function("document.getElementById('verdict').textContent.startsWith('Likely')")
+                verdict = page.inner_text("#verdict")
+                assert verdict == ("Likely FAKE" if expected["label"] == "fake" else "Likely REAL")
+                shown = page.inner_text("#prob")
+                assert shown == f"{100 * expected['p_fake']:.1f}%"
+                page.wait_for_selector("#heatmap[src^='data:image/png']")
+                shot = tmp_path / f"page-{image.stem}.png"
+                page.screenshot(path=str(shot), full_page=True)
+                assert shot.stat().st_size > 10_000
+                if os.environ.get("FACECHECK_SCREENSHOTS"):  # keep them, e.g. for a person to look at
+                    Path(os.environ["FACECHECK_SCREENSHOTS"]).mkdir(parents=True, exist_ok=True)
+                    shutil.copy(shot, Path(os.environ["FACECHECK_SCREENSHOTS"]) / shot.name)
+            # a non-image gets a readable error on the page, not a broken page
+            (tmp_path / "notes.jpg").write_text("not an image")
+            page.set_input_files("#file", str(tmp_path / "notes.jpg"))
+            page.wait_for_function("document.getElementById('error').textContent.length > 0")
+            assert "not a JPEG, PNG, WebP or BMP" in page.inner_text("#error")
+            browser.close()
+    finally:
+        stop()
