@@ -14,7 +14,6 @@ import io
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -24,13 +23,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from facecheck.serving.loadtest import fuzz_cases, run_fuzz, run_load
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from facecheck.serving.loadtest import free_loopback_port, fuzz_cases, run_fuzz, run_load, wait_until_healthy
 
 
 def main() -> int:
@@ -52,19 +45,13 @@ def main() -> int:
         buffer = io.BytesIO()
         Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(buffer, "JPEG")
         image = buffer.getvalue()
-    port = free_port()
+    port = free_loopback_port()
     base = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "facecheck", "serve", "--model", args.model, "--port", str(port),
                "--backend", args.backend, "--workers", str(args.workers), "--queue", "64"]  # fmt: skip
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(120):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
+        if not wait_until_healthy(base, 120):
             print("service did not start")
             return 1
         for _ in range(5):  # warm-up

@@ -47,30 +47,21 @@ def quick_config(preset: str, data_dir: Path | None, **overrides: object) -> Tra
 
 def start_live_server(model_path: Path, **settings):
     """Run the facecheck app on a free loopback port in a thread; returns ``(base_url, stop)``."""
-    import socket
     import threading
-    import time
 
-    import httpx
     import uvicorn
 
     from facecheck.inference.predictor import Detector
     from facecheck.serving.app import ServeSettings, create_app
+    from facecheck.serving.loadtest import free_loopback_port, wait_until_healthy
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_loopback_port()
     app = create_app(Detector.load(model_path), ServeSettings(**settings))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    assert wait_until_healthy(base, 30), "test server did not start"
 
     def stop() -> None:
         server.should_exit = True

@@ -1,6 +1,5 @@
 """A real uvicorn server on loopback: a short load run and a short fuzz run (the full ones are benchmarks)."""
 
-
 import pytest
 
 from facecheck.checkpoint import build_model, save_checkpoint

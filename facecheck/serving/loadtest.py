@@ -173,3 +173,25 @@ def run_fuzz(base_url: str, cases: list[FuzzCase], valid: bytes, api_key: str | 
         "valid_prediction_after": after.status_code,
         "ok": not server_errors and health == 200 and after.status_code == 200,
     }
+
+
+def free_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_healthy(base_url: str, seconds: float = 60.0) -> bool:
+    """Poll ``/health`` until it answers 200 (True) or ``seconds`` pass (False)."""
+    require_loopback(base_url)
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        try:
+            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
