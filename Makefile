@@ -33,11 +33,9 @@ test: $(STAMP)
 
 # Speed benchmark on ../shared/data/ffhq-stylegan (see benchmarks/README.md).
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -r requirements-bench.txt
 	$(PY) benchmarks/speed.py --out benchmarks/results
 
 bench-quick: $(STAMP)
-	$(PY) -m pip install --quiet -r requirements-bench.txt
 	$(PY) benchmarks/speed.py --quick --out benchmarks/results-quick
 
 lint: $(STAMP)

@@ -29,7 +29,7 @@ from facecheck.serving.loadtest import free_loopback_port, fuzz_cases, run_fuzz,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    parser.add_argument("--backend", choices=("torch", "onnx", "openvino"), default="torch")
     parser.add_argument("--image", help="image to send (default: a 256x256 JPEG of the first test image or noise)")
     parser.add_argument("--clients", default="1,4,16")
     parser.add_argument("--requests", type=int, default=200, help="requests per concurrency level")

@@ -259,33 +259,15 @@ def run_inference(variant: str, args: argparse.Namespace, work: Path) -> dict[st
     elif variant in ("onnxruntime", "openvino"):
         from facecheck.inference.export import export_onnx
 
+        from facecheck.evaluation.scoring import p_fake_of
+        from facecheck.inference.engines import OnnxEngine, OpenVinoEngine
+
+        # The engines facecheck ships (`--backend onnx` / `--backend openvino`), not hand-tuned copies.
         onnx_path = export_onnx(model, config.preprocess, work / "model.onnx")
-        if variant == "onnxruntime":
-            import onnxruntime as ort
+        engine = (OnnxEngine if variant == "onnxruntime" else OpenVinoEngine)(onnx_path, threads)
 
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-            name = session.get_inputs()[0].name
-
-            def run(x):
-                logits = session.run(None, {name: x.numpy()})[0]
-                e = np.exp(logits - logits.max(1, keepdims=True))
-                return (e / e.sum(1, keepdims=True))[:, 1]
-
-        else:
-            import openvino as ov
-
-            core = ov.Core()
-            compiled_model = core.compile_model(
-                core.read_model(str(onnx_path)), "CPU", {"INFERENCE_NUM_THREADS": threads}
-            )
-            request = compiled_model.create_infer_request()
-
-            def run(x):
-                logits = request.infer({0: x.numpy()})[compiled_model.output(0)]
-                e = np.exp(logits - logits.max(1, keepdims=True))
-                return (e / e.sum(1, keepdims=True))[:, 1]
+        def run(x):
+            return p_fake_of(engine(x))
 
     else:
         raise SystemExit(f"unknown variant {variant}")

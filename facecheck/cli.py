@@ -87,7 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="onnx: ONNX Runtime (CPU)")
+    evaluate.add_argument(
+        "--backend",
+        choices=("torch", "onnx", "openvino"),
+        default="torch",
+        help="onnx: ONNX Runtime; openvino: OpenVINO (CPU)",
+    )
 
     predict = commands.add_parser("predict", help="score image files")
     predict.add_argument("--model", required=True, help="run folder or checkpoint file")
@@ -96,13 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--frames", type=int, default=16, help="frames sampled evenly from each video (default 16)")
     predict.add_argument("--batch-size", type=int, default=32)
     predict.add_argument("--device", default="auto")
-    predict.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="onnx: ONNX Runtime (CPU)")
+    predict.add_argument(
+        "--backend",
+        choices=("torch", "onnx", "openvino"),
+        default="torch",
+        help="onnx: ONNX Runtime; openvino: OpenVINO (CPU)",
+    )
 
     serve = commands.add_parser("serve", help="REST service and web page (FastAPI + uvicorn)")
     serve.add_argument("--model", required=True, help="run folder, checkpoint or exported .onnx file")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    serve.add_argument("--backend", choices=("torch", "onnx", "openvino"), default="torch")
     serve.add_argument("--api-key", help="require this key (X-API-Key header); default: $FACECHECK_API_KEY if set")
     serve.add_argument("--workers", type=int, default=2, help="inferences at once (bounded worker pool)")
     serve.add_argument("--queue", type=int, default=16, help="requests allowed to wait for a worker before 503")

@@ -15,14 +15,17 @@ from .conftest import quick_config, write_face_set
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 
 
-@pytest.mark.parametrize("preset", ["seed-cnn", "seed-mobilenet"])
-def test_onnx_backend_matches_torch_on_real_images(tmp_path: Path, preset: str):
+@pytest.mark.parametrize(("preset", "backend"), [("seed-cnn", "onnx"), ("seed-mobilenet", "onnx"),
+                                                  ("seed-mobilenet", "openvino")])  # fmt: skip
+def test_runtime_backends_match_torch_on_real_images(tmp_path: Path, preset: str, backend: str):
+    if backend == "openvino":
+        pytest.importorskip("openvino", reason="openvino is not installed")
     config = quick_config(preset, None, model={"pretrained": False})
     save_checkpoint(tmp_path / "m.pt", build_model(config), config, epoch=1, metrics={})
     images = sorted(write_face_set(tmp_path / "d", per_class=3).rglob("*.png"))
     torch_results = Detector.load(tmp_path / "m.pt").predict(images)
-    onnx_detector = Detector.load(tmp_path / "m.pt", backend="onnx")
-    assert onnx_detector.backend == "onnx"
+    onnx_detector = Detector.load(tmp_path / "m.pt", backend=backend)
+    assert onnx_detector.backend == backend
     onnx_results = onnx_detector.predict(images)
     for a, b in zip(torch_results, onnx_results, strict=True):
         assert a.p_fake == pytest.approx(b.p_fake, abs=1e-5)

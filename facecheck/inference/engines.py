@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from facecheck.errors import FacecheckError
 from facecheck.models import FaceClassifier
 from facecheck.paths import cache_dir
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "openvino")
 
 
 class TorchEngine:
@@ -57,6 +58,33 @@ class OnnxEngine:
     def __call__(self, batch: torch.Tensor) -> np.ndarray:
         """``(B, 2)`` logits."""
         return self.session.run(None, {self.input_name: batch.cpu().numpy().astype(np.float32, copy=False)})[0]
+
+
+class OpenVinoEngine:
+    """The same ONNX export compiled by OpenVINO for this CPU (lowest batch-1 latency in benchmarks/speed.py)."""
+
+    name = "openvino"
+
+    def __init__(self, onnx_path: Path, threads: int = 0) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise FacecheckError("the openvino backend needs OpenVINO: pip install openvino") from None
+        core = ov.Core()
+        config = {
+            "INFERENCE_NUM_THREADS": threads or configure_threads(0),
+            "PERFORMANCE_HINT": "LATENCY",
+            # On CPUs with bf16, OpenVINO would otherwise compute in bf16 and move p_fake by ~1e-3.
+            "INFERENCE_PRECISION_HINT": "f32",
+        }
+        self.compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
+        self.output = self.compiled.output(0)
+        self.lock = threading.Lock()  # one infer request, shared: calls take turns
+
+    def __call__(self, batch: torch.Tensor) -> np.ndarray:
+        """``(B, 2)`` logits."""
+        with self.lock:
+            return np.asarray(self.compiled(batch.cpu().numpy().astype(np.float32, copy=False))[self.output])
 
 
 def file_digest(path: Path) -> str:

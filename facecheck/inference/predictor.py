@@ -17,7 +17,7 @@ from facecheck.data.presets import eval_transform
 from facecheck.device import resolve_device
 from facecheck.errors import CheckpointError, DataError
 from facecheck.evaluation.scoring import p_fake_of
-from facecheck.inference.engines import BACKENDS, OnnxEngine, TorchEngine, cached_onnx_export
+from facecheck.inference.engines import BACKENDS, OnnxEngine, OpenVinoEngine, TorchEngine, cached_onnx_export
 from facecheck.inference.export import read_card
 from facecheck.models import FaceClassifier
 
@@ -70,21 +70,27 @@ class Detector:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", backend: str = "torch") -> Detector:
-        """Load a run folder or checkpoint; ``backend`` is ``torch`` or ``onnx`` (ONNX Runtime, CPU)."""
+        """Load a run folder, checkpoint or exported ``.onnx`` file.
+
+        ``backend``: ``torch``; ``onnx`` (ONNX Runtime) or ``openvino`` run an
+        ONNX export of the weights on the CPU.
+        """
         if backend not in BACKENDS:
             raise DataError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if Path(path).suffix == ".onnx":
             onnx_path = Path(path).expanduser()
             if not onnx_path.is_file():
                 raise CheckpointError(f"model not found: {onnx_path}")
-            detector = cls(None, read_card(onnx_path), device, OnnxEngine(onnx_path))
+            engine_class = OpenVinoEngine if backend == "openvino" else OnnxEngine
+            detector = cls(None, read_card(onnx_path), device, engine_class(onnx_path))
             detector.source = str(onnx_path)
             return detector
         checkpoint_path = resolve_checkpoint_path(path)
         model, checkpoint = load_model(checkpoint_path)
         engine = None
-        if backend == "onnx":
-            engine = OnnxEngine(cached_onnx_export(checkpoint_path, model, preprocess_of(checkpoint)))
+        if backend in ("onnx", "openvino"):
+            exported = cached_onnx_export(checkpoint_path, model, preprocess_of(checkpoint))
+            engine = OnnxEngine(exported) if backend == "onnx" else OpenVinoEngine(exported)
         detector = cls(model, checkpoint, device, engine)
         detector.source = str(checkpoint_path)
         return detector
