@@ -80,3 +80,30 @@ def test_resume_can_extend_a_finished_run(tmp_path: Path):
     longer = quick_config("seed-cnn", data, epochs=2)
     result = train(longer, tmp_path / "run", resume=True, quiet=True)
     assert [row["epoch"] for row in result.history] == [1, 2]
+
+
+def test_kill_then_resume_from_the_command_line(tmp_path: Path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = write_face_set(tmp_path / "d", per_class=10)
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "facecheck", "train", "--data", str(data), "--out", str(run_dir), "--epochs", "40",
+               "--batch-size", "4", "--set", "preprocess.image_size=32", "--quiet"]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run_dir / "last.pt").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)  # what `kill` sends
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err
+    done = read_checkpoint(run_dir / "last.pt")["epoch"]
+    assert 1 <= done < 40
+    again = [sys.executable, "-m", "facecheck", "train", "--out", str(run_dir), "--resume", "--epochs", str(done + 1)]
+    resumed = subprocess.run([*again, "--quiet"], capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_checkpoint(run_dir / "last.pt")["epoch"] == done + 1
