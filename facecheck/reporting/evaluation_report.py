@@ -17,6 +17,9 @@ METRIC_ROWS = (
 )  # fmt: skip
 
 
+SEVERITY_LABELS = {"jpeg": "JPEG quality (lower = harsher)", "blur": "Gaussian blur sigma (px)", "resize": "scale"}
+
+
 def _metrics_table(result: dict[str, Any]) -> str:
     rows = []
     for key in METRIC_ROWS:
@@ -127,8 +130,9 @@ def write_evaluation_report(
             points.sort()
             axis.plot([p[0] for p in points], [p[1] for p in points], "o-")
             axis.axhline(result["roc_auc"] or np.nan, color="k", linestyle="--", linewidth=0.8, label="clean")
-            axis.set(xlabel=f"{kind} severity", ylabel="ROC AUC", title=kind)
+            axis.set(xlabel=SEVERITY_LABELS.get(kind, kind), ylabel="ROC AUC", title=kind)
             axis.legend()
+        figure.tight_layout()
         figures.append(save(figure, "robustness", "ROC AUC under perturbations"))
         perturbation_section = "<h2>Robustness</h2>" + table(
             ["perturbation", "accuracy", "ROC AUC", "ROC AUC change"],
