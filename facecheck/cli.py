@@ -30,6 +30,8 @@ from facecheck.config import (
 from facecheck.errors import FacecheckError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Kept here (not imported from inference) so that `facecheck --help` does not load torch.
+BACKENDS = ("torch", "onnx", "openvino")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,34 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KIND:V1,V2",
         help="also evaluate perturbed copies: jpeg:90,50 blur:1 resize:0.5",
     )
-    evaluate.add_argument("--batch-size", type=int, default=64)
-    evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument(
-        "--backend",
-        choices=("torch", "onnx", "openvino"),
-        default="torch",
-        help="onnx: ONNX Runtime; openvino: OpenVINO (CPU)",
-    )
+    add_engine_options(evaluate, batch_size=64)
 
     predict = commands.add_parser("predict", help="score image files")
     predict.add_argument("--model", required=True, help="run folder or checkpoint file")
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
     predict.add_argument("--frames", type=int, default=16, help="frames sampled evenly from each video (default 16)")
-    predict.add_argument("--batch-size", type=int, default=32)
-    predict.add_argument("--device", default="auto")
-    predict.add_argument(
-        "--backend",
-        choices=("torch", "onnx", "openvino"),
-        default="torch",
-        help="onnx: ONNX Runtime; openvino: OpenVINO (CPU)",
-    )
+    add_engine_options(predict, batch_size=32)
 
     serve = commands.add_parser("serve", help="REST service and web page (FastAPI + uvicorn)")
     serve.add_argument("--model", required=True, help="run folder, checkpoint or exported .onnx file")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--backend", choices=("torch", "onnx", "openvino"), default="torch")
+    serve.add_argument("--backend", choices=BACKENDS, default="torch")
     serve.add_argument("--api-key", help="require this key (X-API-Key header); default: $FACECHECK_API_KEY if set")
     serve.add_argument("--workers", type=int, default=2, help="inferences at once (bounded worker pool)")
     serve.add_argument("--queue", type=int, default=16, help="requests allowed to wait for a worker before 503")
@@ -171,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list registered models and presets")
     models.add_argument("--json", action="store_true")
     return parser
+
+
+def add_engine_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
+    """How a trained model is run (evaluate, predict)."""
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default="torch", help="onnx: ONNX Runtime; openvino: OpenVINO (CPU)"
+    )
 
 
 def add_recipe_options(parser: argparse.ArgumentParser) -> None:

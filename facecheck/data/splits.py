@@ -111,7 +111,7 @@ def write_split(split: dict[str, list[ImageRecord]], path: str | Path, root: str
     """Write ``path,label,split`` rows; paths relative to ``root`` when they lie under it."""
     root = Path(root).resolve()
     with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+        writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["path", "label", "split"])
         for name in SPLITS:
             for record in split.get(name, []):

@@ -112,7 +112,7 @@ class PreparedData:
             (run_dir / INSPECT_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         if self.unreadable:
             with open(run_dir / SKIPPED_FILE, "w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle)
+                writer = csv.writer(handle, lineterminator="\n")
                 writer.writerow(["path", "reason"])
                 writer.writerows(self.unreadable)
 
