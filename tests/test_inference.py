@@ -76,3 +76,10 @@ def test_foreign_onnx_files_are_refused(tmp_path: Path):
     (tmp_path / "junk.onnx").write_bytes(b"\x00\x01junk")
     with pytest.raises(CheckpointError, match="not a readable ONNX model"):
         Detector.load(tmp_path / "junk.onnx")
+
+
+def test_cli_offers_exactly_the_engines_that_exist():
+    from facecheck import cli
+    from facecheck.inference import engines
+
+    assert cli.BACKENDS == engines.BACKENDS
