@@ -35,7 +35,7 @@ from facecheck.data.synthetic import make_synthetic_dataset
 from facecheck.device import resolve_device
 from facecheck.errors import DataError, FacecheckError
 from facecheck.evaluation.calibration import calibrate
-from facecheck.evaluation.metrics import classification_metrics
+from facecheck.evaluation.metrics import classification_metrics, full_metrics
 from facecheck.evaluation.scoring import loader_logits, mean_cross_entropy, p_fake_of
 from facecheck.training.datasets import RunDatasets
 from facecheck.training.runners import ImageRunner, plan_phases, set_trainable
@@ -458,7 +458,8 @@ def _evaluate(
     logits, labels = _inference_logits(model, test_records, config, device, progress, "test")
     p_fake = p_fake_of(logits, temperature)
     loss = mean_cross_entropy(logits, labels, temperature)
-    return classification_metrics(labels, p_fake, threshold) | {"loss": loss}
+    # Every metric evaluate reports (bootstrap intervals aside), so cv can average them all.
+    return full_metrics(labels, p_fake, threshold, resamples=0) | {"loss": loss}
 
 
 def _read_history(run_dir: Path, keep_through: int) -> list[dict[str, Any]]:
