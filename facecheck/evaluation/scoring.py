@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -46,15 +48,8 @@ def mean_cross_entropy(logits: np.ndarray, labels: np.ndarray, temperature: floa
 
 
 def score_loader(
-    model: nn.Module,
-    loader: DataLoader,
-    device: torch.device,
-    progress: bool = False,
-    desc: str = "scoring",
-    amp_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
-    temperature: float = 1.0,
+    model: nn.Module, loader: DataLoader, device: torch.device, temperature: float = 1.0, **options: Any
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Return ``(p_fake, labels, mean cross-entropy)`` over ``loader``."""
-    logits, labels = loader_logits(model, loader, device, progress, desc, amp_dtype, channels_last)
+    """Return ``(p_fake, labels, mean cross-entropy)`` over ``loader``; ``options`` go to :func:`loader_logits`."""
+    logits, labels = loader_logits(model, loader, device, **options)
     return p_fake_of(logits, temperature), labels, mean_cross_entropy(logits, labels, temperature)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,3 @@ class Detector:
                     results[index].p_fake = float(p_fake)
                     results[index].label = self.class_names[int(p_fake >= self.threshold)]
         return results
-
-    def predict_paths(self, paths: Iterable[str | Path], batch_size: int = 32) -> list[Prediction]:
-        return self.predict([Path(p) for p in paths], batch_size=batch_size)

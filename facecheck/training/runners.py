@@ -129,7 +129,13 @@ class ImageRunner:
 
     def score(self, model: FaceClassifier, desc: str) -> tuple[np.ndarray, np.ndarray, float]:
         return score_loader(
-            model, self.monitor_loader, self.device, self.progress, desc, self.amp_dtype, self.channels_last
+            model,
+            self.monitor_loader,
+            self.device,
+            progress=self.progress,
+            desc=desc,
+            amp_dtype=self.amp_dtype,
+            channels_last=self.channels_last,
         )
 
 
