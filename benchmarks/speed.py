@@ -25,7 +25,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -34,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from facecheck.compute import describe_machine
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ffhq-stylegan"
 TRAIN_VARIANTS = ["cnn-naive", "cnn-facecheck", "mobilenet-naive", "mobilenet-facecheck", "mobilenet-frozen"]
@@ -51,37 +52,6 @@ PRESET_OF = {"cnn": "seed-cnn", "mobilenet": "seed-mobilenet"}
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def machine() -> dict[str, Any]:
-    import torch
-
-    from facecheck.compute import cpu_has_native_bf16
-
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError):
-        memory_gib = None
-    return {
-        "cpu": cpu,
-        "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "memory_gib": round(memory_gib, 1) if memory_gib else None,
-        "native_bf16": cpu_has_native_bf16(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
-        "torch": str(torch.__version__),
-        "os": platform.platform(),
-        "load_average_at_start": os.getloadavg(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
 
 
 # ---------------------------------------------------------------- one variant (runs in a child process)
@@ -428,7 +398,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("FACECHECK_CACHE_DIR", tempfile.mkdtemp(prefix="facecheck-bench-cache-"))
     report: dict[str, Any] = {
-        "machine": machine(),
+        "machine": describe_machine(),
         "settings": {
             "data": str(args.data),
             "epochs": args.epochs,

@@ -20,14 +20,19 @@ from facecheck.data.splits import fold_split, make_folds, make_split, read_split
 from facecheck.errors import DataError
 from facecheck.evaluation.metrics import full_metrics
 from facecheck.evaluation.perturb import Perturbation
+from facecheck.inference.ensemble import Ensemble, load_detector
 from facecheck.inference.predictor import Detector, Prediction
 from facecheck.training.trainer import SPLIT_FILE, TrainResult, resolve_data_dir
 from facecheck.training.trainer import train as _train
 
 
-def load(path: str | Path, device: str = "auto", backend: str = "torch") -> Detector:
-    """Load a detector from a run folder (its best.pt) or a checkpoint file; ``backend`` torch or onnx."""
-    return Detector.load(path, device=device, backend=backend)
+def load(path: str | Path, device: str = "auto", backend: str = "torch", tta: str | None = None) -> Detector:
+    """Load a detector from a run folder (its best.pt) or a checkpoint file.
+
+    ``backend``: torch, onnx or openvino; ``tta``: test-time augmentation
+    (none, flip, five-crop, five-crop-flip; default: the model's own).
+    """
+    return Detector.load(path, device=device, backend=backend, tta=tta)
 
 
 def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, quiet: bool = False) -> TrainResult:
@@ -51,7 +56,7 @@ def expand_inputs(paths: list[str | Path]) -> list[Path]:
 
 
 def evaluation_records(
-    detector: Detector, data: str | Path | None, split: str = "auto"
+    detector: Detector | Ensemble, data: str | Path | None, split: str = "auto"
 ) -> tuple[list[ImageRecord], str, dict[Path, dict[str, str]]]:
     """The labelled images to evaluate on, where they came from, and their metadata.
 
@@ -82,7 +87,7 @@ def evaluation_records(
 
 
 def evaluate(
-    model: str | Path | Detector,
+    model: str | Path | Detector | Ensemble,
     data: str | Path | None = None,
     *,
     split: str = "auto",
@@ -108,7 +113,7 @@ class Scores:
 
 
 def evaluate_with_scores(
-    model: str | Path | Detector,
+    model: str | Path | Detector | Ensemble,
     data: str | Path | None = None,
     *,
     split: str = "auto",
@@ -117,13 +122,14 @@ def evaluate_with_scores(
     by: str | None = None,
 ) -> tuple[dict[str, Any], Scores]:
     """:func:`evaluate` plus the per-image scores; ``by`` breaks the metrics down by a metadata column."""
-    detector = model if isinstance(model, Detector) else load(model)
+    detector = model if isinstance(model, (Detector, Ensemble)) else load(model)
     records, source, metadata = evaluation_records(detector, data, split)
     if not records:
         raise DataError(f"no images to evaluate in {source}")
     result, scores = _score(detector, records, batch_size, None, metadata)
     result["data"] = source
-    result["model"] = detector.source
+    result["model"] = getattr(detector, "description", detector.source)
+    result["tta"] = detector.tta
     result["class_names"] = list(CLASS_NAMES)
     if by:
         values = [m.get(by) for m in scores.metadata]
@@ -144,7 +150,7 @@ def evaluate_with_scores(
 
 
 def _score(
-    detector: Detector,
+    detector: Detector | Ensemble,
     records: list[ImageRecord],
     batch_size: int,
     perturbation: Perturbation | None,
@@ -234,13 +240,13 @@ def export_model(
         if calibration is None:
             raise DataError("--quantize int8 needs --calibration DIR (a few hundred representative images)")
         calibration_paths = expand_inputs([calibration])[:256]
-        tensors = [torch_detector.transform(load_image(p)) for p in calibration_paths]
+        tensors = [torch_detector.single_view_transform(load_image(p)) for p in calibration_paths]
         quantize_int8(fp32_path, out, tensors)
         int8 = Detector.load(out, backend="onnx")
         int8_scores = np.array([p.p_fake for p in int8.predict(paths)], dtype=float)
 
         def throughput(detector: Detector) -> float:
-            batch = torch.stack([torch_detector.transform(load_image(p)) for p in paths[:32]])
+            batch = torch.stack([torch_detector.single_view_transform(load_image(p)) for p in paths[:32]])
             detector.predict_tensor(batch)
             started = time.perf_counter()
             for _ in range(3):
@@ -305,12 +311,14 @@ def split_data(
 
 __all__ = [
     "Detector",
+    "Ensemble",
     "Prediction",
     "evaluate",
     "expand_inputs",
     "inspect_data",
     "is_image_path",
     "load",
+    "load_detector",
     "split_data",
     "train",
 ]

@@ -20,6 +20,7 @@ import torchvision
 from facecheck import __version__
 from facecheck.config import PreprocessConfig, TrainConfig
 from facecheck.data.discovery import CLASS_NAMES
+from facecheck.data.presets import input_size
 from facecheck.errors import CheckpointError, ConfigError
 from facecheck.models import FaceClassifier, create_model
 
@@ -31,7 +32,7 @@ BEST, LAST = "best.pt", "last.pt"
 def model_kwargs(config: TrainConfig) -> dict[str, Any]:
     """The build arguments of ``config``'s model (stored so inference can rebuild it)."""
     return {
-        "image_size": config.preprocess.image_size,
+        "image_size": input_size(config.preprocess),
         "hidden_dim": config.model.hidden_dim,
         "dropout": config.model.dropout,
     }

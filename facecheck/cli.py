@@ -20,6 +20,7 @@ from typing import Any
 from facecheck import __version__
 from facecheck.config import (
     PRECISIONS,
+    TTA_MODES,
     TrainConfig,
     get_preset,
     list_presets,
@@ -68,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_recipe_options(tune)
 
     evaluate = commands.add_parser("evaluate", help="score a model on labelled data")
-    evaluate.add_argument("--model", required=True, help="run folder or checkpoint file")
+    evaluate.add_argument(
+        "--model", required=True, action="append", help="run folder or checkpoint (repeat: ensemble of their mean)"
+    )
     evaluate.add_argument(
         "--data", action="append", help="labelled data set (repeatable: one row per set; default: the run's test split)"
     )
@@ -90,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_options(evaluate, batch_size=64)
 
     predict = commands.add_parser("predict", help="score image files")
-    predict.add_argument("--model", required=True, help="run folder or checkpoint file")
+    predict.add_argument(
+        "--model", required=True, action="append", help="run folder or checkpoint (repeat: ensemble of their mean)"
+    )
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
     predict.add_argument("--frames", type=int, default=16, help="frames sampled evenly from each video (default 16)")
@@ -101,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--backend", choices=BACKENDS, default="torch")
+    serve.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the model's own)")
     serve.add_argument("--api-key", help="require this key (X-API-Key header); default: $FACECHECK_API_KEY if set")
     serve.add_argument("--workers", type=int, default=2, help="inferences at once (bounded worker pool)")
     serve.add_argument("--queue", type=int, default=16, help="requests allowed to wait for a worker before 503")
@@ -167,6 +173,11 @@ def add_engine_options(parser: argparse.ArgumentParser, batch_size: int) -> None
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--backend", choices=BACKENDS, default="torch", help="onnx: ONNX Runtime; openvino: OpenVINO (CPU)"
+    )
+    parser.add_argument(
+        "--tta",
+        choices=TTA_MODES,
+        help="test-time augmentation averaged per image (default: the model's own; five-crop needs a crop model)",
     )
 
 
@@ -281,11 +292,11 @@ def command_train(args: argparse.Namespace) -> int:
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
-    from facecheck.api import evaluate_with_scores, load
+    from facecheck.api import evaluate_with_scores, load_detector
     from facecheck.evaluation.perturb import parse_perturbations
 
     perturbations = parse_perturbations(args.perturb or [])  # parsed first: a typo fails before any work
-    detector = load(args.model, device=args.device, backend=args.backend)
+    detector = load_detector(args.model, device=args.device, backend=args.backend, tta=args.tta)
     sets = args.data or [None]
     results = []
     for index, data in enumerate(sets):
@@ -329,7 +340,7 @@ def _write_report(args: argparse.Namespace, detector: object, result: dict, scor
         target = target.with_name(f"{target.stem}-{index}-{Path(data).name}{target.suffix}")
     write_evaluation_report(
         result, scores.labels, scores.p_fake, scores.paths, target, detector=detector,
-        run_dir=resolve_checkpoint_path(args.model).parent,
+        run_dir=resolve_checkpoint_path(args.model[0]).parent,
     )  # fmt: skip
     print(f"report written to {target}", file=sys.stderr)
 
@@ -365,10 +376,10 @@ def _print_evaluation(result: dict) -> None:
 
 
 def command_predict(args: argparse.Namespace) -> int:
-    from facecheck.api import expand_inputs, load
+    from facecheck.api import expand_inputs, load_detector
     from facecheck.inference.video import is_video_path, predict_video
 
-    detector = load(args.model, device=args.device, backend=args.backend)
+    detector = load_detector(args.model, device=args.device, backend=args.backend, tta=args.tta)
     inputs = expand_inputs(args.paths)
     images = [p for p in inputs if not is_video_path(p)]
     by_path: dict[Path, dict] = {}
@@ -435,7 +446,7 @@ def command_serve(args: argparse.Namespace) -> int:
     from facecheck.api import load
     from facecheck.serving.app import ServeSettings, create_app
 
-    detector = load(args.model, device="auto", backend=args.backend)
+    detector = load(args.model, device="auto", backend=args.backend, tta=args.tta)
     settings = ServeSettings(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         workers=max(1, args.workers),

@@ -72,3 +72,35 @@ def configure_threads(num_threads: int = 0) -> int:
         num_threads = int(os.environ.get("OMP_NUM_THREADS", num_threads))
     torch.set_num_threads(num_threads)
     return num_threads
+
+
+def describe_machine() -> dict[str, object]:
+    """What a measurement ran on: CPU, cores, memory, bf16, GPU, versions, load and date (for benchmarks)."""
+    import platform
+    import time
+    from pathlib import Path
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        memory_gib: float | None = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        memory_gib = None
+    return {
+        "cpu": cpu,
+        "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_gib": round(memory_gib, 1) if memory_gib else None,
+        "native_bf16": cpu_has_native_bf16(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "os": platform.platform(),
+        "load_average_at_start": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }

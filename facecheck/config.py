@@ -19,6 +19,8 @@ import yaml
 from facecheck.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+RESIZE_MODES = ("square", "none")
+TTA_MODES = ("none", "flip", "five-crop", "five-crop-flip")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -52,7 +54,17 @@ class DataConfig:
 class PreprocessConfig:
     """Everything needed to rebuild the exact input pipeline at inference."""
 
+    # Side of the square every image is brought to (see resize).
     image_size: int = 256
+    # square: resample to image_size x image_size (the report); none: keep the native pixels,
+    # centre-cropped (or zero-padded) to image_size, so no resampling blurs generator traces.
+    resize: str = "square"
+    # Train on random crop_size crops of the image_size image and evaluate on the centre crop
+    # (or several crops, see tta); None: the whole image.
+    crop_size: int | None = None
+    # Test-time augmentation, averaged over views: none, flip, five-crop (4 corners + centre,
+    # needs crop_size), five-crop-flip. Stored with the model; evaluate/predict --tta overrides.
+    tta: str = "none"
     # The report says only "Normalize"; ImageNet statistics are the natural
     # reading for a pretrained backbone and are used for both models.
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -151,7 +163,30 @@ PRESETS: dict[str, TrainConfig] = {
         model=ModelConfig(name="mobilenet_v2", pretrained=True, hidden_dim=512, dropout=0.3),
         optim=OptimConfig(lr=1e-3, weight_decay=1e-4, step_size=5, gamma=0.1),
     ),
+    # The recommended detector (issue 7): EfficientNet-Lite0 on native-resolution
+    # 224 crops (no resampling), every input re-encoded at JPEG 75, random blur
+    # and JPEG during training, no rotation (it resamples away the fine traces);
+    # evaluated on the centre crop and its mirror image.
+    "lite0-native-robust": TrainConfig(
+        preset="lite0-native-robust",
+        epochs=8,
+        preprocess=PreprocessConfig(
+            image_size=256,
+            resize="none",
+            crop_size=224,
+            tta="flip",
+            # EfficientNet-Lite's TensorFlow training scaled pixels to [-1, 1].
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
+            rotation_degrees=0.0,
+            augment="robust",
+            normalize_jpeg=75,
+        ),
+        model=ModelConfig(name="efficientnet_lite0", pretrained=True, hidden_dim=512, dropout=0.3),
+        optim=OptimConfig(lr=3e-4, weight_decay=1e-4, step_size=3, gamma=0.3),
+    ),
 }
+RECOMMENDED_PRESET = "lite0-native-robust"
 
 
 def list_presets() -> list[str]:
@@ -303,6 +338,16 @@ def validate(config: TrainConfig) -> None:
         (0 < config.data.test_fraction < 1, "data.test_fraction must be between 0 and 1"),
         (0 <= config.data.val_fraction < 1, "data.val_fraction must be in [0, 1)"),
         (config.preprocess.image_size >= 32, "preprocess.image_size must be at least 32"),
+        (config.preprocess.resize in RESIZE_MODES, f"preprocess.resize must be one of {', '.join(RESIZE_MODES)}"),
+        (
+            config.preprocess.crop_size is None or 32 <= config.preprocess.crop_size <= config.preprocess.image_size,
+            "preprocess.crop_size must be between 32 and preprocess.image_size",
+        ),
+        (config.preprocess.tta in TTA_MODES, f"preprocess.tta must be one of {', '.join(TTA_MODES)}"),
+        (
+            "five-crop" not in config.preprocess.tta or config.preprocess.crop_size is not None,
+            "preprocess.tta five-crop needs preprocess.crop_size",
+        ),
         (config.optim.lr > 0, "optim.lr must be positive"),
         (config.optim.step_size >= 1, "optim.step_size must be at least 1"),
         (0 <= config.model.dropout < 1, "model.dropout must be in [0, 1)"),
@@ -338,6 +383,8 @@ def validate(config: TrainConfig) -> None:
 __all__ = [
     "PRECISIONS",
     "PRESETS",
+    "RESIZE_MODES",
+    "TTA_MODES",
     "ComputeConfig",
     "DataConfig",
     "ModelConfig",

@@ -5,9 +5,12 @@ here, and checkpoints store the PreprocessConfig, so inference always rebuilds
 the evaluation pipeline the model was trained with.
 
 Every pipeline is: source steps (deterministic, per image: JPEG
-normalisation, face cropping) -> Resize -> random augmentation (training only) -> tensor,
-Normalize. The decode cache stores images after Resize, so it applies
-exactly the source steps and Resize of :func:`source_and_resize`.
+normalisation, face cropping) -> Resize (or, with ``resize: none``, a centre
+crop/pad that keeps native pixels) -> random augmentation and random crop
+(training only) -> tensor, Normalize -> views (evaluation: the centre crop,
+or several crops and flips whose logits are averaged). The decode cache
+stores images after the resize step, so it applies exactly the source steps
+and resize of :func:`source_and_resize`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import v2
 
-from facecheck.config import PreprocessConfig
+from facecheck.config import TTA_MODES, PreprocessConfig
+from facecheck.errors import ConfigError
 
 AUGMENTATIONS = ("none", "report", "robust")
 
@@ -57,11 +61,56 @@ def source_steps(cfg: PreprocessConfig) -> list:
 def source_signature(cfg: PreprocessConfig) -> str:
     """Identifies the output of the source steps and Resize, for cache keys."""
     face = f"face{cfg.face_margin}-{cfg.no_face}" if cfg.face_crop else "noface"
-    return f"jpeg{cfg.normalize_jpeg or 0}-{face}-size{cfg.image_size}"
+    resize = "" if cfg.resize == "square" else f"-{cfg.resize}"
+    return f"jpeg{cfg.normalize_jpeg or 0}-{face}-size{cfg.image_size}{resize}"
+
+
+def resize_step(cfg: PreprocessConfig) -> T.Resize | T.CenterCrop:
+    if cfg.resize == "none":
+        # Native pixels: larger images lose their borders, smaller ones get a black frame.
+        return T.CenterCrop(cfg.image_size)
+    return T.Resize((cfg.image_size, cfg.image_size))
 
 
 def source_and_resize(cfg: PreprocessConfig) -> T.Compose:
-    return T.Compose([*source_steps(cfg), T.Resize((cfg.image_size, cfg.image_size))])
+    return T.Compose([*source_steps(cfg), resize_step(cfg)])
+
+
+def input_size(cfg: PreprocessConfig) -> int:
+    """Side of the square the model sees."""
+    return cfg.crop_size or cfg.image_size
+
+
+class Views(torch.nn.Module):
+    """Evaluation views of a normalised ``(3, S, S)`` image.
+
+    ``none``: the centre crop (or the image), ``(3, s, s)``. Otherwise a
+    ``(V, 3, s, s)`` stack that scoring flattens, scores, and averages per
+    image: ``flip`` adds the mirror image, ``five-crop`` takes the four corners
+    and the centre (as CNNDetection evaluates), ``five-crop-flip`` both.
+    """
+
+    def __init__(self, crop_size: int | None, tta: str) -> None:
+        super().__init__()
+        if tta not in TTA_MODES:
+            raise ConfigError(f"unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA_MODES)}")
+        if "five-crop" in tta and crop_size is None:
+            raise ConfigError(f"--tta {tta} needs a model trained on crops (preprocess.crop_size)")
+        self.crop_size, self.tta = crop_size, tta
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        size = self.crop_size
+        if "five-crop" in self.tta:
+            views = list(v2.functional.five_crop(image, [size, size]))
+        else:
+            views = [v2.functional.center_crop(image, [size, size]) if size else image]
+        if "flip" in self.tta:
+            views += [v.flip(-1) for v in views]
+        return views[0] if self.tta == "none" else torch.stack(views)
+
+
+def eval_views(cfg: PreprocessConfig, tta: str | None = None) -> Views:
+    return Views(cfg.crop_size, cfg.tta if tta is None else tta)
 
 
 def random_steps(cfg: PreprocessConfig) -> list:
@@ -81,23 +130,43 @@ def random_steps(cfg: PreprocessConfig) -> list:
     return steps
 
 
+def crop_steps(cfg: PreprocessConfig) -> list:
+    """Training crops at native resolution: a random crop_size window, after the other augmentations."""
+    return [v2.RandomCrop(cfg.crop_size)] if cfg.crop_size else []
+
+
 def train_transform(cfg: PreprocessConfig) -> T.Compose:
     """The report's training pipeline (Resize, flip, rotation, ToTensor, Normalize) plus the source steps."""
-    return T.Compose([source_and_resize(cfg), *random_steps(cfg), T.ToTensor(), T.Normalize(cfg.mean, cfg.std)])
+    return T.Compose(
+        [
+            source_and_resize(cfg),
+            *random_steps(cfg),
+            *crop_steps(cfg),
+            T.ToTensor(),
+            T.Normalize(cfg.mean, cfg.std),
+        ]
+    )
 
 
-def eval_transform(cfg: PreprocessConfig) -> T.Compose:
-    """The same pipeline without the random steps."""
-    return T.Compose([source_and_resize(cfg), T.ToTensor(), T.Normalize(cfg.mean, cfg.std)])
+def eval_transform(cfg: PreprocessConfig, tta: str | None = None) -> T.Compose:
+    """The same pipeline without the random steps, ending in the evaluation views."""
+    return T.Compose([source_and_resize(cfg), T.ToTensor(), T.Normalize(cfg.mean, cfg.std), eval_views(cfg, tta)])
 
 
 def train_tensor_transform(cfg: PreprocessConfig) -> v2.Compose:
     """The training pipeline for already resized uint8 CHW tensors (from the decode cache)."""
     return v2.Compose(
-        [*random_steps(cfg), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(cfg.mean), list(cfg.std))]
+        [
+            *random_steps(cfg),
+            *crop_steps(cfg),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(list(cfg.mean), list(cfg.std)),
+        ]
     )
 
 
-def eval_tensor_transform(cfg: PreprocessConfig) -> v2.Compose:
+def eval_tensor_transform(cfg: PreprocessConfig, tta: str | None = None) -> v2.Compose:
     """The evaluation pipeline for already resized uint8 CHW tensors."""
-    return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(cfg.mean), list(cfg.std))])
+    return v2.Compose(
+        [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(cfg.mean), list(cfg.std)), eval_views(cfg, tta)]
+    )

@@ -53,7 +53,7 @@ def explain_files(detector: Any, paths: list[Path], out_dir: Path) -> list[dict[
         except Exception as exc:  # noqa: BLE001 - any unreadable input is reported, never fatal
             results.append({"path": str(path), "error": str(exc)})
             continue
-        batch = detector.transform(image).unsqueeze(0)
+        batch = detector.single_view_transform(image).unsqueeze(0)
         heatmap = gradcam(detector.model, batch)[0]
         p_fake = float(detector.predict_tensor(batch)[0])
         target = out_dir / f"{Path(path).stem}.gradcam.png"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -11,6 +12,17 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from facecheck.compute import autocast, to_memory_format
+
+Logits = TypeVar("Logits", np.ndarray, torch.Tensor)
+
+
+def mean_over_views(run: Callable[[torch.Tensor], Logits], batch: torch.Tensor) -> Logits:
+    """Logits of a ``(B, 3, H, W)`` batch, or of a ``(B, V, 3, H, W)`` batch of test-time views averaged per image."""
+    if batch.dim() != 5:
+        return run(batch)
+    images, views = batch.shape[:2]
+    logits = run(batch.flatten(0, 1))
+    return logits.reshape(images, views, -1).mean(1)
 
 
 @torch.inference_mode()
@@ -23,14 +35,18 @@ def loader_logits(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(logits (N, 2), labels (N,))`` of every batch of ``loader``."""
+    """``(logits (N, 2), labels (N,))`` of every batch of ``loader`` (test-time views averaged)."""
     model.eval()
     logits: list[np.ndarray] = []
     labels: list[np.ndarray] = []
-    for images, targets in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+
+    def run(images: torch.Tensor) -> torch.Tensor:
         images = to_memory_format(images.to(device), channels_last)
         with autocast(device, amp_dtype):
-            logits.append(model(images).float().cpu().numpy())
+            return model(images).float()
+
+    for images, targets in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+        logits.append(mean_over_views(run, images).cpu().numpy())
         labels.append(targets.numpy())
     return np.concatenate(logits), np.concatenate(labels)
 

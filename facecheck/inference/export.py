@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from facecheck.config import PreprocessConfig
+from facecheck.data.presets import input_size
 from facecheck.errors import CheckpointError, FacecheckError
 from facecheck.models import FaceClassifier
 
@@ -37,7 +38,8 @@ def export_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().to(memory_format=torch.contiguous_format)
-    example = torch.zeros(2, 3, preprocess.image_size, preprocess.image_size)
+    size = input_size(preprocess)
+    example = torch.zeros(2, 3, size, size)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -16,7 +16,7 @@ from facecheck.data.images import load_image, to_rgb
 from facecheck.data.presets import eval_transform
 from facecheck.device import resolve_device
 from facecheck.errors import CheckpointError, DataError
-from facecheck.evaluation.scoring import p_fake_of
+from facecheck.evaluation.scoring import mean_over_views, p_fake_of
 from facecheck.inference.engines import BACKENDS, OnnxEngine, OpenVinoEngine, TorchEngine, cached_onnx_export
 from facecheck.inference.export import read_card
 from facecheck.models import FaceClassifier
@@ -51,6 +51,7 @@ class Detector:
         checkpoint: dict[str, Any],
         device: str = "auto",
         engine: Engine | None = None,
+        tta: str | None = None,
     ) -> None:
         self.device = resolve_device(device)
         # None for a model loaded from an exported .onnx file (no PyTorch weights: no Grad-CAM).
@@ -64,16 +65,21 @@ class Detector:
         # Temperature scaling fitted on validation data: p_fake = softmax(logits / T).
         self.temperature: float = float(checkpoint.get("temperature", 1.0))
         self.preprocess = preprocess_of(checkpoint)
-        self.transform = eval_transform(self.preprocess)
+        # Test-time augmentation: the checkpoint's own setting unless overridden.
+        self.tta = self.preprocess.tta if tta is None else tta
+        self.transform = eval_transform(self.preprocess, self.tta)
+        # One (3, s, s) tensor per image: for Grad-CAM and int8 calibration, which need plain batches.
+        self.single_view_transform = eval_transform(self.preprocess, "none")
         self.min_size = int(checkpoint["config"]["data"].get("min_image_size", 1))
         self.source = "<in memory>"
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", backend: str = "torch") -> Detector:
+    def load(cls, path: str | Path, device: str = "auto", backend: str = "torch", tta: str | None = None) -> Detector:
         """Load a run folder, checkpoint or exported ``.onnx`` file.
 
         ``backend``: ``torch``; ``onnx`` (ONNX Runtime) or ``openvino`` run an
-        ONNX export of the weights on the CPU.
+        ONNX export of the weights on the CPU. ``tta``: test-time augmentation
+        (none, flip, five-crop, five-crop-flip); default: the model's own.
         """
         if backend not in BACKENDS:
             raise DataError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -82,7 +88,7 @@ class Detector:
             if not onnx_path.is_file():
                 raise CheckpointError(f"model not found: {onnx_path}")
             engine_class = OpenVinoEngine if backend == "openvino" else OnnxEngine
-            detector = cls(None, read_card(onnx_path), device, engine_class(onnx_path))
+            detector = cls(None, read_card(onnx_path), device, engine_class(onnx_path), tta)
             detector.source = str(onnx_path)
             return detector
         checkpoint_path = resolve_checkpoint_path(path)
@@ -91,7 +97,7 @@ class Detector:
         if backend in ("onnx", "openvino"):
             exported = cached_onnx_export(checkpoint_path, model, preprocess_of(checkpoint))
             engine = OnnxEngine(exported) if backend == "onnx" else OpenVinoEngine(exported)
-        detector = cls(model, checkpoint, device, engine)
+        detector = cls(model, checkpoint, device, engine, tta)
         detector.source = str(checkpoint_path)
         return detector
 
@@ -115,8 +121,8 @@ class Detector:
         raise DataError(f"cannot predict on an object of type {type(item).__name__}")
 
     def predict_tensor(self, batch: torch.Tensor) -> np.ndarray:
-        """Calibrated ``p_fake`` of an already preprocessed ``(B, 3, H, W)`` batch."""
-        return p_fake_of(self.engine(batch), self.temperature)
+        """Calibrated ``p_fake`` of a preprocessed ``(B, 3, H, W)`` batch, or ``(B, V, 3, H, W)`` views averaged."""
+        return p_fake_of(mean_over_views(self.engine, batch), self.temperature)
 
     def predict(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 32) -> list[Prediction]:
         """Predict each image; an unreadable one gets ``error`` set and never stops the batch."""

@@ -1,6 +1,6 @@
 """Model registry. Importing this package registers every built-in model."""
 
-from facecheck.models import mobilenet, seed_cnn  # noqa: F401  (registration side effect)
+from facecheck.models import efficientnet_lite, mobilenet, seed_cnn  # noqa: F401  (registration side effect)
 from facecheck.models.base import FaceClassifier
 from facecheck.models.registry import create_model, list_models, model_entry, register_model
 

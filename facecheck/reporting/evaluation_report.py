@@ -145,7 +145,7 @@ def write_evaluation_report(
 
     mistakes_section = ""
     wrong = np.nonzero((p_fake >= result["threshold"]).astype(int) != labels)[0]
-    if len(wrong) and detector is not None:
+    if len(wrong) and getattr(detector, "model", None) is not None:
         from facecheck.evaluation.explain import explain_files
 
         confidence = np.abs(p_fake[wrong] - result["threshold"])

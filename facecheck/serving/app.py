@@ -333,7 +333,7 @@ def _heatmap_data_uri(detector: Detector, image: Image.Image) -> str:
     with _explain_lock:
         model = _explain_models.setdefault(id(detector), copy.deepcopy(detector.model))
         try:
-            batch = detector.transform(image).unsqueeze(0)
+            batch = detector.single_view_transform(image).unsqueeze(0)
             heatmap = gradcam(model, batch)[0]
             view = source_and_resize(detector.preprocess)(image)
         except DataError:

@@ -25,13 +25,15 @@ class RunDatasets:
         self.progress = progress
 
     def _dataset(self, name: str, training: bool) -> Dataset:
+        """Training images augmented, or evaluation images as one view: per-epoch monitoring and
+        cached features skip test-time augmentation (it is applied when the run is calibrated and tested)."""
         records = self.split[name]
         pre, data = self.config.preprocess, self.config.data
         if data.decode_cache:
             pixels = decoded_images(records, pre, data.min_image_size, self.progress)
-            transform = train_tensor_transform(pre) if training else eval_tensor_transform(pre)
+            transform = train_tensor_transform(pre) if training else eval_tensor_transform(pre, tta="none")
             return CachedImageDataset(pixels, [r.label for r in records], transform)
-        transform = train_transform(pre) if training else eval_transform(pre)
+        transform = train_transform(pre) if training else eval_transform(pre, tta="none")
         return ImageDataset(records, transform, data.min_image_size)
 
     def train(self) -> Dataset:

@@ -48,7 +48,13 @@ def features_key(
         "model": model_name,
         "backbone": backbone_fingerprint(model),
         "files": records_key(records, preprocess),
-        "preprocess": [preprocess.image_size, list(preprocess.mean), list(preprocess.std)],
+        "preprocess": [
+            preprocess.image_size,
+            preprocess.resize,
+            preprocess.crop_size,
+            list(preprocess.mean),
+            list(preprocess.std),
+        ],
         "mirrored": mirrored,
         "precision": str(amp_dtype),
     }

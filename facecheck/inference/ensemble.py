@@ -1,0 +1,82 @@
+"""A simple ensemble: the mean of several calibrated detectors' ``p_fake``.
+
+Each member applies its own preprocessing, test-time augmentation and
+temperature, so models with different backbones and input sizes combine; the
+decision threshold is the mean of the members' thresholds. Averaging
+calibrated probabilities (rather than raw logits) keeps one over-confident
+member from outvoting the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facecheck.errors import DataError
+from facecheck.inference.predictor import Detector, ImageInput, Prediction
+
+
+class Ensemble:
+    """Duck-types :class:`Detector` for ``predict`` and evaluation.
+
+    Evaluation without ``--data`` uses the first member's test split.
+    """
+
+    def __init__(self, members: Sequence[Detector]) -> None:
+        if len(members) < 2:
+            raise DataError("an ensemble needs at least two models")
+        names = {tuple(m.class_names) for m in members}
+        if len(names) != 1:
+            raise DataError(f"the models disagree on class names: {sorted(names)}")
+        self.members = list(members)
+        first = self.members[0]
+        self.class_names = first.class_names
+        self.checkpoint: dict[str, Any] = first.checkpoint
+        self.source = first.source
+        self.threshold = float(np.mean([m.threshold for m in self.members]))
+        self.model = None  # no single network: no Grad-CAM
+        self.tta = ",".join(sorted({m.tta for m in self.members}))
+
+    @classmethod
+    def load(
+        cls, paths: Sequence[str | Path], device: str = "auto", backend: str = "torch", tta: str | None = None
+    ) -> Ensemble:
+        return cls([Detector.load(p, device=device, backend=backend, tta=tta) for p in paths])
+
+    @property
+    def description(self) -> str:
+        return "ensemble of " + " + ".join(m.source for m in self.members)
+
+    @property
+    def backend(self) -> str:
+        return self.members[0].backend
+
+    @property
+    def model_name(self) -> str:
+        return "+".join(m.model_name for m in self.members)
+
+    def predict(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 32) -> list[Prediction]:
+        """Mean calibrated ``p_fake``; an image any member cannot read gets that member's error."""
+        per_member = [m.predict(images, batch_size=batch_size) for m in self.members]
+        results = []
+        for predictions in zip(*per_member, strict=True):
+            first = predictions[0]
+            failed = next((p for p in predictions if p.error is not None), None)
+            if failed is not None:
+                results.append(Prediction(first.path, error=failed.error))
+                continue
+            p_fake = float(np.mean([p.p_fake for p in predictions]))
+            results.append(Prediction(first.path, p_fake, self.class_names[int(p_fake >= self.threshold)]))
+        return results
+
+
+def load_detector(
+    paths: Sequence[str | Path], device: str = "auto", backend: str = "torch", tta: str | None = None
+) -> Detector | Ensemble:
+    """One model: a :class:`Detector`; several: their :class:`Ensemble`."""
+    if len(paths) == 1:
+        return Detector.load(paths[0], device=device, backend=backend, tta=tta)
+    return Ensemble.load(paths, device=device, backend=backend, tta=tta)
