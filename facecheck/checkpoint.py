@@ -34,6 +34,7 @@ def model_kwargs(config: TrainConfig) -> dict[str, Any]:
     return {
         "image_size": input_size(config.preprocess),
         "hidden_dim": config.model.hidden_dim,
+        "input_filter": config.model.input_filter,
         "dropout": config.model.dropout,
     }
 

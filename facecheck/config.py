@@ -90,6 +90,8 @@ class ModelConfig:
     weights: str | None = None
     dropout: float = 0.3
     hidden_dim: int = 128
+    # Applied to the normalised images before the backbone: none, or npr (neighbouring-pixel residual).
+    input_filter: str = "none"
 
 
 @dataclass
@@ -351,6 +353,7 @@ def validate(config: TrainConfig) -> None:
         (config.optim.lr > 0, "optim.lr must be positive"),
         (config.optim.step_size >= 1, "optim.step_size must be at least 1"),
         (0 <= config.model.dropout < 1, "model.dropout must be in [0, 1)"),
+        (config.model.input_filter in ("none", "npr"), "model.input_filter must be none or npr"),
         (
             config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:"),
             "device must be auto, cpu or cuda",

@@ -157,3 +157,19 @@ def test_ensemble_is_the_mean_of_calibrated_members(face_dir: Path, tmp_path: Pa
     assert result["model"].startswith("ensemble of") and result["n"] > 0
     with pytest.raises(DataError, match="at least two"):
         Ensemble(members[:1])
+
+
+def test_npr_filter_is_the_neighbour_residual_and_travels_with_the_checkpoint(face_dir: Path, tmp_path: Path):
+    from facecheck.models.filters import NeighbourResidual
+
+    image = torch.arange(16, dtype=torch.float32).reshape(1, 1, 4, 4)
+    expected = image - image[..., ::2, ::2].repeat_interleave(2, -1).repeat_interleave(2, -2)
+    assert torch.equal(NeighbourResidual()(image), expected)
+    assert NeighbourResidual()(torch.ones(1, 3, 5, 7)).abs().sum() == 0  # flat image: no residual, odd sides cut
+    config = lite0_config(face_dir, tta="none")
+    config = merge(config, {"model": {"input_filter": "npr"}})
+    train(config, tmp_path / "run", quiet=True)
+    detector = Detector.load(tmp_path / "run")
+    assert isinstance(detector.model.input_filter, NeighbourResidual)
+    with pytest.raises(ConfigError, match="input_filter"):
+        validate(merge(config, {"model": {"input_filter": "fft"}}))

@@ -33,10 +33,12 @@ class FaceClassifier(nn.Module):
         # The backbone's stages in input-to-output order, for unfreezing the last N.
         # A plain tuple, so the modules are not registered twice.
         self.blocks: tuple[nn.Module, ...] = tuple(blocks) if blocks is not None else (backbone,)
+        # Parameter-free input filter (see models/filters.py); set by create_model.
+        self.input_filter: nn.Module = nn.Identity()
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, feature_dim)`` features of ``images``."""
-        return self.backbone(images)
+        return self.backbone(self.input_filter(images))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from facecheck.errors import ConfigError
 from facecheck.models.base import FaceClassifier
+from facecheck.models.filters import input_filter as make_input_filter
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,13 @@ def model_entry(name: str) -> ModelEntry:
 
 
 def create_model(
-    name: str, *, pretrained: bool = False, weights: str | None = None, **kwargs: object
+    name: str, *, pretrained: bool = False, weights: str | None = None, input_filter: str = "none", **kwargs: object
 ) -> FaceClassifier:
-    """Build a registered model; ``pretrained`` loads verified backbone weights."""
+    """Build a registered model; ``pretrained`` loads verified backbone weights; ``input_filter``
+    (none, npr) is applied to the images before the backbone."""
     entry = model_entry(name)
     if pretrained and not entry.has_pretrained:
         raise ConfigError(f"model {name!r} has no pretrained weights; set model.pretrained=false")
-    if pretrained:
-        return entry.builder(pretrained=True, weights=weights, **kwargs)
-    return entry.builder(**kwargs)
+    model = entry.builder(pretrained=True, weights=weights, **kwargs) if pretrained else entry.builder(**kwargs)
+    model.input_filter = make_input_filter(input_filter)
+    return model

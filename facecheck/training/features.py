@@ -47,6 +47,7 @@ def features_key(
         "version": FEATURES_VERSION,
         "model": model_name,
         "backbone": backbone_fingerprint(model),
+        "input_filter": type(model.input_filter).__name__,
         "files": records_key(records, preprocess),
         "preprocess": [
             preprocess.image_size,
