@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   creates .venv, trains on the built-in synthetic set, evaluates and predicts
+#   make demo   creates .venv, trains the recommended detector on the built-in synthetic set, evaluates, predicts
 #   make test   creates .venv, runs ruff and the test suite
 PYTHON ?= python3
 VENV   := .venv
@@ -21,7 +21,7 @@ $(STAMP): requirements.txt requirements-weights.txt pyproject.toml
 
 demo: $(STAMP)
 	rm -rf $(DEMO)
-	$(VENV)/bin/facecheck train --preset seed-mobilenet --epochs 3 --out $(DEMO)
+	$(VENV)/bin/facecheck train --preset lite0-native-jpeg --epochs 3 --out $(DEMO)
 	$(VENV)/bin/facecheck evaluate --model $(DEMO)
 	d=$$($(VENV)/bin/facecheck data synthetic) && \
 	  $(VENV)/bin/facecheck predict --model $(DEMO) $$d/real/real_0000.png $$d/fake/fake_0000.png

@@ -20,6 +20,7 @@ from typing import Any
 from facecheck import __version__
 from facecheck.config import (
     PRECISIONS,
+    RECOMMENDED_PRESET,
     TTA_MODES,
     TrainConfig,
     get_preset,
@@ -183,7 +184,13 @@ def add_engine_options(parser: argparse.ArgumentParser, batch_size: int) -> None
 
 def add_recipe_options(parser: argparse.ArgumentParser) -> None:
     """Options that choose and change the training recipe (shared by train, crosseval, cv and tune)."""
-    parser.add_argument("--preset", default="seed-cnn", choices=list_presets(), help="named recipe (default: seed-cnn)")
+    parser.add_argument(
+        "--preset",
+        default=RECOMMENDED_PRESET,
+        choices=list_presets(),
+        help=f"named recipe (default: {RECOMMENDED_PRESET}, the recommended detector; seed-cnn and seed-mobilenet "
+        "reproduce the report)",
+    )
     parser.add_argument("--config", help="YAML file of settings applied on top of the preset")
     parser.add_argument(
         "--set",
@@ -204,7 +211,9 @@ def add_recipe_options(parser: argparse.ArgumentParser) -> None:
         "--normalize-jpeg", type=int, metavar="Q", help="re-encode every input at JPEG quality Q (kept for inference)"
     )
     parser.add_argument(
-        "--augment", choices=("none", "report", "robust"), help="report: flips+rotations; robust: plus blur and JPEG"
+        "--augment",
+        choices=("none", "report", "jpeg", "robust"),
+        help="report: flips+rotations; jpeg: plus random JPEG; robust: plus random blur and JPEG",
     )
     parser.add_argument(
         "--face-crop", action="store_true", default=None, help="crop the largest face (MTCNN); kept for inference"

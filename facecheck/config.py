@@ -71,8 +71,11 @@ class PreprocessConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     hflip_prob: float = 0.5
     rotation_degrees: float = 10.0
-    # report: flips and rotations; robust: plus random blur and JPEG re-compression; none.
+    # report: flips and rotations; jpeg: plus random JPEG re-compression; robust: plus random blur and
+    # JPEG re-compression; none.
     augment: str = "report"
+    # Probability of each random blur / JPEG step of jpeg and robust (CNNDetection compares 0.5 and 0.1).
+    robust_prob: float = 0.5
     # Re-encode every input at this JPEG quality before anything else (None: off).
     normalize_jpeg: int | None = None
     # Crop the largest face (MTCNN) with this margin (fraction of the face box on each side).
@@ -165,30 +168,32 @@ PRESETS: dict[str, TrainConfig] = {
         model=ModelConfig(name="mobilenet_v2", pretrained=True, hidden_dim=512, dropout=0.3),
         optim=OptimConfig(lr=1e-3, weight_decay=1e-4, step_size=5, gamma=0.1),
     ),
-    # The recommended detector (issue 7): EfficientNet-Lite0 on native-resolution
-    # 224 crops (no resampling), every input re-encoded at JPEG 75, random blur
-    # and JPEG during training, no rotation (it resamples away the fine traces);
-    # evaluated on the centre crop and its mirror image.
-    "lite0-native-robust": TrainConfig(
-        preset="lite0-native-robust",
-        epochs=8,
+    # The recommended detector (issue 7): EfficientNet-Lite0 on the native pixels (no
+    # resampling: a 256 px image is used as it is, others are centre-cropped or padded to
+    # 256), every input re-encoded at JPEG 75 (removes compression shortcuts such as
+    # lfw-faceswap's), random JPEG re-compression in training (robust to re-saved photos),
+    # flips but no rotation (it resamples away the fine traces); scored on the image and its
+    # mirror image. Chosen over crops + blur augmentation by measurement (docs/results.md).
+    "lite0-native-jpeg": TrainConfig(
+        preset="lite0-native-jpeg",
+        epochs=10,
         preprocess=PreprocessConfig(
             image_size=256,
             resize="none",
-            crop_size=224,
             tta="flip",
             # EfficientNet-Lite's TensorFlow training scaled pixels to [-1, 1].
             mean=(0.5, 0.5, 0.5),
             std=(0.5, 0.5, 0.5),
             rotation_degrees=0.0,
-            augment="robust",
+            augment="jpeg",
+            robust_prob=0.5,
             normalize_jpeg=75,
         ),
         model=ModelConfig(name="efficientnet_lite0", pretrained=True, hidden_dim=512, dropout=0.3),
-        optim=OptimConfig(lr=3e-4, weight_decay=1e-4, step_size=3, gamma=0.3),
+        optim=OptimConfig(lr=1e-3, weight_decay=1e-4, step_size=5, gamma=0.1),
     ),
 }
-RECOMMENDED_PRESET = "lite0-native-robust"
+RECOMMENDED_PRESET = "lite0-native-jpeg"
 
 
 def list_presets() -> list[str]:
@@ -368,10 +373,11 @@ def validate(config: TrainConfig) -> None:
         ),
         (config.compute.num_threads >= 0, "compute.num_threads must be >= 0"),
         (
-            config.preprocess.augment in ("none", "report", "robust"),
-            "preprocess.augment must be none, report or robust",
+            config.preprocess.augment in ("none", "report", "jpeg", "robust"),
+            "preprocess.augment must be none, report, jpeg or robust",
         ),
         (config.preprocess.no_face in ("keep", "skip", "fail"), "preprocess.no_face must be keep, skip or fail"),
+        (0 <= config.preprocess.robust_prob <= 1, "preprocess.robust_prob must be between 0 and 1"),
         (0 <= config.preprocess.face_margin <= 2, "preprocess.face_margin must be between 0 and 2"),
         (
             config.preprocess.normalize_jpeg is None or 1 <= config.preprocess.normalize_jpeg <= 100,

@@ -55,7 +55,8 @@ def test_detector_applies_temperature_and_threshold(tmp_path: Path):
 
 def test_training_fits_and_stores_calibration(tmp_path: Path, capsys):
     data = write_face_set(tmp_path / "d", per_class=20)
-    code = main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--epochs", "1", "--target-fpr", "0.1",
+    code = main(["train", "--preset", "seed-cnn", "--data", str(data),
+                 "--out", str(tmp_path / "r"), "--epochs", "1", "--target-fpr", "0.1",
                  "--set", "preprocess.image_size=32", "--set", "data.val_fraction=0.3", "--quiet"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     checkpoint = read_checkpoint(tmp_path / "r" / "best.pt")

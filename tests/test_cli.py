@@ -13,7 +13,7 @@ from facecheck.cli import main
 
 from .conftest import write_face_set
 
-QUICK = ["--epochs", "1", "--batch-size", "8", "--set", "preprocess.image_size=64", "--quiet"]
+QUICK = ["--preset", "seed-cnn", "--epochs", "1", "--batch-size", "8", "--set", "preprocess.image_size=64", "--quiet"]
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -26,7 +26,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 def test_train_evaluate_predict_round_trip(tmp_path: Path, capsys, preset: str):
     data = write_face_set(tmp_path / "faces", per_class=12)
     run_dir = tmp_path / "run"
-    code, out, err = run(capsys, "train", "--data", str(data), "--preset", preset, "--out", str(run_dir), *QUICK)
+    code, out, err = run(capsys, "train", "--data", str(data), "--out", str(run_dir), *QUICK, "--preset", preset)
     assert code == 0, err
     assert json.loads(out)["test"]["n"] == 8
     for name in ("best.pt", "last.pt", "config.yaml", "split.csv", "metrics.jsonl", "summary.json", "train.log"):

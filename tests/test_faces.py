@@ -94,7 +94,8 @@ def test_training_with_face_crop_skips_faceless_images_and_stores_the_choice(tmp
 
     first = Image.open(sorted((data / "real").iterdir())[0]).convert("RGB")
     monkeypatch.setattr(faces_module, "detect_faces", detect)
-    code = main(["train", "--data", str(data), "--face-crop", "--no-face", "skip", "--out", str(tmp_path / "r"),
+    code = main(["train", "--preset", "seed-cnn", "--data", str(data),
+                 "--face-crop", "--no-face", "skip", "--out", str(tmp_path / "r"),
                  "--epochs", "1", "--set", "preprocess.image_size=32", "--quiet"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     assert "left out 1 image(s) with no face" in (tmp_path / "r" / "train.log").read_text()

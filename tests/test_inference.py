@@ -45,7 +45,8 @@ def test_export_with_parity_check_and_int8(tmp_path: Path, capsys):
     from facecheck.cli import main
 
     data = write_face_set(tmp_path / "faces", per_class=10)
-    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet",
+    assert main(["train", "--preset", "seed-cnn", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--quiet",
                  "--set", "preprocess.image_size=64"]) == 0  # fmt: skip
     capsys.readouterr()
     out = tmp_path / "model.onnx"

@@ -122,7 +122,8 @@ def test_cli_inspect_split_and_train_on_a_fold(tmp_path: Path, capsys):
     files = capsys.readouterr().out.split()
     assert [Path(f).name for f in files] == ["fold_0.csv", "fold_1.csv", "fold_2.csv"]
     fold = read_split(files[1], root)
-    code = main(["train", "--data", str(root), "--split-file", files[1], "--out", str(tmp_path / "run"),
+    code = main(["train", "--preset", "seed-cnn", "--data", str(root),
+                 "--split-file", files[1], "--out", str(tmp_path / "run"),
                  "--epochs", "1", "--set", "preprocess.image_size=64", "--quiet"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     assert json.loads(capsys.readouterr().out)["test"]["n"] == len(fold["test"])

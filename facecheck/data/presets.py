@@ -25,7 +25,7 @@ from torchvision.transforms import v2
 from facecheck.config import TTA_MODES, PreprocessConfig
 from facecheck.errors import ConfigError
 
-AUGMENTATIONS = ("none", "report", "robust")
+AUGMENTATIONS = ("none", "report", "jpeg", "robust")
 
 
 class NormalizeJpeg:
@@ -116,13 +116,16 @@ def eval_views(cfg: PreprocessConfig, tta: str | None = None) -> Views:
 def random_steps(cfg: PreprocessConfig) -> list:
     """Training-only augmentation, for PIL images or uint8 tensors alike (torchvision v2)."""
     steps: list = []
+    if cfg.augment == "jpeg":
+        # JPEG re-compression only: robustness to re-saved photos without blur, which erases generator traces.
+        steps.append(v2.RandomApply([v2.JPEG(quality=(30, 100))], p=cfg.robust_prob))
     if cfg.augment == "robust":
-        # As CNNDetection (Wang et al., CVPR 2020): blur and JPEG re-compression, each half the time.
+        # As CNNDetection (Wang et al., CVPR 2020): blur and JPEG re-compression, each with probability robust_prob.
         steps += [
-            v2.RandomApply([v2.GaussianBlur(kernel_size=9, sigma=(0.1, 3.0))], p=0.5),
-            v2.RandomApply([v2.JPEG(quality=(30, 100))], p=0.5),
+            v2.RandomApply([v2.GaussianBlur(kernel_size=9, sigma=(0.1, 3.0))], p=cfg.robust_prob),
+            v2.RandomApply([v2.JPEG(quality=(30, 100))], p=cfg.robust_prob),
         ]
-    if cfg.augment in ("report", "robust"):
+    if cfg.augment in ("report", "jpeg", "robust"):
         if cfg.hflip_prob > 0:
             steps.append(v2.RandomHorizontalFlip(cfg.hflip_prob))
         if cfg.rotation_degrees > 0:
