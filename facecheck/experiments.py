@@ -151,7 +151,7 @@ def tune(
             "model": {"dropout": trial.suggest_float("dropout", 0.0, 0.6)},
             "preprocess": {
                 "rotation_degrees": trial.suggest_float("rotation_degrees", 0.0, 20.0),
-                "augment": trial.suggest_categorical("augment", ["report", "robust"]),
+                "augment": trial.suggest_categorical("augment", ["report", "jpeg", "robust"]),
             },
         }
         if pretrained:

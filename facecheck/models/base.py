@@ -42,3 +42,13 @@ class FaceClassifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images))
+
+
+def two_layer_head(feature_dim: int, hidden_dim: int, dropout: float) -> nn.Sequential:
+    """The report's transfer-learning head: Linear(features, hidden)-ReLU-Dropout-Linear(hidden, 2)."""
+    return nn.Sequential(
+        nn.Linear(feature_dim, hidden_dim),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(hidden_dim, FaceClassifier.num_classes),
+    )

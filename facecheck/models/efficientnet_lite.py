@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from facecheck.errors import WeightsError
-from facecheck.models.base import FaceClassifier
+from facecheck.models.base import FaceClassifier, two_layer_head
 from facecheck.models.registry import register_model
 from facecheck.models.weights import EFFICIENTNET_LITE0_IMAGENET, load_state_dict, resolve_weights
 
@@ -147,7 +147,7 @@ def imagenet_efficientnet_lite0(weights: str | None = None) -> EfficientNetLite0
 
 @register_model(
     "efficientnet_lite0",
-    "EfficientNet-Lite0 (ImageNet) + Linear-ReLU-Dropout-Linear head; 4.7 M parameters, CPU-friendly",
+    "EfficientNet-Lite0 (ImageNet) + Linear-ReLU-Dropout-Linear head; 4.0 M parameters, CPU-friendly",
     has_pretrained=True,
 )
 def efficientnet_lite0(
@@ -155,15 +155,9 @@ def efficientnet_lite0(
 ) -> FaceClassifier:
     network = imagenet_efficientnet_lite0(weights) if pretrained else EfficientNetLite0()
     backbone = nn.Sequential(network.stem, network.blocks, network.head, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    head = nn.Sequential(
-        nn.Linear(HEAD_CHANNELS, hidden_dim),
-        nn.ReLU(inplace=True),
-        nn.Dropout(dropout),
-        nn.Linear(hidden_dim, FaceClassifier.num_classes),
-    )
     return FaceClassifier(
         backbone,
-        head,
+        two_layer_head(HEAD_CHANNELS, hidden_dim, dropout),
         feature_dim=HEAD_CHANNELS,
         cam_layer=network.head,
         blocks=[network.stem, *network.blocks, network.head],

@@ -6,7 +6,7 @@ from torch import nn
 from torchvision.models import mobilenet_v2 as tv_mobilenet_v2
 
 from facecheck.errors import WeightsError
-from facecheck.models.base import FaceClassifier
+from facecheck.models.base import FaceClassifier, two_layer_head
 from facecheck.models.registry import register_model
 from facecheck.models.weights import MOBILENET_V2_IMAGENET, load_state_dict, resolve_weights
 
@@ -28,12 +28,7 @@ def mobilenet_v2(
             raise WeightsError(f"{path} does not fit torchvision's MobileNetV2: {str(exc).splitlines()[0]}") from None
     feature_dim = network.last_channel
     backbone = nn.Sequential(network.features, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    head = nn.Sequential(
-        nn.Linear(feature_dim, hidden_dim),
-        nn.ReLU(inplace=True),
-        nn.Dropout(dropout),
-        nn.Linear(hidden_dim, FaceClassifier.num_classes),
-    )
+    head = two_layer_head(feature_dim, hidden_dim, dropout)
     return FaceClassifier(
         backbone, head, feature_dim=feature_dim, cam_layer=network.features[-1], blocks=list(network.features)
     )
