@@ -167,7 +167,7 @@ def test_unreadable_training_images_are_skipped_and_listed(tmp_path: Path, capsy
 def test_real_entry_point_exit_codes(tmp_path: Path):
     ok = subprocess.run([sys.executable, "-m", "facecheck", "models", "--json"], capture_output=True, text=True)
     assert ok.returncode == 0
-    assert {m["name"] for m in json.loads(ok.stdout)["models"]} == {"seed_cnn", "mobilenet_v2"}
+    assert {m["name"] for m in json.loads(ok.stdout)["models"]} == {"seed_cnn", "mobilenet_v2", "efficientnet_lite0"}
     bad = subprocess.run(
         [sys.executable, "-m", "facecheck", "predict", "--model", str(tmp_path / "x"), "a.jpg"],
         capture_output=True,

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from facecheck.config import (
+    RECOMMENDED_PRESET,
     TrainConfig,
     get_preset,
     list_presets,
@@ -26,7 +27,17 @@ def test_presets_reproduce_the_report():
         assert (preset.epochs, preset.batch_size, preset.preprocess.image_size) == (15, 32, 256)
         assert (preset.preprocess.hflip_prob, preset.preprocess.rotation_degrees) == (0.5, 10.0)
         assert preset.data.test_fraction == 0.3
-    assert list_presets() == ["seed-cnn", "seed-mobilenet"]
+    assert list_presets() == ["lite0-native-jpeg", "seed-cnn", "seed-mobilenet"]
+
+
+def test_recommended_preset_is_the_measured_recipe():
+    lite = get_preset(RECOMMENDED_PRESET)
+    assert RECOMMENDED_PRESET == "lite0-native-jpeg"
+    assert (lite.model.name, lite.model.pretrained, lite.epochs) == ("efficientnet_lite0", True, 10)
+    pre = lite.preprocess
+    assert (pre.resize, pre.crop_size, pre.tta, pre.augment, pre.normalize_jpeg) == ("none", None, "flip", "jpeg", 75)
+    assert (pre.rotation_degrees, pre.mean, pre.std) == (0.0, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    validate(lite)
 
 
 def test_get_preset_returns_a_copy():

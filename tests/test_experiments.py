@@ -10,7 +10,7 @@ from facecheck.config import TrainConfig
 
 from .conftest import write_face_set
 
-TINY = ["--epochs", "1", "--set", "preprocess.image_size=32", "--quiet"]
+TINY = ["--preset", "seed-cnn", "--epochs", "1", "--set", "preprocess.image_size=32", "--quiet"]
 
 
 def test_crosseval_writes_the_matrix(tmp_path: Path, capsys):

@@ -33,6 +33,8 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 def test_interrupted_then_resumed_run_matches_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys):
     data = write_face_set(tmp_path / "d", per_class=10)
     common = [
+        "--preset",
+        "seed-cnn",
         "--data",
         str(data),
         "--epochs",
@@ -90,7 +92,8 @@ def test_kill_then_resume_from_the_command_line(tmp_path: Path):
 
     data = write_face_set(tmp_path / "d", per_class=10)
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "facecheck", "train", "--data", str(data), "--out", str(run_dir), "--epochs", "40",
+    command = [sys.executable, "-m", "facecheck", "train", "--preset", "seed-cnn", "--data", str(data),
+               "--out", str(run_dir), "--epochs", "40",
                "--batch-size", "4", "--set", "preprocess.image_size=32", "--quiet"]  # fmt: skip
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
