@@ -116,17 +116,32 @@ def test_face_mask_outline_differs_between_draws():
 
 def test_face_mask_stays_inside_the_image_for_boxes_at_the_border():
     height, width = 100, 120
-    for box in [(-15.0, -10.0, 50.0, 60.0), (80.0, 50.0, 140.0, 115.0), (0.0, 0.0, 120.0, 100.0)]:
+    for box in [(-15.0, -10.0, 50.0, 60.0), (80.0, 50.0, 140.0, 115.0), (0.0, 0.0, 40.0, 30.0)]:
         for seed in range(5):
             mask = face_mask(height, width, box, None, generator(seed))
             assert mask.shape == (height, width)
             assert float(mask.min()) >= 0 and float(mask.max()) <= 1
-            cx = min(max(round((box[0] + box[2]) / 2), 0), width - 1)
-            cy = min(max(round((box[1] + box[3]) / 2), 0), height - 1)
+            visible = (max(box[0], 0), max(box[1], 0), min(box[2], width), min(box[3], height))
+            cx, cy = round((visible[0] + visible[2]) / 2), round((visible[1] + visible[3]) / 2)
             assert float(mask[cy, cx]) > 0.9
+            far_y = height - 1 if cy < height / 2 else 0  # the image corner away from the box
+            far_x = width - 1 if cx < width / 2 else 0
+            assert float(mask[far_y, far_x]) == 0
     # a box that misses the image falls back to the default face box, never to an empty mask
     mask = face_mask(height, width, (500.0, 500.0, 600.0, 600.0), None, generator(0))
     assert float(mask[height // 2, width // 2]) > 0.9
+
+
+def test_boxes_larger_than_the_image_still_leave_a_blend_boundary():
+    # Tight face crops: the detector's box reaches past the image on every side.
+    image = textured_image(120, 100, seed=6)
+    box = (-20.0, -30.0, 125.0, 150.0)
+    for seed in range(8):
+        out, weight = self_blend_with_mask(image, generator(seed), box=box)
+        assert float(weight[60, 50]) > 0.2
+        corners = weight[[0, 0, -1, -1], [0, -1, 0, -1]]
+        assert float(corners.max()) == 0
+        assert torch.equal(out[:, 0, 0], image[:, 0, 0])
 
 
 def test_default_box_is_the_central_face_of_a_crop():

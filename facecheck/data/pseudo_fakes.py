@@ -62,8 +62,10 @@ OUTLINE_ORDERS = (2, 3, 4, 5)
 OUTLINE_AMPLITUDE = 0.05  # each order's amplitude is uniform in [0, this]
 OUTLINE_TABLE_SIZE = 1024  # angular steps of the tabulated outline
 MASK_SIGMA = (0.015, 0.06)  # softness: Gaussian sigma as a fraction of the face size
-LANDMARK_SCALE = (1.7, 2.2)  # five points span the eyes to the mouth; the face reaches the brows and chin
+LANDMARK_SCALE = (1.9, 2.4)  # five points span the eyes to the mouth; the face reaches the brows and chin
 LANDMARK_BOX_LIMIT = 1.2  # a landmark mask never leaves the box's ellipse grown this much
+
+MAX_BOX_FRACTION = 0.8  # of the image side: larger boxes are narrowed so the blend keeps a boundary
 
 # The default face of a face crop: the central 60% of the width and 70% of the height.
 DEFAULT_FACE_WIDTH, DEFAULT_FACE_HEIGHT = 0.6, 0.7
@@ -101,14 +103,30 @@ def default_face_box(height: int, width: int) -> Box:
     return (dx, dy, width - dx, height - dy)
 
 
+def _fit_extent(low: float, high: float, size: int) -> tuple[float, float]:
+    """An extent no longer than MAX_BOX_FRACTION of the side: narrowed about its centre, kept inside the image."""
+    limit = MAX_BOX_FRACTION * size
+    if high - low <= limit:
+        return low, high
+    centre = min(max((low + high) / 2, limit / 2), size - limit / 2)
+    return centre - limit / 2, centre + limit / 2
+
+
 def _usable_box(box: Box | None, height: int, width: int) -> Box:
-    """The box, at least a pixel wide and high; the default one when none is given or it misses the image."""
+    """The box, at least a pixel wide and high and at most 80% of the image's side; the default one when
+    none is given or it misses the image.
+
+    Tight face crops give detector boxes as large as the image or larger: a mask filling the whole
+    image would blend without a boundary, a mere colour change, so such boxes are narrowed.
+    """
     if box is None:
         return default_face_box(height, width)
     left, top, right, bottom = (float(v) for v in box)
     right, bottom = max(right, left + 1), max(bottom, top + 1)
     if right <= 0 or bottom <= 0 or left >= width or top >= height:
         return default_face_box(height, width)
+    left, right = _fit_extent(left, right, width)
+    top, bottom = _fit_extent(top, bottom, height)
     return (left, top, right, bottom)
 
 
@@ -192,12 +210,14 @@ def face_mask(
 ) -> torch.Tensor:
     """A soft, randomly shaped face mask: float32 ``(height, width)`` in [0, 1], 1 inside the face.
 
-    The shape is the convex hull of the landmarks enlarged 1.7-2.2x about its centre (cut to the
-    box's ellipse grown 1.2x), or without usable landmarks an ellipse filling the box (the
-    default face box when ``box`` is None or misses the image). Its outline is scaled by 0.9-1.1
-    and perturbed radially by cosines of orders 2-5 (amplitude up to 5% each), then blurred by a
-    Gaussian of sigma 1.5-6% of the face size, so the boundary is soft and differently shaped
-    every time. The mask is zero further than half the box's longer side outside the box.
+    The shape is the convex hull of the landmarks enlarged 1.9-2.4x about its centre, corners
+    rounded, cut to the box's ellipse grown 1.2x; or, without usable landmarks, an ellipse
+    filling the box. The box is the default face box when ``box`` is None or misses the image;
+    a box wider or taller than 80% of the image is narrowed to 80%, so that the blend keeps a
+    boundary inside the image. The outline is scaled by 0.9-1.1 and perturbed radially by
+    cosines of orders 2-5 (amplitude up to 5% each), then blurred by a Gaussian of sigma 1.5-6%
+    of the face size, so the boundary is soft and differently shaped every time. The mask is
+    zero further than half the box's longer side outside the box.
     """
     box = _usable_box(box, height, width)
     left, top, right, bottom = box
@@ -232,7 +252,9 @@ def face_mask(
         dy = (ys - float(centre[1]))[:, None]
         dx = (xs - float(centre[0]))[None, :]
         weights = torch.from_numpy(normals / (distances[:, None] * hull_scale)).float()  # (edges, 2)
-        gauge = (dx[..., None] * weights[:, 0] + dy[..., None] * weights[:, 1]).amax(dim=-1)
+        # A 4-norm over the edges instead of their maximum: the hull with rounded corners, more face-like.
+        per_edge = (dx[..., None] * weights[:, 0] + dy[..., None] * weights[:, 1]).clamp(min=0)
+        gauge = per_edge.pow(4).sum(dim=-1).pow(0.25)
         angle = torch.atan2(dy, dx)
     # The perturbed outline radius as a function of the angle, tabulated once and looked up per pixel.
     table_angles = torch.linspace(-math.pi, math.pi, OUTLINE_TABLE_SIZE + 1)
