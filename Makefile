@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   := runs/demo
 
-.PHONY: venv demo test lint format bench bench-quick clean
+.PHONY: venv demo test lint format bench bench-quick bench-general model clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,14 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/speed.py --quick --out benchmarks/results-quick
+
+# Generalisation: the general preset on all shared sources, then leave-one-source-out (see benchmarks/README.md).
+bench-general: $(STAMP)
+	$(PY) benchmarks/generalisation.py --out runs/bench-general
+
+# Rebuild the shipped model from ../shared/data (seed 0) and check it against its card.
+model: $(STAMP)
+	$(PY) benchmarks/release_model.py --run runs/model-build
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check facecheck tests benchmarks

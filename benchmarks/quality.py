@@ -118,7 +118,7 @@ def evaluate_on(detector: Any, data_dir: Path, perturb: bool) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from facecheck.api import load
-    from facecheck.checkpoint import preprocess_of, read_checkpoint, resolve_checkpoint_path
+    from facecheck.checkpoint import read_card, resolve_checkpoint_path
     from facecheck.config import RECOMMENDED_PRESET
     from facecheck.data.discovery import iter_images
     from facecheck.inference.ensemble import Ensemble
@@ -169,8 +169,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for train_name in sets:
             run_dir = args.out / "runs" / RECOMMENDED_PRESET / train_name
             report["tta"][train_name] = {}
-            checkpoint = read_checkpoint(resolve_checkpoint_path(run_dir))
-            crops = preprocess_of(checkpoint).crop_size is not None
+            crops = read_card(resolve_checkpoint_path(run_dir)).preprocess.crop_size is not None
             for mode in [m for m in TTA_MODES if crops or "five-crop" not in m]:  # five-crop needs a crop model
                 detector = load(run_dir, backend=args.backend, tta=mode)
                 # In-domain test split only: ten views of every cross-set image would cost more than the training.

@@ -227,9 +227,9 @@ def run_inference(variant: str, args: argparse.Namespace, work: Path) -> dict[st
         run(batch1)
         run(batch32)
     elif variant in ("onnxruntime", "openvino"):
-        from facecheck.evaluation.scoring import p_fake_of
         from facecheck.inference.engines import OnnxEngine, OpenVinoEngine
         from facecheck.inference.export import export_onnx
+        from facecheck.inference.outputs import p_fake_of
 
         # The engines facecheck ships (`--backend onnx` / `--backend openvino`), not hand-tuned copies.
         onnx_path = export_onnx(model, config.preprocess, work / "model.onnx")

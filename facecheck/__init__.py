@@ -7,15 +7,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from facecheck.inference.predictor import Detector
 
-__version__ = "0.1.0"
+from facecheck.version import __version__
 
 
-def load(path: str, device: str = "auto", backend: str = "torch") -> Detector:
-    """Load a trained detector from a run folder or checkpoint file; see :class:`facecheck.api.Detector`."""
+def load(path: str | None = None, device: str = "auto", backend: str = "torch", tta: str | None = None) -> Detector:
+    """Load a detector: a run folder, checkpoint or ``.onnx`` file, or with no ``path`` the shipped model.
+
+    The same as :func:`facecheck.api.load`.
+    """
     # Imported here so that `import facecheck` stays light (no torch until needed).
     from facecheck.api import load as _load
 
-    return _load(path, device=device, backend=backend)
+    return _load(path, device=device, backend=backend, tta=tta)
 
 
 __all__ = ["__version__", "load"]

@@ -1,32 +1,31 @@
-"""Checkpoints: one self-describing file, written atomically, read without running code.
+"""Checkpoints: a model card plus weights in one file, written atomically, read without running code.
 
-A checkpoint holds the weights, the model name and its build arguments, the
-class names, the preprocessing, the full training config, the metrics at save
-time, the decision threshold and the package versions. ``last.pt`` also holds
-the optimizer, scheduler and RNG state needed to resume.
+A checkpoint holds the :class:`~facecheck.card.ModelCard` (model name and
+build arguments, classes, preprocessing, threshold, temperature, training
+config, metrics, versions) and the weights. ``last.pt`` also holds the
+optimizer, scheduler and best-so-far state needed to resume.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 
-from facecheck import __version__
-from facecheck.config import PreprocessConfig, TrainConfig
-from facecheck.data.discovery import CLASS_NAMES
+from facecheck.card import ModelCard
+from facecheck.config import TrainConfig
 from facecheck.data.presets import input_size
 from facecheck.errors import CheckpointError, ConfigError
 from facecheck.models import FaceClassifier, create_model
 
 FORMAT = "facecheck-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 BEST, LAST = "best.pt", "last.pt"
+# Refuse tensors no facecheck model could have before building anything (a crafted file could ask for GBs).
+MAX_PARAMETERS = 200_000_000
 
 
 def model_kwargs(config: TrainConfig) -> dict[str, Any]:
@@ -49,42 +48,31 @@ def build_model(config: TrainConfig, pretrained: bool | None = None) -> FaceClas
     )
 
 
-def versions() -> dict[str, str]:
-    return {
-        "facecheck": __version__,
-        "torch": str(torch.__version__),  # TorchVersion is not a plain str: weights_only would refuse it
-        "torchvision": str(torchvision.__version__),
-        "python": platform.python_version(),
-    }
+def card_for(config: TrainConfig, **values: Any) -> ModelCard:
+    """The model card of a model built from ``config`` (``values``: epoch, metrics, threshold, ...)."""
+    return ModelCard.from_config(config, model_kwargs(config), **values)
+
+
+def build_from_card(card: ModelCard, where: str = "model") -> FaceClassifier:
+    """The card's network with fresh weights; its size is checked on the meta device first (allocates nothing)."""
+    try:
+        with torch.device("meta"):
+            shape_only = create_model(card.model_name, pretrained=False, **card.model_kwargs)
+        if sum(p.numel() for p in shape_only.parameters()) > MAX_PARAMETERS:
+            raise CheckpointError(f"{where}: the model card describes a network larger than any facecheck model")
+        return create_model(card.model_name, pretrained=False, **card.model_kwargs)
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: {exc}") from None
 
 
 def save_checkpoint(
-    path: str | Path,
-    model: FaceClassifier,
-    config: TrainConfig,
-    *,
-    epoch: int,
-    metrics: dict[str, Any],
-    threshold: float = 0.5,
-    temperature: float = 1.0,
-    train_state: dict[str, Any] | None = None,
-    extra: dict[str, Any] | None = None,
+    path: str | Path, model: FaceClassifier, card: ModelCard, train_state: dict[str, Any] | None = None
 ) -> None:
     payload: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "model_name": config.model.name,
-        "model_kwargs": model_kwargs(config),
+        "card": card.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "class_names": list(CLASS_NAMES),
-        "preprocess": config.to_dict()["preprocess"],
-        "config": config.to_dict(),
-        "epoch": epoch,
-        "metrics": metrics,
-        "threshold": float(threshold),
-        "temperature": float(temperature),
-        "versions": versions(),
-        "extra": extra or {},
     }
     if train_state is not None:
         payload["train_state"] = train_state
@@ -94,7 +82,8 @@ def save_checkpoint(
 def atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``.
 
-    A crash mid-write leaves the previous file intact, never a truncated one.
+    A crash mid-write leaves the previous file intact, never a truncated one;
+    the run folder removes temporary files that a hard kill left behind.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -123,40 +112,49 @@ def resolve_checkpoint_path(model: str | Path) -> Path:
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint's contents safely (``weights_only=True``: no code runs)."""
+    """Load a checkpoint's contents safely (``weights_only=True``: no code runs); ``card`` is a ModelCard."""
     path = resolve_checkpoint_path(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle, zip and EOF errors all mean "not a checkpoint"
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable facecheck checkpoint ({first_line[:200]})") from None
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - not a zip file (old format or garbage): try the plain loader
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - pickle, zip and EOF errors all mean "not a checkpoint"
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{path} is not a readable facecheck checkpoint ({first_line[:200]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a facecheck checkpoint (no '{FORMAT}' marker)")
-    if payload.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} was written by a newer facecheck (format {payload['format_version']})")
+    version = payload.get("format_version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer facecheck (format {version})")
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} holds no weights")
+    if sum(v.numel() for v in state.values()) > MAX_PARAMETERS:
+        raise CheckpointError(f"{path} holds more weights than any facecheck model")
+    payload["card"] = ModelCard.from_dict(payload["card"] if version >= 2 else payload, str(path))
     return payload
 
 
-def load_model(path: str | Path) -> tuple[FaceClassifier, dict[str, Any]]:
-    """Rebuild the model stored in a checkpoint; returns ``(model in eval mode, checkpoint)``."""
-    payload = read_checkpoint(path)
+def read_card(path: str | Path) -> ModelCard:
+    return read_checkpoint(path)["card"]
+
+
+def load_weights(model: FaceClassifier, state: dict[str, torch.Tensor], where: str) -> FaceClassifier:
+    expected = model.state_dict()
+    for key, tensor in state.items():
+        if key in expected and expected[key].shape != tensor.shape:
+            raise CheckpointError(f"{where}: weights do not fit model (tensor {key} has shape {tuple(tensor.shape)})")
     try:
-        model = create_model(payload["model_name"], pretrained=False, **payload["model_kwargs"])
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    try:
-        model.load_state_dict(payload["state_dict"], strict=True)
+        model.load_state_dict({k: v.to(expected[k].dtype) if k in expected else v for k, v in state.items()})
     except RuntimeError as exc:
-        raise CheckpointError(
-            f"{path}: weights do not fit model {payload['model_name']!r} ({str(exc).splitlines()[0][:200]})"
-        ) from None
-    model.eval()
-    return model, payload
+        raise CheckpointError(f"{where}: weights do not fit the model ({str(exc).splitlines()[0][:200]})") from None
+    return model.eval()
 
 
-def preprocess_of(payload: dict[str, Any]) -> PreprocessConfig:
-    return TrainConfig.from_dict({"preprocess": payload["preprocess"]}).preprocess
-
-
-def config_of(payload: dict[str, Any]) -> TrainConfig:
-    return TrainConfig.from_dict(payload["config"])
+def load_model(path: str | Path) -> tuple[FaceClassifier, ModelCard]:
+    """Rebuild the model stored in a checkpoint; returns ``(model in eval mode, its card)``."""
+    payload = read_checkpoint(path)
+    card: ModelCard = payload["card"]
+    model = build_from_card(card, str(path))
+    return load_weights(model, payload["state_dict"], str(path)), card

@@ -17,11 +17,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from facecheck import __version__
-from facecheck.config import (
+from facecheck.choices import (
+    AUGMENTATIONS,
+    BACKENDS,
+    BALANCE_MODES,
+    NO_FACE_POLICIES,
+    OUTPUT_FORMATS,
     PRECISIONS,
-    RECOMMENDED_PRESET,
+    PSEUDO_FAKE_KINDS,
     TTA_MODES,
+)
+from facecheck.config import (
+    RECOMMENDED_PRESET,
     TrainConfig,
     get_preset,
     list_presets,
@@ -30,10 +37,9 @@ from facecheck.config import (
     parse_override,
 )
 from facecheck.errors import FacecheckError
+from facecheck.version import __version__
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-# Kept here (not imported from inference) so that `facecheck --help` does not load torch.
-BACKENDS = ("torch", "onnx", "openvino")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model", description="Train a preset on a labelled data set.")
     train.add_argument(
-        "--data", help="folder with one subfolder per class (real/, fake/); default: built-in synthetic set"
+        "--data",
+        action="append",
+        help="folder with one subfolder per class (real/, fake/), or a manifest; repeat to train on several "
+        "sources at once (each kept apart in the split and in `evaluate --by source`); default: built-in synthetic set",
     )
     train.add_argument("--split-file", help="use this split (from `facecheck data split` or a run's split.csv)")
     train.add_argument("--out", help="run folder (default: runs/PRESET-TIMESTAMP)")
@@ -53,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     crosseval = commands.add_parser("crosseval", help="train on each set, test on every set: ROC AUC matrix")
     crosseval.add_argument("--data", action="append", required=True, help="a labelled set (give two or more)")
     crosseval.add_argument("--out", required=True, help="folder for the runs and crosseval.{json,md,png}")
+    crosseval.add_argument(
+        "--leave-one-out",
+        action="store_true",
+        help="train on all sources but one and test on the one left out, for each in turn (needs 3+ --data); "
+        "writes leave-one-out.{json,md,png}",
+    )
     add_recipe_options(crosseval)
 
     cv = commands.add_parser("cv", help="K-fold cross-validation (stratified, group-aware)")
@@ -71,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="score a model on labelled data")
     evaluate.add_argument(
-        "--model", required=True, action="append", help="run folder or checkpoint (repeat: ensemble of their mean)"
+        "--model",
+        action="append",
+        help="run folder or checkpoint (repeat: ensemble of their mean); default: the shipped model",
     )
     evaluate.add_argument(
         "--data", action="append", help="labelled data set (repeatable: one row per set; default: the run's test split)"
@@ -95,15 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="score image files")
     predict.add_argument(
-        "--model", required=True, action="append", help="run folder or checkpoint (repeat: ensemble of their mean)"
+        "--model",
+        action="append",
+        help="run folder or checkpoint (repeat: ensemble of their mean); default: the shipped model",
+    )
+    predict.add_argument(
+        "--face-check",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="look for a face first (MTCNN) and answer 'no face' without one (default: as the model's card says)",
     )
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
-    predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    predict.add_argument("--format", choices=OUTPUT_FORMATS, default="table")
     predict.add_argument("--frames", type=int, default=16, help="frames sampled evenly from each video (default 16)")
     add_engine_options(predict, batch_size=32)
 
     serve = commands.add_parser("serve", help="REST service and web page (FastAPI + uvicorn)")
-    serve.add_argument("--model", required=True, help="run folder, checkpoint or exported .onnx file")
+    serve.add_argument("--model", help="run folder, checkpoint or exported .onnx file (default: the shipped model)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--backend", choices=BACKENDS, default="torch")
@@ -115,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--timeout", type=float, default=30.0, help="seconds before a request gets 504")
 
     export = commands.add_parser("export", help="export to ONNX (optionally int8) with a parity check")
-    export.add_argument("--model", required=True, help="run folder or checkpoint file")
+    export.add_argument("--model", help="run folder or checkpoint file (default: the shipped model)")
     export.add_argument("--format", choices=("onnx",), default="onnx")
     export.add_argument("--out", required=True, metavar="FILE.onnx")
     export.add_argument("--quantize", choices=("int8",), help="static int8 quantisation (ONNX Runtime)")
@@ -126,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed p_fake difference (float32)")
 
     explain = commands.add_parser("explain", help="Grad-CAM heatmaps: where the model looked")
-    explain.add_argument("--model", required=True, help="run folder or checkpoint file")
+    explain.add_argument("--model", help="run folder or checkpoint file (default: the shipped model)")
     explain.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
     explain.add_argument("--out", required=True, help="folder for the <name>.gradcam.png overlays")
     explain.add_argument("--json", action="store_true")
@@ -152,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument("--margin", type=float, default=0.2, help="margin around the face box, fraction (0.2)")
     crop.add_argument("--size", type=int, help="resize crops to SIZE x SIZE (default: keep)")
     crop.add_argument("--faces", choices=("largest", "all"), default="largest")
-    crop.add_argument("--no-face", choices=("skip", "keep", "fail"), default="skip")
+    crop.add_argument("--no-face", choices=NO_FACE_POLICIES, default="skip")
     download = data_commands.add_parser("download", help="fetch a public set from Kaggle (needs internet)")
     download.add_argument(
         "name", help="140k-real-and-fake-faces, real-and-fake-face-detection, deepfake-and-real-images"
@@ -163,8 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--per-class", type=int, default=60)
     synthetic.add_argument("--seed", type=int, default=0)
 
-    models = commands.add_parser("models", help="list registered models and presets")
+    models = commands.add_parser("models", help="list the shipped model, registered models and presets")
     models.add_argument("--json", action="store_true")
+    models.add_argument(
+        "--card", nargs="?", const=True, metavar="NAME", help="print a shipped model's card (default: the default one)"
+    )
     return parser
 
 
@@ -212,14 +240,28 @@ def add_recipe_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--augment",
-        choices=("none", "report", "jpeg", "robust"),
+        choices=AUGMENTATIONS,
         help="report: flips+rotations; jpeg: plus random JPEG; robust: plus random blur and JPEG",
     )
     parser.add_argument(
         "--face-crop", action="store_true", default=None, help="crop the largest face (MTCNN); kept for inference"
     )
     parser.add_argument("--face-margin", type=float, help="margin around the face box, as a fraction (default 0.2)")
-    parser.add_argument("--no-face", choices=("keep", "skip", "fail"), help="images without a face (default keep)")
+    parser.add_argument("--no-face", choices=NO_FACE_POLICIES, help="images without a face (default keep)")
+    parser.add_argument(
+        "--pseudo-fakes",
+        nargs="+",
+        choices=PSEUDO_FAKE_KINDS,
+        help="add fakes made from the training reals: sbi (self-blended faces), resynth (re-synthesised images)",
+    )
+    parser.add_argument("--pseudo-fake-ratio", type=float, help="pseudo-fakes per real training image and epoch")
+    parser.add_argument(
+        "--reals-only",
+        action="store_true",
+        default=None,
+        help="learn the fake class from pseudo-fakes alone (the data's own fakes stay out of training)",
+    )
+    parser.add_argument("--balance", choices=BALANCE_MODES, help="source-class: every (source, class) weighs the same")
     parser.add_argument("--device", help="auto, cpu or cuda")
     parser.add_argument("--precision", choices=PRECISIONS, help="arithmetic (default auto: bf16/AMP where native)")
     parser.add_argument(
@@ -233,19 +275,17 @@ def add_recipe_options(parser: argparse.ArgumentParser) -> None:
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
-    from facecheck.training.trainer import CONFIG_FILE
-
     resume = getattr(args, "resume", False)
     # Experiments (crosseval, cv, tune) take their data per run, not from here.
-    data_dir = args.data if isinstance(getattr(args, "data", None), str) else None
+    data = getattr(args, "data", None) if getattr(args, "command", "train") == "train" else None
+    data_dirs = [str(Path(d).expanduser().resolve()) for d in data] if data else None
     split_file = getattr(args, "split_file", None)
     if resume:
+        from facecheck.run_folder import RunFolder
+
         if not args.out:
             raise FacecheckError("--resume needs --out RUN_DIR, the run to continue")
-        saved = Path(args.out) / CONFIG_FILE
-        if not saved.is_file():
-            raise FacecheckError(f"nothing to resume: no {CONFIG_FILE} in {args.out}")
-        config = TrainConfig.from_dict(load_config_file(saved))
+        config = RunFolder(args.out).resume_config(None)
     else:
         config = get_preset(args.preset)
     if args.config:
@@ -263,11 +303,15 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     }
     nested: dict[str, dict[str, Any]] = {
         "data": {
-            "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
+            "data_dir": (data_dirs[0] if len(data_dirs) == 1 else data_dirs) if data_dirs else None,
             "split_seed": args.seed,
             "val_fraction": args.val_fraction,
             "max_per_class": args.max_per_class,
             "split_file": str(Path(split_file).expanduser().resolve()) if split_file else None,
+            "pseudo_fakes": args.pseudo_fakes,
+            "pseudo_fake_ratio": args.pseudo_fake_ratio,
+            "use_fakes": False if args.reals_only else None,
+            "balance": args.balance,
         },
         "optim": {"lr": args.lr},
         "model": {"weights": args.weights},
@@ -305,7 +349,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     from facecheck.evaluation.perturb import parse_perturbations
 
     perturbations = parse_perturbations(args.perturb or [])  # parsed first: a typo fails before any work
-    detector = load_detector(args.model, device=args.device, backend=args.backend, tta=args.tta)
+    detector = load_detector(args.model or [None], device=args.device, backend=args.backend, tta=args.tta)
     sets = args.data or [None]
     results = []
     for index, data in enumerate(sets):
@@ -349,7 +393,7 @@ def _write_report(args: argparse.Namespace, detector: object, result: dict, scor
         target = target.with_name(f"{target.stem}-{index}-{Path(data).name}{target.suffix}")
     write_evaluation_report(
         result, scores.labels, scores.p_fake, scores.paths, target, detector=detector,
-        run_dir=resolve_checkpoint_path(args.model[0]).parent,
+        run_dir=resolve_checkpoint_path(args.model[0]).parent if args.model else None,
     )  # fmt: skip
     print(f"report written to {target}", file=sys.stderr)
 
@@ -388,7 +432,10 @@ def command_predict(args: argparse.Namespace) -> int:
     from facecheck.api import expand_inputs, load_detector
     from facecheck.inference.video import is_video_path, predict_video
 
-    detector = load_detector(args.model, device=args.device, backend=args.backend, tta=args.tta)
+    detector = load_detector(args.model or [None], device=args.device, backend=args.backend, tta=args.tta)
+    if args.face_check is not None:
+        for member in getattr(detector, "members", [detector]):
+            member.face_check = args.face_check
     inputs = expand_inputs(args.paths)
     images = [p for p in inputs if not is_video_path(p)]
     by_path: dict[Path, dict] = {}
@@ -407,13 +454,15 @@ def command_predict(args: argparse.Namespace) -> int:
         writer.writeheader()
         writer.writerows(rows)
     else:
+        print(f"model: {_scope_line(detector)}")
         width = max(len(str(row["path"])) for row in rows)
         for row in rows:
             if "error" in row:
                 verdict = f"ERROR {row['error']}"
             else:
                 frames = f"  (video: mean of {len(row['frames'])} frames)" if "frames" in row else ""
-                verdict = f"{row['label']:<5} p_fake={row['p_fake']:.4f}{frames}"
+                notice = f"  ({row['notice']})" if row.get("notice") else ""
+                verdict = f"{row['label']:<9} p_fake={row['p_fake']:.4f}{frames}{notice}"
             print(f"{row['path']!s:<{width}}  {verdict}")
     failed = sum("error" in row for row in rows)
     if failed:
@@ -421,9 +470,23 @@ def command_predict(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if failed == len(rows) else EXIT_OK
 
 
+def _scope_line(detector: Any) -> str:
+    """What the model is and what it was trained on, shown beside its verdicts."""
+    card = detector.card
+    band = f", uncertain {card.uncertain_band[0]:.2f}-{card.uncertain_band[1]:.2f}" if card.uncertain_band else ""
+    what = card.scope.get("summary") or f"{card.model_name} ({card.preset})"
+    return f"{what}; trained on {', '.join(card.trained_on)}; threshold {detector.threshold:.3f}{band}"
+
+
 def command_crosseval(args: argparse.Namespace) -> int:
     from facecheck.experiments import crosseval
 
+    if args.leave_one_out:
+        from facecheck.experiments import leave_one_out
+
+        loo = leave_one_out(train_config_from_args(args), args.data, Path(args.out), quiet=args.quiet, progress=True)
+        print((Path(args.out) / "leave-one-out.md").read_text())
+        return EXIT_OK if loo["folds"] else EXIT_FAILURE
     summary = crosseval(train_config_from_args(args), args.data, Path(args.out), quiet=args.quiet)
     print((Path(args.out) / "crosseval.md").read_text())
     return EXIT_OK if summary["matrix"] else EXIT_FAILURE
@@ -565,23 +628,62 @@ def _data_inspect(args: argparse.Namespace) -> int:
 
 def command_models(args: argparse.Namespace) -> int:
     from facecheck.config import PRESETS
+    from facecheck.inference.release import DEFAULT_MODEL, read_release_card, releases
     from facecheck.models import list_models, model_entry
 
+    shipped = releases()
+    if args.card:
+        name = args.card if isinstance(args.card, str) else DEFAULT_MODEL
+        if name not in shipped:
+            raise FacecheckError(f"no shipped model {name!r}; shipped: {', '.join(shipped) or 'none'}")
+        card = read_release_card(shipped[name])
+        print(json.dumps(card.to_dict(), indent=2) if args.json else render_card(name, card))
+        return EXIT_OK
     entries = [
         {"name": n, "description": model_entry(n).description, "pretrained": model_entry(n).has_pretrained}
         for n in list_models()
     ]
     presets = {name: preset.model.name for name, preset in PRESETS.items()}
+    ready = {name: str(entry.weights.name) for name, entry in shipped.items()}
     if args.json:
-        print(json.dumps({"models": entries, "presets": presets}))
+        print(json.dumps({"models": entries, "presets": presets, "shipped": ready}))
         return EXIT_OK
+    print("shipped (used when no --model is given; `facecheck models --card` shows its card):")
+    for name in ready:
+        print(f"  {name}{'  (default)' if name == DEFAULT_MODEL else ''}")
+    if not ready:
+        print("  none")
     print("models:")
     for entry in entries:
-        print(f"  {entry['name']:<14} {entry['description']}")
+        print(f"  {entry['name']:<18} {entry['description']}")
     print("presets:")
     for name, model in presets.items():
-        print(f"  {name:<14} model {model}")
+        print(f"  {name:<18} model {model}")
     return EXIT_OK
+
+
+def render_card(name: str, card: Any) -> str:
+    """The model card in plain words, for the terminal."""
+    scope, metrics = card.scope, card.scope.get("measured", {})
+    lines = [f"{name}: {scope.get('summary', card.model_name)}", ""]
+    for key, title in (("detects", "Detects"), ("does_not_detect", "Does not detect"), ("sources", "Trained on")):
+        values = scope.get(key)
+        if values:
+            lines.append(f"{title}:")
+            lines += [f"  - {v}" for v in values]
+    lines += [
+        "",
+        f"Model: {card.model_name} {card.model_kwargs}; preset {card.preset}",
+        f"Input: {card.preprocess.image_size} px, resize {card.preprocess.resize}, "
+        f"JPEG normalised at {card.preprocess.normalize_jpeg}, test-time views {card.preprocess.tta}",
+        f"Threshold {card.threshold:.4f}, temperature {card.temperature:.3f}, uncertain band {card.uncertain_band}",
+    ]
+    if metrics:
+        lines += ["", "Measured:"] + [f"  {k}: {v}" for k, v in metrics.items()]
+    if scope.get("command"):
+        lines += ["", f"Reproduce: {scope['command']}"]
+    lines += ["", f"Versions: {card.versions}"]
+    return "\n".join(lines)
 
 
 COMMANDS = {

@@ -16,11 +16,19 @@ from typing import Any
 
 import yaml
 
+from facecheck.choices import (
+    AUGMENTATIONS,
+    BALANCE_MODES,
+    DEVICES,
+    INPUT_FILTERS,
+    NO_FACE_POLICIES,
+    PRECISIONS,
+    PSEUDO_FAKE_KINDS,
+    RESIZE_MODES,
+    TTA_MODES,
+)
 from facecheck.errors import ConfigError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-RESIZE_MODES = ("square", "none")
-TTA_MODES = ("none", "flip", "five-crop", "five-crop-flip")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -29,8 +37,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class DataConfig:
     """Where the images come from and how they are split."""
 
-    # None means the built-in synthetic set (generated on first use).
-    data_dir: str | None = None
+    # One folder (or manifest), several (each a "source", kept apart in splits and reports),
+    # or None for the built-in synthetic set (generated on first use).
+    data_dir: str | list[str] | None = None
     test_fraction: float = 0.3
     # Carved out of the training part; 0 reproduces the report's 70/30 exactly.
     val_fraction: float = 0.1
@@ -48,14 +57,29 @@ class DataConfig:
     inspect: bool = True
     # Use this split file (path,label,split; from `facecheck data split` or a run) instead of splitting.
     split_file: str | None = None
+    # none: shuffle uniformly; source-class: draw batches so every (source, class) pair weighs the same.
+    balance: str = "none"
+    # Pseudo-fakes made on the fly from the training reals (sbi: self-blended images; resynth:
+    # re-synthesised by random upsamplers), pseudo_fake_ratio of them per real image and epoch.
+    pseudo_fakes: list[str] = field(default_factory=list)
+    pseudo_fake_ratio: float = 1.0
+    # Train on the data's own fakes too; false: reals and pseudo-fakes only (the SBI protocol).
+    use_fakes: bool = True
+
+    @property
+    def data_dirs(self) -> list[str]:
+        if self.data_dir is None:
+            return []
+        return [self.data_dir] if isinstance(self.data_dir, str) else list(self.data_dir)
 
 
 @dataclass
 class PreprocessConfig:
     """Everything needed to rebuild the exact input pipeline at inference."""
 
-    # Side of the square every image is brought to (see resize).
-    image_size: int = 256
+    # Side of the square every image is brought to (see resize); None: the model's own input size
+    # (its registry entry), resolved when a run starts and stored.
+    image_size: int | None = None
     # square: resample to image_size x image_size (the report); none: keep the native pixels,
     # centre-cropped (or zero-padded) to image_size, so no resampling blurs generator traces.
     resize: str = "square"
@@ -65,10 +89,9 @@ class PreprocessConfig:
     # Test-time augmentation, averaged over views: none, flip, five-crop (4 corners + centre,
     # needs crop_size), five-crop-flip. Stored with the model; evaluate/predict --tta overrides.
     tta: str = "none"
-    # The report says only "Normalize"; ImageNet statistics are the natural
-    # reading for a pretrained backbone and are used for both models.
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    # Normalisation; None: the model's own (its registry entry), resolved when a run starts and stored.
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
     hflip_prob: float = 0.5
     rotation_degrees: float = 10.0
     # report: flips and rotations; jpeg: plus random JPEG re-compression; robust: plus random blur and
@@ -95,6 +118,9 @@ class ModelConfig:
     hidden_dim: int = 128
     # Applied to the normalised images before the backbone: none, or npr (neighbouring-pixel residual).
     input_filter: str = "none"
+    # Train only the last N backbone blocks (and the head); earlier blocks stay frozen, with no
+    # backward pass through them. None: the whole backbone.
+    trainable_blocks: int | None = None
 
 
 @dataclass
@@ -158,11 +184,14 @@ class TrainConfig:
 PRESETS: dict[str, TrainConfig] = {
     "seed-cnn": TrainConfig(
         preset="seed-cnn",
+        # The report resized every image to 256x256 for both models.
+        preprocess=PreprocessConfig(image_size=256),
         model=ModelConfig(name="seed_cnn", pretrained=False, hidden_dim=128),
         optim=OptimConfig(lr=1e-3, weight_decay=1e-4, step_size=5, gamma=0.5),
     ),
     "seed-mobilenet": TrainConfig(
         preset="seed-mobilenet",
+        preprocess=PreprocessConfig(image_size=256),
         # The report does not give the hidden width; 512 sits between the
         # backbone's 1280 features and the 2 outputs and is a common choice.
         model=ModelConfig(name="mobilenet_v2", pretrained=True, hidden_dim=512, dropout=0.3),
@@ -181,9 +210,6 @@ PRESETS: dict[str, TrainConfig] = {
             image_size=256,
             resize="none",
             tta="flip",
-            # EfficientNet-Lite's TensorFlow training scaled pixels to [-1, 1].
-            mean=(0.5, 0.5, 0.5),
-            std=(0.5, 0.5, 0.5),
             rotation_degrees=0.0,
             augment="jpeg",
             robust_prob=0.5,
@@ -192,8 +218,31 @@ PRESETS: dict[str, TrainConfig] = {
         model=ModelConfig(name="efficientnet_lite0", pretrained=True, hidden_dim=512, dropout=0.3),
         optim=OptimConfig(lr=1e-3, weight_decay=1e-4, step_size=5, gamma=0.1),
     ),
+    # The general-purpose detector (issue 15): trained on several sources at once with batches balanced
+    # across (source, class), plus pseudo-fakes made from the reals (self-blended faces for blending
+    # traces, re-synthesised images for upsampling traces); EfficientNet-Lite0 with only its last five
+    # blocks trained (3x faster steps on a CPU, and less room to memorise one source); images of the
+    # model's size or smaller keep their native pixels, larger ones are shrunk to fit (never judged from
+    # a central patch); JPEG normalisation and random JPEG as the recommended preset.
+    "general-sbi-lite0": TrainConfig(
+        preset="general-sbi-lite0",
+        epochs=3,
+        data=DataConfig(pseudo_fakes=["sbi", "resynth"], pseudo_fake_ratio=0.5, balance="source-class"),
+        preprocess=PreprocessConfig(
+            image_size=224,
+            resize="fit",
+            tta="flip",
+            rotation_degrees=0.0,
+            augment="jpeg",
+            robust_prob=0.5,
+            normalize_jpeg=75,
+        ),
+        model=ModelConfig(name="efficientnet_lite0", pretrained=True, hidden_dim=512, dropout=0.3, trainable_blocks=5),
+        optim=OptimConfig(lr=1e-3, weight_decay=1e-4, step_size=2, gamma=0.1),
+    ),
 }
 RECOMMENDED_PRESET = "lite0-native-jpeg"
+GENERAL_PRESET = "general-sbi-lite0"
 
 
 def list_presets() -> list[str]:
@@ -308,6 +357,10 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
             except ConfigError as exc:
                 last_error = exc
         raise last_error or ConfigError(f"bad value for {name}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return [_coerce(v, args[0], name) for v in value]
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"{name} must be a list of {len(args)} numbers, got {value!r}")
@@ -344,10 +397,14 @@ def validate(config: TrainConfig) -> None:
         (config.eval_batch_size >= 1, "eval_batch_size must be at least 1"),
         (0 < config.data.test_fraction < 1, "data.test_fraction must be between 0 and 1"),
         (0 <= config.data.val_fraction < 1, "data.val_fraction must be in [0, 1)"),
-        (config.preprocess.image_size >= 32, "preprocess.image_size must be at least 32"),
+        (
+            config.preprocess.image_size is None or config.preprocess.image_size >= 32,
+            "preprocess.image_size must be at least 32",
+        ),
         (config.preprocess.resize in RESIZE_MODES, f"preprocess.resize must be one of {', '.join(RESIZE_MODES)}"),
         (
-            config.preprocess.crop_size is None or 32 <= config.preprocess.crop_size <= config.preprocess.image_size,
+            config.preprocess.crop_size is None
+            or 32 <= config.preprocess.crop_size <= (config.preprocess.image_size or config.preprocess.crop_size),
             "preprocess.crop_size must be between 32 and preprocess.image_size",
         ),
         (config.preprocess.tta in TTA_MODES, f"preprocess.tta must be one of {', '.join(TTA_MODES)}"),
@@ -358,10 +415,24 @@ def validate(config: TrainConfig) -> None:
         (config.optim.lr > 0, "optim.lr must be positive"),
         (config.optim.step_size >= 1, "optim.step_size must be at least 1"),
         (0 <= config.model.dropout < 1, "model.dropout must be in [0, 1)"),
-        (config.model.input_filter in ("none", "npr"), "model.input_filter must be none or npr"),
+        (config.model.input_filter in INPUT_FILTERS, f"model.input_filter must be one of {', '.join(INPUT_FILTERS)}"),
         (
-            config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:"),
-            "device must be auto, cpu or cuda",
+            config.model.trainable_blocks is None or config.model.trainable_blocks >= 1,
+            "model.trainable_blocks must be at least 1 (or null for the whole backbone)",
+        ),
+        (
+            config.device in DEVICES or config.device.startswith("cuda:"),
+            f"device must be one of {', '.join(DEVICES)}",
+        ),
+        (config.data.balance in BALANCE_MODES, f"data.balance must be one of {', '.join(BALANCE_MODES)}"),
+        (
+            all(kind in PSEUDO_FAKE_KINDS for kind in config.data.pseudo_fakes),
+            f"data.pseudo_fakes must be a list of {', '.join(PSEUDO_FAKE_KINDS)}",
+        ),
+        (config.data.pseudo_fake_ratio > 0, "data.pseudo_fake_ratio must be positive"),
+        (
+            config.data.use_fakes or bool(config.data.pseudo_fakes),
+            "data.use_fakes=false needs data.pseudo_fakes (otherwise there is nothing fake to learn from)",
         ),
         (config.unfreeze_blocks >= 0 and config.unfreeze_epochs >= 0, "unfreeze_blocks/unfreeze_epochs must be >= 0"),
         (config.unfreeze_blocks == 0 or config.freeze_backbone, "unfreeze_blocks needs freeze_backbone=true"),
@@ -373,10 +444,13 @@ def validate(config: TrainConfig) -> None:
         ),
         (config.compute.num_threads >= 0, "compute.num_threads must be >= 0"),
         (
-            config.preprocess.augment in ("none", "report", "jpeg", "robust"),
-            "preprocess.augment must be none, report, jpeg or robust",
+            config.preprocess.augment in AUGMENTATIONS,
+            f"preprocess.augment must be one of {', '.join(AUGMENTATIONS)}",
         ),
-        (config.preprocess.no_face in ("keep", "skip", "fail"), "preprocess.no_face must be keep, skip or fail"),
+        (
+            config.preprocess.no_face in NO_FACE_POLICIES,
+            f"preprocess.no_face must be one of {', '.join(NO_FACE_POLICIES)}",
+        ),
         (0 <= config.preprocess.robust_prob <= 1, "preprocess.robust_prob must be between 0 and 1"),
         (0 <= config.preprocess.face_margin <= 2, "preprocess.face_margin must be between 0 and 2"),
         (

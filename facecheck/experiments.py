@@ -13,14 +13,13 @@ from typing import Any
 import yaml
 
 from facecheck.api import evaluate, split_data
+from facecheck.choices import SUMMARY_METRICS
 from facecheck.config import TrainConfig, merge
 from facecheck.errors import ConfigError, DataError
+from facecheck.evaluation.perturb import parse_perturbations
 from facecheck.training.trainer import train
 
-SUMMARY_METRICS = (
-    "accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
-    "eer", "tpr_at_fpr_1pct", "tpr_at_fpr_5pct", "log_loss", "brier", "ece",
-)  # fmt: skip
+__all__ = ["SUMMARY_METRICS", "cross_validate", "crosseval", "leave_one_out", "tune"]
 
 
 def _set_name(path: str | Path) -> str:
@@ -65,6 +64,116 @@ def crosseval(config: TrainConfig, data_dirs: list[str], out_dir: Path, quiet: b
     _write(out_dir, "crosseval", summary, lines)
     _heatmap(out_dir / "crosseval.png", names, matrix, f"ROC AUC, {config.preset}")
     return summary
+
+
+def leave_one_out(
+    config: TrainConfig,
+    data_dirs: list[str],
+    out_dir: Path,
+    quiet: bool = False,
+    jpeg_quality: int | None = 50,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Leave-one-source-out: for each source, train on all the others together and test on every image of
+    the one left out; also the in-domain test splits (and their ROC AUC at JPEG ``jpeg_quality``).
+
+    This is the field's protocol for fakes of a kind never seen in training. A finished fold (its run
+    folder holds summary.json) is not trained again, so an interrupted experiment continues.
+    """
+    if len(data_dirs) < 3:
+        raise DataError("leave-one-out needs at least three --data sources (two to train on, one to test)")
+    dirs = [str(Path(d).expanduser().resolve()) for d in data_dirs]
+    names = [_set_name(d) for d in dirs]
+    if len(set(names)) != len(names):
+        raise DataError(f"data sets need distinct folder names, got {names}")
+    perturbations = parse_perturbations([f"jpeg:{jpeg_quality}"]) if jpeg_quality else None
+    folds: dict[str, dict[str, Any]] = {}
+    for held_out, held_name in zip(dirs, names, strict=True):
+        run_dir = out_dir / f"without-{held_name}"
+        training = [d for d in dirs if d != held_out]
+        if not (run_dir / "summary.json").is_file():
+            if (run_dir / "config.yaml").is_file():
+                train(merge(config, {"data": {"data_dir": training}}), run_dir, resume=True, quiet=quiet)
+            else:
+                train(merge(config, {"data": {"data_dir": training}}), run_dir, quiet=quiet)
+        held = evaluate(run_dir, held_out, split="all", progress=progress)
+        fold: dict[str, Any] = {
+            "trained_on": [n for n in names if n != held_name],
+            "held_out": {k: held.get(k) for k in ("roc_auc", "accuracy", "average_precision", "n")},
+            "in_domain": {},
+        }
+        for source, source_name in zip(training, [n for n in names if n != held_name], strict=True):
+            result = evaluate(run_dir, source, perturbations=perturbations, progress=progress)
+            row = {k: result.get(k) for k in ("roc_auc", "accuracy", "n")}
+            if perturbations:
+                perturbed = result["perturbations"][perturbations[0].name]["roc_auc"]
+                row[f"roc_auc_jpeg{jpeg_quality}"] = perturbed
+                row["jpeg_drop"] = None if perturbed is None or row["roc_auc"] is None else row["roc_auc"] - perturbed
+            fold["in_domain"][source_name] = row
+        folds[held_name] = fold
+        _write_leave_one_out(out_dir, config, names, folds, jpeg_quality)
+    return _write_leave_one_out(out_dir, config, names, folds, jpeg_quality)
+
+
+def _write_leave_one_out(
+    out_dir: Path, config: TrainConfig, names: list[str], folds: dict[str, dict[str, Any]], jpeg_quality: int | None
+) -> dict[str, Any]:
+    held = [
+        folds[n]["held_out"]["roc_auc"] for n in names if n in folds and folds[n]["held_out"]["roc_auc"] is not None
+    ]
+    summary = {
+        "preset": config.preset,
+        "sources": names,
+        "folds": folds,
+        "mean_held_out_roc_auc": statistics.mean(held) if held else None,
+    }
+    lines = [
+        f"# Leave-one-source-out ROC AUC ({config.preset})",
+        "",
+        "rows: the source left out of training; held out: every image of it; in-domain: the test split of each "
+        f"training source (and its ROC AUC after re-encoding at JPEG {jpeg_quality})",
+        "",
+        "| left out | held-out ROC AUC (n) | " + " | ".join(f"in-domain {n}" for n in names) + " |",
+        "|---" * (len(names) + 2) + "|",
+    ]
+    for name in names:
+        if name not in folds:
+            continue
+        fold = folds[name]
+        cells = []
+        for other in names:
+            row = fold["in_domain"].get(other)
+            if row is None:
+                cells.append("-")
+            else:
+                jpeg = row.get(f"roc_auc_jpeg{jpeg_quality}")
+                cells.append(_auc(row["roc_auc"]) + ("" if jpeg is None else f" (JPEG {jpeg_quality}: {_auc(jpeg)})"))
+        lines.append(
+            f"| {name} | {_auc(fold['held_out']['roc_auc'])} ({fold['held_out']['n']}) | " + " | ".join(cells) + " |"
+        )
+    if summary["mean_held_out_roc_auc"] is not None:
+        lines += ["", f"mean held-out ROC AUC: {summary['mean_held_out_roc_auc']:.4f}"]
+    _write(out_dir, "leave-one-out", summary, lines)
+    matrix = {
+        name: {
+            other: {"roc_auc": folds[name]["held_out"]["roc_auc"] if other == name
+                    else (folds[name]["in_domain"].get(other) or {}).get("roc_auc")}
+            for other in names
+        }
+        for name in names
+        if name in folds
+    }  # fmt: skip
+    rows = [n for n in names if n in folds]
+    if rows:
+        _heatmap(
+            out_dir / "leave-one-out.png", names, matrix, f"ROC AUC, {config.preset}", rows=rows,
+            ylabel="left out of training", xlabel="tested on (diagonal: the left-out source)",
+        )  # fmt: skip
+    return summary
+
+
+def _auc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def cross_validate(
@@ -241,18 +350,28 @@ def _write(out_dir: Path, name: str, summary: dict[str, Any], lines: list[str]) 
     (out_dir / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
-def _heatmap(path: Path, names: list[str], matrix: dict[str, dict[str, dict[str, Any]]], title: str) -> None:
+def _heatmap(
+    path: Path,
+    names: list[str],
+    matrix: dict[str, dict[str, dict[str, Any]]],
+    title: str,
+    rows: list[str] | None = None,
+    ylabel: str = "trained on",
+    xlabel: str = "tested on",
+) -> None:
     from facecheck.reporting.html import figure_png, matplotlib_agg
 
     matplotlib_agg()
     import matplotlib.pyplot as plt
     import numpy as np
 
-    values = np.array([[matrix[a][b]["roc_auc"] or np.nan for b in names] for a in names], dtype=float)
-    figure, axis = plt.subplots(figsize=(1.6 * len(names) + 2, 1.4 * len(names) + 1.5))
-    axis.imshow(values, vmin=0.5, vmax=1.0, cmap="viridis")
+    rows = rows or names
+    values = np.array([[matrix[a][b]["roc_auc"] or np.nan for b in names] for a in rows], dtype=float)
+    figure, axis = plt.subplots(figsize=(1.6 * len(names) + 2.5, 1.4 * len(rows) + 1.5))
+    image = axis.imshow(values, vmin=0.5, vmax=1.0, cmap="viridis")
+    figure.colorbar(image, ax=axis, label="ROC AUC")
     for (row, column), value in np.ndenumerate(values):
-        axis.text(column, row, f"{value:.3f}", ha="center", va="center", color="white", fontsize=12)
-    axis.set(xticks=range(len(names)), yticks=range(len(names)), xticklabels=names, yticklabels=names)
-    axis.set(xlabel="tested on", ylabel="trained on", title=title)
+        axis.text(column, row, "n/a" if np.isnan(value) else f"{value:.3f}", ha="center", va="center", color="white")
+    axis.set(xticks=range(len(names)), yticks=range(len(rows)), xticklabels=names, yticklabels=rows)
+    axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
     figure_png(figure, path)

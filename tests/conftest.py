@@ -45,6 +45,22 @@ def quick_config(preset: str, data_dir: Path | None, **overrides: object) -> Tra
     return merge(get_preset(preset), changes)
 
 
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One small trained seed-cnn run shared by the tests that only need *a* trained model: ``(run, data)``.
+
+    Read-only: a test that changes a run trains (or copies) its own.
+    """
+    from facecheck.training.trainer import train
+
+    root = tmp_path_factory.mktemp("trained-run")
+    data = write_face_set(root / "faces", per_class=10)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FACECHECK_CACHE_DIR", str(root / "cache"))
+        train(quick_config("seed-cnn", data), root / "run", quiet=True)
+    return root / "run", data
+
+
 def start_live_server(model_path: Path, **settings):
     """Run the facecheck app on a free loopback port in a thread; returns ``(base_url, stop)``."""
     import threading

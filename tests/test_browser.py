@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from facecheck.checkpoint import build_model, save_checkpoint
+from facecheck.checkpoint import build_model, card_for, save_checkpoint
 
 from .conftest import SHARED_DATA, quick_config, start_live_server, write_face_set
 
@@ -32,7 +32,7 @@ def _faces(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_page_shows_the_verdict_for_a_real_and_a_fake_face(tmp_path: Path):
     config = quick_config("seed-mobilenet", None, model={"pretrained": False})
-    save_checkpoint(tmp_path / "m.pt", build_model(config), config, epoch=1, metrics={})
+    save_checkpoint(tmp_path / "m.pt", build_model(config), card_for(config, epoch=1, metrics={}))
     base, stop = start_live_server(tmp_path / "m.pt")
     try:
         with playwright.sync_playwright() as driver:

@@ -1,3 +1,4 @@
+import json
 import pickle
 from pathlib import Path
 
@@ -5,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from facecheck.checkpoint import build_model, load_model, read_checkpoint, save_checkpoint
+from facecheck.card import ModelCard
+from facecheck.checkpoint import build_model, card_for, load_model, read_checkpoint, save_checkpoint
 from facecheck.errors import CheckpointError
 from facecheck.inference.predictor import Detector
 
@@ -17,21 +19,21 @@ def test_save_load_gives_identical_predictions(tmp_path: Path, preset: str):
     config = quick_config(preset, None, model={"pretrained": False})
     torch.manual_seed(0)
     model = build_model(config).eval()
-    save_checkpoint(tmp_path / "m.pt", model, config, epoch=3, metrics={"val_accuracy": 0.5})
-    loaded, payload = load_model(tmp_path / "m.pt")
+    save_checkpoint(tmp_path / "m.pt", model, card_for(config, epoch=3, metrics={"val_accuracy": 0.5}))
+    loaded, card = load_model(tmp_path / "m.pt")
     images = torch.randn(3, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model(images), loaded(images))
-    assert payload["epoch"] == 3 and payload["metrics"] == {"val_accuracy": 0.5}
-    assert payload["class_names"] == ["real", "fake"]
-    assert payload["preprocess"]["image_size"] == 64
-    assert set(payload["versions"]) >= {"facecheck", "torch", "torchvision"}
+    assert card.epoch == 3 and card.metrics == {"val_accuracy": 0.5}
+    assert card.class_names == ("real", "fake")
+    assert card.preprocess.image_size == 64
+    assert set(card.versions) >= {"facecheck", "torch", "torchvision"}
 
 
 def test_detector_predicts_same_as_model(tmp_path: Path):
     config = quick_config("seed-cnn", None)
     model = build_model(config).eval()
-    save_checkpoint(tmp_path / "m.pt", model, config, epoch=1, metrics={})
+    save_checkpoint(tmp_path / "m.pt", model, card_for(config, epoch=1, metrics={}))
     data = write_face_set(tmp_path / "d", per_class=2)
     detector = Detector.load(tmp_path / "m.pt")
     paths = sorted(data.rglob("*.png"))
@@ -46,7 +48,7 @@ def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     config = quick_config("seed-cnn", None)
     model = build_model(config)
     target = tmp_path / "best.pt"
-    save_checkpoint(target, model, config, epoch=1, metrics={})
+    save_checkpoint(target, model, card_for(config, epoch=1, metrics={}))
     before = target.read_bytes()
 
     def crash(payload, stream, *args, **kwargs):
@@ -55,7 +57,7 @@ def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(OSError):
-        save_checkpoint(target, model, config, epoch=2, metrics={})
+        save_checkpoint(target, model, card_for(config, epoch=2, metrics={}))
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]
 
@@ -75,13 +77,13 @@ def test_corrupt_and_foreign_files_are_rejected(tmp_path: Path):
 
 def test_checkpoint_from_another_model_is_rejected(tmp_path: Path):
     config = quick_config("seed-cnn", None)
-    save_checkpoint(tmp_path / "m.pt", build_model(config), config, epoch=1, metrics={})
+    save_checkpoint(tmp_path / "m.pt", build_model(config), card_for(config, epoch=1, metrics={}))
     payload = torch.load(tmp_path / "m.pt", weights_only=True)
-    payload["model_name"] = "mobilenet_v2"
+    payload["card"]["model_name"] = "mobilenet_v2"
     torch.save(payload, tmp_path / "swapped.pt")
-    with pytest.raises(CheckpointError, match="do not fit model 'mobilenet_v2'"):
+    with pytest.raises(CheckpointError, match="do not fit"):
         load_model(tmp_path / "swapped.pt")
-    payload["model_name"] = "no_such_model"
+    payload["card"]["model_name"] = "no_such_model"
     torch.save(payload, tmp_path / "unknown.pt")
     with pytest.raises(CheckpointError, match="unknown model"):
         load_model(tmp_path / "unknown.pt")
@@ -102,3 +104,52 @@ def test_loading_never_runs_code_from_the_file(tmp_path: Path):
         with pytest.raises(CheckpointError):
             read_checkpoint(tmp_path / name)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_card_round_trips_and_reads_format_1(tmp_path: Path):
+    config = quick_config("seed-cnn", None)
+    card = card_for(config, epoch=2, metrics={"val_accuracy": 0.75}, threshold=0.4, uncertain_band=(0.3, 0.5))
+    again = ModelCard.from_dict(json.loads(json.dumps(card.to_dict())))
+    assert again == card
+    assert again.label(0.45) == "uncertain" and again.label(0.55) == "fake" and again.label(0.2) == "real"
+    assert again.label(0.45, threshold=0.6) == "real"  # another threshold drops the band fitted around 0.4
+    # facecheck 0.1 checkpoints kept the card's fields at the top level; they still load
+    legacy = {"format": "facecheck-checkpoint", "format_version": 1, "model_name": "seed_cnn",
+              "model_kwargs": card.model_kwargs, "class_names": ["real", "fake"],
+              "preprocess": card.to_dict()["preprocess"], "config": config.to_dict(), "epoch": 4, "metrics": {},
+              "threshold": 0.5, "temperature": 2.0, "state_dict": build_model(config).state_dict(), "versions": {},
+              "extra": {"calibration": {"x": 1}}}  # fmt: skip
+    torch.save(legacy, tmp_path / "old.pt")
+    _, old = load_model(tmp_path / "old.pt")
+    assert old.epoch == 4 and old.temperature == 2.0 and old.notes == {"calibration": {"x": 1}}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"temperature": float("nan")}, "temperature must be finite"),
+        ({"temperature": 0.0}, "temperature must be in"),
+        ({"threshold": 1.5}, "threshold must be in"),
+        ({"uncertain_band": [0.6, 0.9]}, "must contain the threshold"),
+        ({"model_kwargs": {"image_size": 100000}}, "out of range"),
+        ({"class_names": ["cat", "dog"]}, "class names"),
+    ],
+)
+def test_crafted_cards_are_refused(tmp_path: Path, change: dict, message: str):
+    config = quick_config("seed-cnn", None)
+    save_checkpoint(tmp_path / "m.pt", build_model(config), card_for(config))
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    payload["card"].update(change)
+    torch.save(payload, tmp_path / "crafted.pt")
+    with pytest.raises(CheckpointError, match=message):
+        load_model(tmp_path / "crafted.pt")
+
+
+def test_oversized_network_is_refused_before_allocating(tmp_path: Path):
+    config = quick_config("seed-cnn", None)
+    save_checkpoint(tmp_path / "m.pt", build_model(config), card_for(config))
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    payload["card"]["model_kwargs"]["image_size"] = 4096  # seed_cnn's fc1 would need billions of weights
+    torch.save(payload, tmp_path / "big.pt")
+    with pytest.raises(CheckpointError, match="larger than any facecheck model"):
+        load_model(tmp_path / "big.pt")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from facecheck.checkpoint import build_model, save_checkpoint
+from facecheck.checkpoint import build_model, card_for, save_checkpoint
 from facecheck.cli import main
 from facecheck.config import get_preset, merge
 from facecheck.evaluation.explain import gradcam
@@ -28,7 +28,7 @@ def test_gradcam_for_every_registered_model(name):
 
 def test_explain_command_writes_overlays_and_reports_bad_files(tmp_path: Path, capsys):
     config = merge(get_preset("seed-cnn"), {"preprocess": {"image_size": 64}})
-    save_checkpoint(tmp_path / "m.pt", build_model(config), config, epoch=1, metrics={})
+    save_checkpoint(tmp_path / "m.pt", build_model(config), card_for(config, epoch=1, metrics={}))
     images = sorted(write_face_set(tmp_path / "d", per_class=1).rglob("*.png"))
     (tmp_path / "bad.jpg").write_text("no")
     code = main(["explain", "--model", str(tmp_path / "m.pt"), *map(str, images), str(tmp_path / "bad.jpg"),

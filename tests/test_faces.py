@@ -103,8 +103,8 @@ def test_training_with_face_crop_skips_faceless_images_and_stores_the_choice(tmp
     assert checkpoint_preprocess["test"]["n"] > 0
     from facecheck.checkpoint import read_checkpoint
 
-    saved = read_checkpoint(tmp_path / "r")["preprocess"]
-    assert saved["face_crop"] is True and saved["no_face"] == "skip"
+    saved = read_checkpoint(tmp_path / "r")["card"].preprocess
+    assert saved.face_crop is True and saved.no_face == "skip"
 
 
 @pytest.mark.shared_data
@@ -130,3 +130,20 @@ def test_tampered_mtcnn_weights_are_refused(tmp_path: Path, monkeypatch):
 
     with pytest.raises(WeightsError, match="does not match"):
         verify_mtcnn_weights()
+
+
+def test_face_check_answers_no_face_for_grey_and_noise(trained_run, tmp_path: Path):
+    """A flat grey picture and random noise get "no face", never a confident verdict (real MTCNN)."""
+    from PIL import Image
+
+    from facecheck.inference.predictor import NO_FACE, Detector
+
+    run, _ = trained_run
+    grey = Image.new("RGB", (160, 160), (128, 128, 128))
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (160, 160, 3), dtype=np.uint8))
+    checked = Detector.load(run, face_check=True)
+    for prediction in checked.predict([grey, noise]):
+        assert prediction.label == NO_FACE and "no face found" in prediction.notice
+        assert prediction.p_fake is not None  # the score is still reported, beside the notice
+    unchecked = Detector.load(run, face_check=False)
+    assert all(p.label in ("real", "fake", "uncertain") for p in unchecked.predict([grey, noise]))

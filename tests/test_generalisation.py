@@ -16,8 +16,8 @@ from facecheck.cli import main
 from facecheck.config import PreprocessConfig, get_preset, merge, validate
 from facecheck.data.presets import Views, eval_transform, train_transform
 from facecheck.errors import ConfigError, DataError
-from facecheck.evaluation.scoring import mean_over_views, p_fake_of
 from facecheck.inference.ensemble import Ensemble
+from facecheck.inference.outputs import mean_over_views, p_fake_of
 from facecheck.inference.predictor import Detector
 from facecheck.models import create_model
 from facecheck.models.efficientnet_lite import SameConv2d

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from facecheck.checkpoint import build_model, save_checkpoint
+from facecheck.checkpoint import build_model, card_for, save_checkpoint
 from facecheck.errors import DataError
 from facecheck.inference.predictor import Detector
 
@@ -21,7 +21,7 @@ def test_runtime_backends_match_torch_on_real_images(tmp_path: Path, preset: str
     if backend == "openvino":
         pytest.importorskip("openvino", reason="openvino is not installed")
     config = quick_config(preset, None, model={"pretrained": False})
-    save_checkpoint(tmp_path / "m.pt", build_model(config), config, epoch=1, metrics={})
+    save_checkpoint(tmp_path / "m.pt", build_model(config), card_for(config, epoch=1, metrics={}))
     images = sorted(write_face_set(tmp_path / "d", per_class=3).rglob("*.png"))
     torch_results = Detector.load(tmp_path / "m.pt").predict(images)
     onnx_detector = Detector.load(tmp_path / "m.pt", backend=backend)
@@ -36,21 +36,17 @@ def test_runtime_backends_match_torch_on_real_images(tmp_path: Path, preset: str
 
 def test_unknown_backend(tmp_path: Path):
     config = quick_config("seed-cnn", None)
-    save_checkpoint(tmp_path / "m.pt", build_model(config), config, epoch=1, metrics={})
+    save_checkpoint(tmp_path / "m.pt", build_model(config), card_for(config, epoch=1, metrics={}))
     with pytest.raises(DataError, match="unknown backend"):
         Detector.load(tmp_path / "m.pt", backend="tensorrt")
 
 
-def test_export_with_parity_check_and_int8(tmp_path: Path, capsys):
+def test_export_with_parity_check_and_int8(tmp_path: Path, capsys, trained_run):
     from facecheck.cli import main
 
-    data = write_face_set(tmp_path / "faces", per_class=10)
-    assert main(["train", "--preset", "seed-cnn", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1",
-                 "--quiet",
-                 "--set", "preprocess.image_size=64"]) == 0  # fmt: skip
-    capsys.readouterr()
+    run, data = trained_run
     out = tmp_path / "model.onnx"
-    code = main(["export", "--model", str(tmp_path / "run"), "--out", str(out), "--quantize", "int8",
+    code = main(["export", "--model", str(run), "--out", str(out), "--quantize", "int8",
                  "--calibration", str(data)])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     report = json.loads(capsys.readouterr().out)
@@ -59,7 +55,7 @@ def test_export_with_parity_check_and_int8(tmp_path: Path, capsys):
     assert (tmp_path / "model.fp32.onnx").is_file() and out.is_file()
     # the exported file alone carries its preprocessing and calibration
     standalone = Detector.load(tmp_path / "model.fp32.onnx")
-    reference = Detector.load(tmp_path / "run")
+    reference = Detector.load(run)
     images = sorted(data.rglob("*.png"))[:4]
     for a, b in zip(standalone.predict(images), reference.predict(images), strict=True):
         assert a.p_fake == pytest.approx(b.p_fake, abs=1e-5)

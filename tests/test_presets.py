@@ -42,3 +42,31 @@ def test_no_augmentation_means_train_equals_eval():
     assert torch.equal(train_transform(config)(image), eval_transform(config)(image))
     tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
     assert torch.allclose(train_tensor_transform(config)(tensor), eval_transform(config)(image), atol=1e-6)
+
+
+def test_fit_keeps_small_images_native_and_shrinks_large_ones_whole():
+    from facecheck.data.presets import ShrinkToFit
+
+    small = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    assert np.array_equal(np.asarray(ShrinkToFit(40)(small)), np.asarray(small))  # no resampling at its size
+    # A 4x larger picture with a bright frame: shrunk as a whole the frame stays in view, where a
+    # centre crop (the `none` rule) would see only the dark middle.
+    large = np.full((160, 160, 3), 255, dtype=np.uint8)
+    large[20:140, 20:140] = 0
+    out = np.asarray(ShrinkToFit(40)(Image.fromarray(large)))
+    assert out.shape == (40, 40, 3)
+    assert out[0].mean() > 200 and out[20, 20].mean() < 20
+
+
+def test_model_defaults_fill_normalisation_from_the_registry():
+    from facecheck.config import get_preset, merge
+    from facecheck.models.registry import model_entry, with_model_defaults
+
+    lite = with_model_defaults(get_preset("lite0-native-jpeg"))
+    assert lite.preprocess.mean == model_entry("efficientnet_lite0").mean == (0.5, 0.5, 0.5)
+    # switching the model of a preset switches its normalisation too
+    switched = with_model_defaults(merge(get_preset("lite0-native-jpeg"), {"model": {"name": "mobilenet_v2"}}))
+    assert switched.preprocess.mean == model_entry("mobilenet_v2").mean != (0.5, 0.5, 0.5)
+    # a preset's explicit choice wins
+    explicit = merge(get_preset("seed-cnn"), {"preprocess": {"mean": [0.1, 0.2, 0.3], "std": [1, 1, 1]}})
+    assert with_model_defaults(explicit).preprocess.mean == (0.1, 0.2, 0.3)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from facecheck.checkpoint import build_model, save_checkpoint
+from facecheck.checkpoint import build_model, card_for, save_checkpoint
 from facecheck.serving.loadtest import fuzz_cases, require_loopback, run_fuzz, run_load
 
 from .conftest import quick_config, start_live_server
@@ -12,7 +12,7 @@ from .conftest import quick_config, start_live_server
 def live_server(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("live")
     config = quick_config("seed-cnn", None)
-    save_checkpoint(folder / "m.pt", build_model(config), config, epoch=1, metrics={})
+    save_checkpoint(folder / "m.pt", build_model(config), card_for(config, epoch=1, metrics={}))
     base, stop = start_live_server(folder / "m.pt", workers=2, queue_limit=32)
     yield base
     stop()

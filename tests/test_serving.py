@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from facecheck.checkpoint import build_model, save_checkpoint
+from facecheck.checkpoint import build_model, card_for, save_checkpoint
 from facecheck.inference.predictor import Detector
 from facecheck.serving.app import ServeSettings, create_app
 
@@ -21,7 +21,7 @@ from .conftest import quick_config
 def detector(tmp_path_factory: pytest.TempPathFactory) -> Detector:
     folder = tmp_path_factory.mktemp("model")
     config = quick_config("seed-cnn", None)
-    save_checkpoint(folder / "m.pt", build_model(config), config, epoch=1, metrics={"val_accuracy": 0.5})
+    save_checkpoint(folder / "m.pt", build_model(config), card_for(config, epoch=1, metrics={"val_accuracy": 0.5}))
     return Detector.load(folder / "m.pt")
 
 
@@ -166,11 +166,9 @@ def test_structured_log_line_per_request(detector, caplog):
 
 
 def test_onnx_model_is_served_the_same(detector, tmp_path: Path):
-    from facecheck.inference.export import checkpoint_card, export_onnx
+    from facecheck.inference.export import export_onnx
 
-    onnx_path = export_onnx(
-        detector.model, detector.preprocess, tmp_path / "m.onnx", card=checkpoint_card(detector.checkpoint)
-    )
+    onnx_path = export_onnx(detector.model, detector.preprocess, tmp_path / "m.onnx", card=detector.card)
     onnx_api = client(Detector.load(onnx_path))
     torch_api = client(detector)
     a = onnx_api.post("/v1/predict", files={"file": ("x.png", png(seed=3), "image/png")}).json()

@@ -61,7 +61,7 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(tmp_path: Path, monk
     monkeypatch.setattr(runners, "score_loader", interrupt_in_epoch_two)
     assert main(["train", *common, "--out", str(tmp_path / "cut")]) == 130
     assert "--resume" in capsys.readouterr().err
-    assert read_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
+    assert read_checkpoint(tmp_path / "cut" / "last.pt")["card"].epoch == 1
     monkeypatch.setattr(runners, "score_loader", real_score)
 
     assert main(["train", "--out", str(tmp_path / "cut"), "--resume", "--quiet"]) == 0

@@ -7,7 +7,7 @@ import av
 import numpy as np
 import pytest
 
-from facecheck.checkpoint import build_model, save_checkpoint
+from facecheck.checkpoint import build_model, card_for, save_checkpoint
 from facecheck.cli import main
 from facecheck.inference.predictor import Detector
 from facecheck.inference.video import predict_video, sample_frames
@@ -32,7 +32,7 @@ def write_video(path: Path, frames: int, size: int = 64) -> Path:
 @pytest.fixture
 def model_file(tmp_path: Path) -> Path:
     config = quick_config("seed-cnn", None)
-    save_checkpoint(tmp_path / "m.pt", build_model(config), config, epoch=1, metrics={})
+    save_checkpoint(tmp_path / "m.pt", build_model(config), card_for(config, epoch=1, metrics={}))
     return tmp_path / "m.pt"
 
 

@@ -22,10 +22,11 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import v2
 
-from facecheck.config import TTA_MODES, PreprocessConfig
+from facecheck.choices import AUGMENTATIONS, TTA_MODES
+from facecheck.config import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 from facecheck.errors import ConfigError
 
-AUGMENTATIONS = ("none", "report", "jpeg", "robust")
+__all__ = ["AUGMENTATIONS"]
 
 
 class NormalizeJpeg:
@@ -62,23 +63,58 @@ def source_signature(cfg: PreprocessConfig) -> str:
     """Identifies the output of the source steps and Resize, for cache keys."""
     face = f"face{cfg.face_margin}-{cfg.no_face}" if cfg.face_crop else "noface"
     resize = "" if cfg.resize == "square" else f"-{cfg.resize}"
-    return f"jpeg{cfg.normalize_jpeg or 0}-{face}-size{cfg.image_size}{resize}"
+    return f"jpeg{cfg.normalize_jpeg or 0}-{face}-size{side(cfg)}{resize}"
 
 
-def resize_step(cfg: PreprocessConfig) -> T.Resize | T.CenterCrop:
+class ShrinkToFit:
+    """Native pixels for images up to ``size``; larger ones are shrunk first (antialiased) so that their short
+    side is ``size``, then centre-cropped. A 1024 px generator image or a 4000 px phone photo is then judged
+    as a whole, not from a central patch, while images of the model's own size are never resampled."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.crop = T.CenterCrop(size)
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        short = min(image.size)
+        if short > self.size:
+            scale = self.size / short
+            width, height = (max(self.size, round(side * scale)) for side in image.size)
+            image = image.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        return self.crop(image)
+
+    def __repr__(self) -> str:
+        return f"ShrinkToFit(size={self.size})"
+
+
+def resize_step(cfg: PreprocessConfig) -> T.Resize | T.CenterCrop | ShrinkToFit:
     if cfg.resize == "none":
         # Native pixels: larger images lose their borders, smaller ones get a black frame.
-        return T.CenterCrop(cfg.image_size)
-    return T.Resize((cfg.image_size, cfg.image_size))
+        return T.CenterCrop(side(cfg))
+    if cfg.resize == "fit":
+        return ShrinkToFit(side(cfg))
+    return T.Resize((side(cfg), side(cfg)))
 
 
 def source_and_resize(cfg: PreprocessConfig) -> T.Compose:
     return T.Compose([*source_steps(cfg), resize_step(cfg)])
 
 
+def normalisation(cfg: PreprocessConfig) -> tuple[list[float], list[float]]:
+    """``(mean, std)``; a run fills them from its model's registry entry, a bare config gets ImageNet's."""
+    return list(cfg.mean or IMAGENET_MEAN), list(cfg.std or IMAGENET_STD)
+
+
 def input_size(cfg: PreprocessConfig) -> int:
     """Side of the square the model sees."""
-    return cfg.crop_size or cfg.image_size
+    return cfg.crop_size or side(cfg)
+
+
+def side(cfg: PreprocessConfig) -> int:
+    """The image size; a run resolves an open one from its model's registry entry before building anything."""
+    if cfg.image_size is None:
+        raise ConfigError("preprocess.image_size is not set (a run takes it from the model's registry entry)")
+    return cfg.image_size
 
 
 class Views(torch.nn.Module):
@@ -146,14 +182,14 @@ def train_transform(cfg: PreprocessConfig) -> T.Compose:
             *random_steps(cfg),
             *crop_steps(cfg),
             T.ToTensor(),
-            T.Normalize(cfg.mean, cfg.std),
+            T.Normalize(*normalisation(cfg)),
         ]
     )
 
 
 def eval_transform(cfg: PreprocessConfig, tta: str | None = None) -> T.Compose:
     """The same pipeline without the random steps, ending in the evaluation views."""
-    return T.Compose([source_and_resize(cfg), T.ToTensor(), T.Normalize(cfg.mean, cfg.std), eval_views(cfg, tta)])
+    return T.Compose([source_and_resize(cfg), T.ToTensor(), T.Normalize(*normalisation(cfg)), eval_views(cfg, tta)])
 
 
 def train_tensor_transform(cfg: PreprocessConfig) -> v2.Compose:
@@ -163,13 +199,11 @@ def train_tensor_transform(cfg: PreprocessConfig) -> v2.Compose:
             *random_steps(cfg),
             *crop_steps(cfg),
             v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(list(cfg.mean), list(cfg.std)),
+            v2.Normalize(*normalisation(cfg)),
         ]
     )
 
 
 def eval_tensor_transform(cfg: PreprocessConfig, tta: str | None = None) -> v2.Compose:
     """The evaluation pipeline for already resized uint8 CHW tensors."""
-    return v2.Compose(
-        [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(cfg.mean), list(cfg.std)), eval_views(cfg, tta)]
-    )
+    return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(*normalisation(cfg)), eval_views(cfg, tta)])

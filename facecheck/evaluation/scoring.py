@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,17 +11,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from facecheck.compute import autocast, to_memory_format
-
-Logits = TypeVar("Logits", np.ndarray, torch.Tensor)
-
-
-def mean_over_views(run: Callable[[torch.Tensor], Logits], batch: torch.Tensor) -> Logits:
-    """Logits of a ``(B, 3, H, W)`` batch, or of a ``(B, V, 3, H, W)`` batch of test-time views averaged per image."""
-    if batch.dim() != 5:
-        return run(batch)
-    images, views = batch.shape[:2]
-    logits = run(batch.flatten(0, 1))
-    return logits.reshape(images, views, -1).mean(1)
+from facecheck.inference.outputs import mean_over_views, p_fake_of
 
 
 @torch.inference_mode()
@@ -49,14 +38,6 @@ def loader_logits(
         logits.append(mean_over_views(run, images).cpu().numpy())
         labels.append(targets.numpy())
     return np.concatenate(logits), np.concatenate(labels)
-
-
-def p_fake_of(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Softmax probability of the fake class, after dividing the logits by ``temperature``."""
-    scaled = logits / temperature
-    scaled = scaled - scaled.max(axis=1, keepdims=True)
-    exp = np.exp(scaled)
-    return exp[:, 1] / exp.sum(axis=1)
 
 
 def mean_cross_entropy(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:

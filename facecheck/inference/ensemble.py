@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -34,7 +33,8 @@ class Ensemble:
         self.members = list(members)
         first = self.members[0]
         self.class_names = first.class_names
-        self.checkpoint: dict[str, Any] = first.checkpoint
+        # The first member's card describes where evaluation without --data takes its test split from.
+        self.card = first.card
         self.source = first.source
         self.threshold = float(np.mean([m.threshold for m in self.members]))
         self.model = None  # no single network: no Grad-CAM
@@ -69,12 +69,12 @@ class Ensemble:
                 results.append(Prediction(first.path, error=failed.error))
                 continue
             p_fake = float(np.mean([p.p_fake for p in predictions]))
-            results.append(Prediction(first.path, p_fake, self.class_names[int(p_fake >= self.threshold)]))
+            results.append(Prediction(first.path, p_fake, self.card.label(p_fake, self.threshold)))
         return results
 
 
 def load_detector(
-    paths: Sequence[str | Path], device: str = "auto", backend: str = "torch", tta: str | None = None
+    paths: Sequence[str | Path | None], device: str = "auto", backend: str = "torch", tta: str | None = None
 ) -> Detector | Ensemble:
     """One model: a :class:`Detector`; several: their :class:`Ensemble`."""
     if len(paths) == 1:

@@ -5,22 +5,18 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from facecheck.card import ModelCard
 from facecheck.config import PreprocessConfig
 from facecheck.data.presets import input_size
 from facecheck.errors import CheckpointError, FacecheckError
 from facecheck.models import FaceClassifier
 
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
+MAX_CARD_BYTES = 1_000_000
 METADATA_KEY = "facecheck"
-
-
-def checkpoint_card(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """Everything of a checkpoint but its tensors: enough to preprocess, calibrate and describe the model."""
-    return {k: v for k, v in checkpoint.items() if k not in ("state_dict", "train_state")}
 
 
 def export_onnx(
@@ -28,11 +24,11 @@ def export_onnx(
     preprocess: PreprocessConfig,
     path: str | Path,
     opset: int = 17,
-    card: dict[str, Any] | None = None,
+    card: ModelCard | None = None,
 ) -> Path:
     """Write ``model`` (normalised ``(B, 3, S, S)`` input -> ``(B, 2)`` logits) as ONNX.
 
-    ``card`` (see :func:`checkpoint_card`) is stored in the file's metadata, so
+    ``card`` (the model card) is stored in the file's metadata, so
     that the ``.onnx`` file alone can be served with the right preprocessing.
     """
     path = Path(path)
@@ -60,17 +56,17 @@ def export_onnx(
     return path
 
 
-def write_card(path: Path, card: dict[str, Any]) -> None:
+def write_card(path: Path, card: ModelCard) -> None:
     import onnx
 
     graph = onnx.load(str(path))
     del graph.metadata_props[:]
     entry = graph.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(card)
+    entry.key, entry.value = METADATA_KEY, json.dumps(card.to_dict())
     onnx.save(graph, str(path))
 
 
-def read_card(path: Path) -> dict[str, Any]:
+def read_card(path: Path) -> ModelCard:
     """The facecheck card of an exported ``.onnx`` file (parsing protobuf runs no code)."""
     import onnx
 
@@ -80,9 +76,13 @@ def read_card(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a readable ONNX model ({type(exc).__name__})") from None
     for entry in graph.metadata_props:
         if entry.key == METADATA_KEY:
-            card = json.loads(entry.value)
-            if card.get("format") == "facecheck-checkpoint":
-                return card
+            if len(entry.value) > MAX_CARD_BYTES:
+                raise CheckpointError(f"{path}: its model card is implausibly large")
+            try:
+                raw = json.loads(entry.value)
+            except (json.JSONDecodeError, RecursionError):
+                raise CheckpointError(f"{path}: its model card is not valid JSON") from None
+            return ModelCard.from_dict(raw, str(path))
     raise CheckpointError(f"{path} was not exported by facecheck (no preprocessing metadata); use `facecheck export`")
 
 

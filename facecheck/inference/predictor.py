@@ -11,17 +11,27 @@ import numpy as np
 import torch
 from PIL import Image
 
-from facecheck.checkpoint import load_model, preprocess_of, resolve_checkpoint_path
+from facecheck.card import ModelCard
+from facecheck.checkpoint import load_model, resolve_checkpoint_path
 from facecheck.data.images import load_image, to_rgb
 from facecheck.data.presets import eval_transform
 from facecheck.device import resolve_device
 from facecheck.errors import CheckpointError, DataError
-from facecheck.evaluation.scoring import mean_over_views, p_fake_of
 from facecheck.inference.engines import BACKENDS, OnnxEngine, OpenVinoEngine, TorchEngine, cached_onnx_export
 from facecheck.inference.export import read_card
+from facecheck.inference.outputs import mean_over_views, p_fake_of
 from facecheck.models import FaceClassifier
 
 ImageInput = str | Path | Image.Image | np.ndarray
+NO_FACE = "no face"
+
+
+def _has_face(image: Image.Image) -> bool:
+    from facecheck.data.faces import detect_faces
+
+    return bool(detect_faces(image))
+
+
 Engine = Callable[[torch.Tensor], np.ndarray]
 
 
@@ -33,6 +43,8 @@ class Prediction:
     p_fake: float | None = None
     label: str | None = None
     error: str | None = None
+    # Said beside the verdict, e.g. that no face was found (the label is then "no face").
+    notice: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None or k in ("path",)}
@@ -48,10 +60,11 @@ class Detector:
     def __init__(
         self,
         model: FaceClassifier | None,
-        checkpoint: dict[str, Any],
+        card: ModelCard,
         device: str = "auto",
         engine: Engine | None = None,
         tta: str | None = None,
+        face_check: bool | None = None,
     ) -> None:
         self.device = resolve_device(device)
         # None for a model loaded from an exported .onnx file (no PyTorch weights: no Grad-CAM).
@@ -59,23 +72,32 @@ class Detector:
         if engine is None and model is None:
             raise DataError("a Detector needs a model or an inference engine")
         self.engine: Engine = engine or TorchEngine(model, self.device)
-        self.checkpoint = checkpoint
-        self.class_names: list[str] = list(checkpoint["class_names"])
-        self.threshold: float = float(checkpoint.get("threshold", 0.5))
+        self.card = card
+        self.class_names: list[str] = list(card.class_names)
+        self.threshold: float = card.threshold
         # Temperature scaling fitted on validation data: p_fake = softmax(logits / T).
-        self.temperature: float = float(checkpoint.get("temperature", 1.0))
-        self.preprocess = preprocess_of(checkpoint)
+        self.temperature: float = card.temperature
+        self.preprocess = card.preprocess
         # Test-time augmentation: the checkpoint's own setting unless overridden.
         self.tta = self.preprocess.tta if tta is None else tta
         self.transform = eval_transform(self.preprocess, self.tta)
         # One (3, s, s) tensor per image: for Grad-CAM and int8 calibration, which need plain batches.
         self.single_view_transform = eval_transform(self.preprocess, "none")
-        self.min_size = int(checkpoint["config"]["data"].get("min_image_size", 1))
+        self.min_size = card.min_image_size
+        # Look for a face (MTCNN) first and answer "no face" without one; default: as the card says.
+        self.face_check = bool(card.scope.get("face_check", False)) if face_check is None else face_check
         self.source = "<in memory>"
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", backend: str = "torch", tta: str | None = None) -> Detector:
-        """Load a run folder, checkpoint or exported ``.onnx`` file.
+    def load(
+        cls,
+        path: str | Path | None = None,
+        device: str = "auto",
+        backend: str = "torch",
+        tta: str | None = None,
+        face_check: bool | None = None,
+    ) -> Detector:
+        """Load a run folder, checkpoint or exported ``.onnx`` file; ``None``: the model shipped with facecheck.
 
         ``backend``: ``torch``; ``onnx`` (ONNX Runtime) or ``openvino`` run an
         ONNX export of the weights on the CPU. ``tta``: test-time augmentation
@@ -83,21 +105,33 @@ class Detector:
         """
         if backend not in BACKENDS:
             raise DataError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if path is None:
+            from facecheck.inference.release import DEFAULT_MODEL, load_release, release
+
+            model, card = load_release()
+            engine = None
+            if backend in ("onnx", "openvino"):
+                weights = release().weights
+                exported = cached_onnx_export(weights, model, card.preprocess)
+                engine = OnnxEngine(exported) if backend == "onnx" else OpenVinoEngine(exported)
+            detector = cls(model, card, device, engine, tta, face_check)
+            detector.source = f"shipped model {DEFAULT_MODEL}"
+            return detector
         if Path(path).suffix == ".onnx":
             onnx_path = Path(path).expanduser()
             if not onnx_path.is_file():
                 raise CheckpointError(f"model not found: {onnx_path}")
             engine_class = OpenVinoEngine if backend == "openvino" else OnnxEngine
-            detector = cls(None, read_card(onnx_path), device, engine_class(onnx_path), tta)
+            detector = cls(None, read_card(onnx_path), device, engine_class(onnx_path), tta, face_check)
             detector.source = str(onnx_path)
             return detector
         checkpoint_path = resolve_checkpoint_path(path)
-        model, checkpoint = load_model(checkpoint_path)
+        model, card = load_model(checkpoint_path)
         engine = None
         if backend in ("onnx", "openvino"):
-            exported = cached_onnx_export(checkpoint_path, model, preprocess_of(checkpoint))
+            exported = cached_onnx_export(checkpoint_path, model, card.preprocess)
             engine = OnnxEngine(exported) if backend == "onnx" else OpenVinoEngine(exported)
-        detector = cls(model, checkpoint, device, engine, tta)
+        detector = cls(model, card, device, engine, tta, face_check)
         detector.source = str(checkpoint_path)
         return detector
 
@@ -107,7 +141,7 @@ class Detector:
 
     @property
     def model_name(self) -> str:
-        return str(self.checkpoint["model_name"])
+        return self.card.model_name
 
     def _to_image(self, item: ImageInput) -> Image.Image:
         if isinstance(item, (str, Path)):
@@ -132,7 +166,10 @@ class Detector:
             tensors, slots = [], []
             for index in range(start, min(start + batch_size, len(items))):
                 try:
-                    tensors.append(self.transform(self._to_image(items[index])))
+                    image = self._to_image(items[index])
+                    if self.face_check and not _has_face(image):
+                        results[index].notice = "no face found: the verdict of a face detector means nothing here"
+                    tensors.append(self.transform(image))
                     slots.append(index)
                 except DataError as exc:
                     message, where = str(exc), results[index].path
@@ -141,5 +178,7 @@ class Detector:
             if tensors:
                 for index, p_fake in zip(slots, self.predict_tensor(torch.stack(tensors)), strict=True):
                     results[index].p_fake = float(p_fake)
-                    results[index].label = self.class_names[int(p_fake >= self.threshold)]
+                    results[index].label = (
+                        NO_FACE if results[index].notice else self.card.label(float(p_fake), self.threshold)
+                    )
         return results

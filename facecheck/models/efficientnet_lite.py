@@ -149,6 +149,9 @@ def imagenet_efficientnet_lite0(weights: str | None = None) -> EfficientNetLite0
     "efficientnet_lite0",
     "EfficientNet-Lite0 (ImageNet) + Linear-ReLU-Dropout-Linear head; 4.0 M parameters, CPU-friendly",
     has_pretrained=True,
+    # EfficientNet-Lite's TensorFlow training scaled pixels to [-1, 1].
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
 )
 def efficientnet_lite0(
     pretrained: bool = False, weights: str | None = None, hidden_dim: int = 512, dropout: float = 0.3, **_: object

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from facecheck.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig
 from facecheck.errors import ConfigError
 from facecheck.models.base import FaceClassifier
 from facecheck.models.filters import input_filter as make_input_filter
@@ -16,20 +17,33 @@ from facecheck.models.filters import input_filter as make_input_filter
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """A registered model and its preprocessing defaults (as timm's pretrained configs): presets only override."""
+
     name: str
     builder: Callable[..., FaceClassifier]
     description: str
     has_pretrained: bool
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    input_size: int = 224
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, description: str, has_pretrained: bool = False) -> Callable:
+def register_model(
+    name: str,
+    description: str,
+    has_pretrained: bool = False,
+    *,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+    input_size: int = 224,
+) -> Callable:
     def decorate(builder: Callable[..., FaceClassifier]) -> Callable[..., FaceClassifier]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelEntry(name, builder, description, has_pretrained)
+        _REGISTRY[name] = ModelEntry(name, builder, description, has_pretrained, mean, std, input_size)
         return builder
 
     return decorate
@@ -56,3 +70,17 @@ def create_model(
     model = entry.builder(pretrained=True, weights=weights, **kwargs) if pretrained else entry.builder(**kwargs)
     model.input_filter = make_input_filter(input_filter)
     return model
+
+
+def with_model_defaults(config: TrainConfig) -> TrainConfig:
+    """``config`` with the input size and normalisation its model expects, where the preset left them open."""
+    entry = model_entry(config.model.name)
+    pre = config.preprocess
+    if pre.mean is not None and pre.std is not None and pre.image_size is not None:
+        return config
+    filled = {
+        "mean": list(pre.mean or entry.mean),
+        "std": list(pre.std or entry.std),
+        "image_size": pre.image_size or entry.input_size,
+    }
+    return TrainConfig.from_dict(config.to_dict() | {"preprocess": config.to_dict()["preprocess"] | filled})

@@ -9,7 +9,8 @@ from facecheck.models.base import FaceClassifier
 from facecheck.models.registry import register_model
 
 
-@register_model("seed_cnn", "the report's two-conv CNN (conv32-BN-pool, conv64-BN-pool, fc128, fc2)")
+# The report says only "Normalize"; ImageNet statistics (the registry default) are the natural reading.
+@register_model("seed_cnn", "the report's two-conv CNN (conv32-BN-pool, conv64-BN-pool, fc128, fc2)", input_size=256)
 def seed_cnn(image_size: int = 256, hidden_dim: int = 128, dropout: float = 0.0, **_: object) -> FaceClassifier:
     """Two conv blocks and two linear layers, as in the report.
 

@@ -30,10 +30,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from facecheck import __version__
 from facecheck.data.images import to_rgb
 from facecheck.errors import DataError
 from facecheck.inference.predictor import Detector
+from facecheck.version import __version__
 
 STATIC = Path(__file__).parent / "static"
 logger = logging.getLogger("facecheck.serve")
@@ -101,29 +101,31 @@ def decode_upload(data: bytes, settings: ServeSettings) -> Image.Image:
 
 
 def model_card(detector: Detector) -> dict[str, Any]:
-    checkpoint = detector.checkpoint
-    config = checkpoint.get("config", {})
+    card = detector.card
     return {
-        "model": checkpoint.get("model_name"),
-        "preset": config.get("preset"),
+        "model": card.model_name,
+        "preset": card.preset,
         "id": model_id(detector),
         "backend": detector.backend,
         "threshold": detector.threshold,
         "temperature": detector.temperature,
+        "uncertain_band": card.uncertain_band,
         "class_names": detector.class_names,
-        "preprocess": checkpoint.get("preprocess"),
-        "training_data": (config.get("data") or {}).get("data_dir") or "built-in synthetic set",
-        "epoch": checkpoint.get("epoch"),
-        "metrics_at_save": checkpoint.get("metrics"),
-        "calibration": (checkpoint.get("extra") or {}).get("calibration"),
-        "versions": checkpoint.get("versions") | {"facecheck_serving": __version__},
+        "preprocess": card.to_dict()["preprocess"],
+        # Folder names only: the training machine's paths are nobody's business.
+        "trained_on": card.trained_on,
+        "scope": card.scope,
+        "epoch": card.epoch,
+        "metrics_at_save": card.metrics,
+        "calibration": card.notes.get("calibration"),
+        "versions": card.versions | {"facecheck_serving": __version__},
     }
 
 
 def model_id(detector: Detector) -> str:
     source = Path(detector.source)
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12] if source.is_file() else "memory"
-    return f"{detector.checkpoint.get('model_name')}-{digest}"
+    return f"{detector.card.model_name}-{digest}"
 
 
 def create_app(detector: Detector, settings: ServeSettings | None = None) -> FastAPI:

@@ -1,28 +1,76 @@
-"""The datasets of one run, built from its split: decoded once when the decode cache is on."""
+"""The datasets of one run, built from its split: decoded once when the decode cache is on.
+
+With pseudo-fakes configured, the training set is the run's images plus, each
+epoch, ``pseudo_fake_ratio`` fakes per real image made from the training reals
+(see :mod:`facecheck.data.pseudo_fakes`), deterministic in (seed, epoch, index)
+so that a resumed run sees the same ones. With ``balance: source-class`` the
+sampler weighs every (source, class) pair the same, pseudo-fakes counted as a
+class of their source.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+
+import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
+from torchvision.transforms import v2
 
 from facecheck.config import TrainConfig
 from facecheck.data.dataset import ImageDataset
 from facecheck.data.decode_cache import CachedImageDataset, decoded_images
-from facecheck.data.discovery import ImageRecord
+from facecheck.data.discovery import FAKE, REAL, ImageRecord
 from facecheck.data.presets import eval_tensor_transform, eval_transform, train_tensor_transform, train_transform
+from facecheck.data.sources import source_of
+from facecheck.errors import FacecheckError
 from facecheck.models import FaceClassifier
 from facecheck.training.features import cached_features, extract_features, features_key
 from facecheck.training.runners import FeatureRunner
 
 
+class PseudoFakeDataset(Dataset):
+    """Fakes made from real images: ``count`` per epoch, the i-th from real ``i % len(reals)``."""
+
+    def __init__(self, reals: np.ndarray, count: int, kinds: list[str], seed: int, jpeg_quality: int | None,
+                 transform: torch.nn.Module) -> None:  # fmt: skip
+        from facecheck.data.pseudo_fakes import PseudoFakeMaker
+
+        self.reals, self.count, self.transform = reals, count, transform
+        self.maker = PseudoFakeMaker(kinds, seed)
+        # Pseudo-fakes get the same compression as every input (JPEG normalisation), so that the
+        # absence of its traces never tells them apart.
+        self.jpeg_quality = jpeg_quality
+        self.epoch = 1
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        real = torch.from_numpy(np.array(self.reals[index % len(self.reals)])).permute(2, 0, 1)
+        fake = self.maker(real, epoch=self.epoch, index=index)
+        if self.jpeg_quality:
+            fake = v2.functional.jpeg(fake, self.jpeg_quality)
+        return self.transform(fake), FAKE
+
+
 class RunDatasets:
     def __init__(
-        self, config: TrainConfig, split: dict[str, list[ImageRecord]], monitor_name: str, progress: bool
+        self,
+        config: TrainConfig,
+        split: dict[str, list[ImageRecord]],
+        monitor_name: str,
+        progress: bool,
+        data_dirs: list[str] | None = None,
     ) -> None:
         self.config = config
         self.split = split
         self.monitor_name = monitor_name
         self.progress = progress
+        self.data_dirs = data_dirs or []
+        self.pseudo: PseudoFakeDataset | None = None
+        # The training images: the data's own fakes only when configured.
+        self.train_records = [r for r in split["train"] if config.data.use_fakes or r.label == REAL]
 
     def _dataset(self, name: str, training: bool) -> Dataset:
         """Training images augmented, or evaluation images as one view: per-epoch monitoring and
@@ -37,7 +85,43 @@ class RunDatasets:
         return ImageDataset(records, transform, data.min_image_size)
 
     def train(self) -> Dataset:
-        return self._dataset("train", training=True)
+        data, pre = self.config.data, self.config.preprocess
+        records = self.train_records
+        if data.decode_cache:
+            pixels = decoded_images(records, pre, data.min_image_size, self.progress)
+            transform = train_tensor_transform(pre)
+            own = CachedImageDataset(pixels, [r.label for r in records], transform)
+        else:
+            own = ImageDataset(records, train_transform(pre), data.min_image_size)
+        if not data.pseudo_fakes:
+            return own
+        if not data.decode_cache:
+            raise FacecheckError("pseudo-fakes are made from decoded images: they need data.decode_cache=true")
+        real_index = [i for i, r in enumerate(records) if r.label == REAL]
+        count = round(data.pseudo_fake_ratio * len(real_index))
+        self.pseudo = PseudoFakeDataset(
+            np.asarray(pixels)[real_index], count, list(data.pseudo_fakes), self.config.seed, pre.normalize_jpeg,
+            train_tensor_transform(pre),
+        )  # fmt: skip
+        self.pseudo_sources = [self._source(records[i]) for i in real_index]
+        return ConcatDataset([own, self.pseudo])
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.pseudo is not None:
+            self.pseudo.epoch = epoch
+
+    def _source(self, record: ImageRecord) -> str:
+        return source_of(record.path, self.data_dirs)
+
+    def sampler_weights(self) -> torch.Tensor | None:
+        """Per training item, the weight that makes every (source, class) pair equally likely; None: uniform."""
+        if self.config.data.balance == "none":
+            return None
+        keys = [(self._source(r), r.label) for r in self.train_records]
+        if self.pseudo is not None:
+            keys += [(self.pseudo_sources[i % len(self.pseudo_sources)], "pseudo") for i in range(len(self.pseudo))]
+        counts = Counter(keys)
+        return torch.tensor([1.0 / counts[key] for key in keys], dtype=torch.float64)
 
     def monitor(self) -> Dataset:
         return self._dataset(self.monitor_name, training=False)

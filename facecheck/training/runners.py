@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from tqdm import tqdm
 
 from facecheck.compute import autocast, to_memory_format
@@ -35,7 +35,7 @@ class Phase:
 
 def plan_phases(config: TrainConfig) -> list[Phase]:
     if not config.freeze_backbone:
-        return [Phase("full", 1, config.epochs, config.optim.lr, None)]
+        return [Phase("full", 1, config.epochs, config.optim.lr, config.model.trainable_blocks)]
     phases = [Phase("head", 1, config.epochs, config.optim.lr, 0)]
     if config.unfreeze_blocks > 0 and config.unfreeze_epochs > 0:
         last = config.epochs + config.unfreeze_epochs
@@ -83,8 +83,11 @@ class ImageRunner:
         device: torch.device,
         amp_dtype: torch.dtype | None,
         progress: bool,
+        sampler_weights: torch.Tensor | None = None,
     ) -> None:
         self.train_set, self.config, self.device, self.amp_dtype = train_set, config, device, amp_dtype
+        # Per-item weights for balanced batches (None: a uniform shuffle).
+        self.sampler_weights = sampler_weights
         self.channels_last = config.compute.channels_last
         self.progress = progress
         self.monitor_loader = DataLoader(
@@ -101,10 +104,14 @@ class ImageRunner:
         generator: torch.Generator,
         desc: str,
     ) -> EpochStats:
+        sampler = None
+        if self.sampler_weights is not None:
+            sampler = WeightedRandomSampler(self.sampler_weights, len(self.train_set), generator=generator)
         loader = DataLoader(
             self.train_set,
             batch_size=self.config.batch_size,
-            shuffle=True,
+            shuffle=sampler is None,
+            sampler=sampler,
             generator=generator,
             num_workers=self.config.data.num_workers,
         )

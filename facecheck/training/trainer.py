@@ -8,7 +8,6 @@ and dropout masks as an uninterrupted run and ends with the same weights.
 from __future__ import annotations
 
 import csv
-import json
 import resource
 import sys
 import time
@@ -22,31 +21,43 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from facecheck.checkpoint import BEST, LAST, build_model, read_checkpoint, save_checkpoint
+from facecheck.card import ModelCard
+from facecheck.checkpoint import build_model, model_kwargs, read_checkpoint, save_checkpoint
 from facecheck.compute import configure_threads, resolve_precision, to_memory_format
-from facecheck.config import TrainConfig, save_config, validate
+from facecheck.config import TrainConfig, validate
 from facecheck.data.dataset import ImageDataset, scan_readable
 from facecheck.data.discovery import ImageRecord, count_by_class, limit_per_class
 from facecheck.data.inspect import inspect_records, merge_groups, summary_lines
-from facecheck.data.layouts import Dataset, describe, open_dataset
+from facecheck.data.layouts import Dataset, describe
 from facecheck.data.presets import eval_transform
+from facecheck.data.sources import (
+    SOURCE,
+    open_sources,
+    resolve_data_dirs,
+    resolve_data_root,
+    sources_of,
+    split_by_source,
+)
 from facecheck.data.splits import make_split, read_split, write_split
-from facecheck.data.synthetic import make_synthetic_dataset
 from facecheck.device import resolve_device
-from facecheck.errors import DataError, FacecheckError
+from facecheck.errors import DataError
 from facecheck.evaluation.calibration import calibrate
 from facecheck.evaluation.metrics import classification_metrics, full_metrics
-from facecheck.evaluation.scoring import loader_logits, mean_cross_entropy, p_fake_of
+from facecheck.evaluation.scoring import loader_logits, mean_cross_entropy
+from facecheck.inference.outputs import p_fake_of
+from facecheck.models.registry import with_model_defaults
+from facecheck.run_folder import RunFolder
 from facecheck.training.datasets import RunDatasets
-from facecheck.training.runners import ImageRunner, plan_phases, set_trainable
+from facecheck.training.runners import ImageRunner, Phase, plan_phases, set_trainable
 
-CONFIG_FILE = "config.yaml"
-SPLIT_FILE = "split.csv"
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
-SKIPPED_FILE = "skipped.csv"
-LOG_FILE = "train.log"
-INSPECT_FILE = "inspect.json"
+# File names, kept importable for callers of the 0.1 API.
+CONFIG_FILE, SPLIT_FILE, METRICS_FILE = RunFolder.CONFIG, RunFolder.SPLIT, RunFolder.METRICS
+SUMMARY_FILE, SKIPPED_FILE, LOG_FILE, INSPECT_FILE = (
+    RunFolder.SUMMARY,
+    RunFolder.SKIPPED,
+    RunFolder.LOG,
+    RunFolder.INSPECT,
+)
 
 Log = Callable[[str], None]
 
@@ -89,15 +100,6 @@ class RunLog:
         self.pending.clear()
 
 
-def resolve_data_dir(config: TrainConfig, log: Log) -> Path:
-    if config.data.data_dir is None:
-        path = make_synthetic_dataset()
-        log(f"NOTE: no --data given: using the built-in SYNTHETIC face set at {path}")
-        log("NOTE: synthetic cartoons test the tool, not detection of real fakes; use --data DIR for real images")
-        return path
-    return Path(config.data.data_dir).expanduser().resolve()
-
-
 @dataclass
 class PreparedData:
     root: Path
@@ -105,13 +107,14 @@ class PreparedData:
     unreadable: list[tuple[str, str]]
     inspection: dict[str, Any] | None = None
 
-    def write(self, run_dir: Path) -> None:
-        write_split(self.split, run_dir / SPLIT_FILE, self.root)
+    def write(self, run: RunFolder) -> None:
+        write_split(self.split, run / RunFolder.SPLIT, self.root)
         if self.inspection is not None:
-            summary = {k: v for k, v in self.inspection.items() if k not in ("facts", "groups")}
-            (run_dir / INSPECT_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            run.write_json(
+                RunFolder.INSPECT, {k: v for k, v in self.inspection.items() if k not in ("facts", "groups")}
+            )
         if self.unreadable:
-            with open(run_dir / SKIPPED_FILE, "w", newline="", encoding="utf-8") as handle:
+            with open(run / RunFolder.SKIPPED, "w", newline="", encoding="utf-8") as handle:
                 writer = csv.writer(handle, lineterminator="\n")
                 writer.writerow(["path", "reason"])
                 writer.writerows(self.unreadable)
@@ -119,14 +122,24 @@ class PreparedData:
 
 def prepare_data(config: TrainConfig, log: Log, progress: bool) -> PreparedData:
     """Discover, check and split the images (nothing is written yet)."""
-    data_dir = resolve_data_dir(config, log)
-    dataset = open_dataset(data_dir)
+    data_dirs = resolve_data_dirs(config, log)
+    dataset = open_sources(data_dirs)
+    data_dir = dataset.root
     records = dataset.records
     counts = count_by_class(records)
     log(f"found {len(records)} images in {data_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     log(describe(dataset))
+    multi_source = len(data_dirs) > 1
     if config.data.max_per_class is not None:
-        records = limit_per_class(records, config.data.max_per_class)
+        if multi_source:  # the cap applies per source, so that no source is crowded out
+            sources = sources_of(records, dataset.metadata)
+            records = [
+                r for name in sorted(set(sources))
+                for r in limit_per_class([r for r, s in zip(records, sources, strict=True) if s == name],
+                                         config.data.max_per_class)
+            ]  # fmt: skip
+        else:
+            records = limit_per_class(records, config.data.max_per_class)
         log(f"using at most {config.data.max_per_class} per class: {count_by_class(records)}")
     records, bad = scan_readable(records, config.data.min_image_size, progress=progress)
     if bad:
@@ -149,6 +162,10 @@ def prepare_data(config: TrainConfig, log: Log, progress: bool) -> PreparedData:
     elif dataset.split is not None:
         split = _own_split(dataset, records, groups, data.val_fraction, data.split_seed)
         log(f"using the data set's own split ({dataset.layout})")
+    elif multi_source:
+        sources = sources_of(records, dataset.metadata)
+        split = split_by_source(records, sources, groups, data.test_fraction, data.val_fraction, data.split_seed)
+        log(f"split made inside each {SOURCE}: " + ", ".join(sorted(set(sources))))
     else:
         split = make_split(records, data.test_fraction, data.val_fraction, data.split_seed, groups)
     log("split: " + ", ".join(f"{name} {len(part)} {count_by_class(part)}" for name, part in split.items() if part))
@@ -227,178 +244,210 @@ def train(
 ) -> TrainResult:
     """Train ``config`` into ``run_dir``; with ``resume`` continue its last completed epoch.
 
-    ``on_epoch`` is called with each epoch's metrics row after its checkpoints
-    are written (hyperparameter search uses it to prune a trial early).
+    A resumed run keeps the saved data, split, preprocessing and model (see
+    :class:`~facecheck.run_folder.RunFolder`); ``config`` may only change the
+    epochs and compute settings. ``on_epoch`` is called with each epoch's
+    metrics row after its checkpoints are written (tuning uses it to prune).
     """
-    validate(config)
-    run_dir = Path(run_dir)
-    if resume:
-        if not (run_dir / LAST).is_file():
-            raise FacecheckError(f"nothing to resume: no {LAST} in {run_dir}")
-    elif (run_dir / LAST).exists() or (run_dir / BEST).exists():
-        raise FacecheckError(f"{run_dir} already holds a run; continue it with --resume or choose another --out")
+    run = RunFolder(run_dir)
     log = RunLog(quiet)
-    device = resolve_device(config.device)
     progress = progress and not quiet
-
     if resume:
-        log.attach(run_dir)
-        data_root = resolve_data_dir(config, log)
-        split = read_split(run_dir / SPLIT_FILE, data_root)
-        log(f"resuming {run_dir} from {run_dir / LAST}")
+        config = run.resume_config(with_model_defaults(config))
+        validate(config)
+        log.attach(run.path)
+        for stale in run.remove_temporary_files():
+            log(f"removed {stale.name}, left by a run killed while writing it")
+        split = run.read_split(resolve_data_root(config, log))
+        log(f"resuming {run.path} from {run.last if run.last.is_file() else 'epoch 1 (no epoch had completed)'}")
     else:
+        config = with_model_defaults(config)
+        validate(config)
+        run.check_new()
         prepared = prepare_data(config, log, progress)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        log.attach(run_dir)
-        prepared.write(run_dir)
+        run.path.mkdir(parents=True, exist_ok=True)
+        log.attach(run.path)
+        prepared.write(run)
         split = prepared.split
-    save_config(config, run_dir / CONFIG_FILE)
+    run.save_config(config)
+    session = TrainingSession(config, run, split, log, progress)
+    session.run_phases(on_epoch)
+    return session.finish()
 
-    threads = configure_threads(config.compute.num_threads) if device.type == "cpu" else 0
-    amp_dtype = resolve_precision(config.compute.precision, device)
-    log(
-        f"compute: {device}{f', {threads} threads' if threads else ''}, "
-        f"{'float32' if amp_dtype is None else str(amp_dtype).removeprefix('torch.') + ' autocast'}, "
-        f"{'channels-last' if config.compute.channels_last else 'contiguous'} tensors"
-    )
 
-    # Seeded so the new layers start the same in every run of this seed.
-    # Pretrained weights are only needed for a fresh start; a resumed model gets its trained weights below.
-    torch.manual_seed(config.seed)
-    model = build_model(config, pretrained=config.model.pretrained and not resume).to(device)
-    model = to_memory_format(model, config.compute.channels_last)
-    start_epoch, best_score, best_epoch, saved_state = 1, float("-inf"), 0, None
-    if resume:
-        state = read_checkpoint(run_dir / LAST)
-        model.load_state_dict(state["state_dict"])
-        saved_state = state["train_state"]
-        start_epoch = int(state["epoch"]) + 1
-        best_score, best_epoch = float(saved_state["best_score"]), int(saved_state["best_epoch"])
-    history = _read_history(run_dir, keep_through=start_epoch - 1)
+class TrainingSession:
+    """One training run in steps: set-up, the epochs of each phase, then calibration and the test."""
 
-    monitor_name = "val" if split["val"] else "test"
-    if monitor_name == "test":
+    def __init__(
+        self, config: TrainConfig, run: RunFolder, split: dict[str, list[ImageRecord]], log: RunLog, progress: bool
+    ) -> None:
+        self.config, self.run, self.split, self.log, self.progress = config, run, split, log, progress
+        self.device = resolve_device(config.device)
+        threads = configure_threads(config.compute.num_threads) if self.device.type == "cpu" else 0
+        self.amp_dtype = resolve_precision(config.compute.precision, self.device)
         log(
-            "NOTE: no validation split (data.val_fraction=0): per-epoch metrics are on the test split, "
-            "and best.pt is simply the last epoch so that no choice is made on test data"
+            f"compute: {self.device}{f', {threads} threads' if threads else ''}, "
+            f"{'float32' if self.amp_dtype is None else str(self.amp_dtype).removeprefix('torch.') + ' autocast'}, "
+            f"{'channels-last' if config.compute.channels_last else 'contiguous'} tensors"
         )
-    datasets = RunDatasets(config, split, monitor_name, progress)
-    if start_epoch > config.total_epochs:
-        log(f"all {config.total_epochs} epochs are already done")
-
-    for phase in plan_phases(config):
-        if phase.last_epoch < start_epoch:
-            continue
-        parameters = set_trainable(model, phase)
-        optimizer = torch.optim.Adam(parameters, lr=phase.lr, weight_decay=config.optim.weight_decay)
-        scheduler = torch.optim.lr_scheduler.StepLR(
-            optimizer, step_size=config.optim.step_size, gamma=config.optim.gamma
-        )
-        if saved_state is not None and saved_state.get("phase", "full") == phase.name:
-            optimizer.load_state_dict(saved_state["optimizer"])
-            scheduler.load_state_dict(saved_state["scheduler"])
-        if phase.name == "head":
-            runner = datasets.feature_runner(model, device, amp_dtype)
-            log(f"phase head: training the head on cached {config.model.name} features")
-        else:
-            runner = ImageRunner(datasets.train(), datasets.monitor(), config, device, amp_dtype, progress)
-            if phase.name == "unfreeze":
-                log(f"phase unfreeze: fine-tuning the last {phase.trainable_blocks} backbone blocks, lr {phase.lr}")
-
-        for epoch in range(max(start_epoch, phase.first_epoch), phase.last_epoch + 1):
-            epoch_started = time.perf_counter()
-            generator = seed_epoch(config.seed, epoch)
-            lr = optimizer.param_groups[0]["lr"]
-            stats = runner.train_epoch(model, phase, optimizer, generator, f"epoch {epoch}/{config.total_epochs}")
-            scheduler.step()
-            p_fake, labels, monitor_loss = runner.score(model, f"{monitor_name} {epoch}")
-            scores = classification_metrics(labels, p_fake)
-            row = {
-                "epoch": epoch,
-                "phase": phase.name,
-                "lr": lr,
-                "train_loss": stats.loss_sum / max(stats.seen, 1),
-                "eval_split": monitor_name,
-                "val_loss": monitor_loss,
-                "val_accuracy": scores["accuracy"],
-                "val_roc_auc": scores["roc_auc"],
-                "train_images_per_s": stats.seen / max(stats.seconds, 1e-9),
-                "epoch_seconds": time.perf_counter() - epoch_started,
-                "peak_rss_mb": peak_rss_mb(),
-            }
-            history.append(row)
-            with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(row) + "\n")
-            auc = "n/a" if row["val_roc_auc"] is None else f"{row['val_roc_auc']:.4f}"
+        self.model_kwargs = model_kwargs(config)
+        resuming = run.last.is_file()
+        # Seeded so the new layers start the same in every run of this seed. Pretrained weights
+        # are only needed for a fresh start; a resumed model gets its trained weights below.
+        torch.manual_seed(config.seed)
+        model = build_model(config, pretrained=config.model.pretrained and not resuming).to(self.device)
+        self.model = to_memory_format(model, config.compute.channels_last)
+        self.start_epoch, self.best_score, self.best_epoch, self.saved_state = 1, float("-inf"), 0, None
+        if resuming:
+            state = read_checkpoint(run.last)
+            self.model.load_state_dict(state["state_dict"])
+            self.saved_state = state["train_state"]
+            self.start_epoch = state["card"].epoch + 1
+            self.best_score = float(self.saved_state["best_score"])
+            self.best_epoch = int(self.saved_state["best_epoch"])
+        self.history = run.history(keep_through=self.start_epoch - 1)
+        self.monitor_name = "val" if split["val"] else "test"
+        if self.monitor_name == "test":
             log(
-                f"epoch {epoch:>3}/{config.total_epochs}  train_loss {row['train_loss']:.4f}  "
-                f"{monitor_name}_loss {monitor_loss:.4f}  {monitor_name}_acc {scores['accuracy']:.4f}  "
-                f"{monitor_name}_auc {auc}  "
-                f"{row['train_images_per_s']:.1f} img/s  {row['epoch_seconds']:.0f}s"
+                "NOTE: no validation split (data.val_fraction=0): per-epoch metrics are on the test split, "
+                "and best.pt is simply the last epoch so that no choice is made on test data"
             )
+        data_dirs = [str(d) for d in resolve_data_dirs(config, lambda _m: None)]
+        self.datasets = RunDatasets(config, split, self.monitor_name, progress, data_dirs)
+        if self.start_epoch > config.total_epochs:
+            log(f"all {config.total_epochs} epochs are already done")
 
-            # Select on validation AUC (then loss); without a validation split, keep the last epoch.
-            score = epoch if monitor_name == "test" else (scores["roc_auc"] or 0.0) - 1e-6 * monitor_loss
-            epoch_metrics = {f"{monitor_name}_{k}": v for k, v in scores.items()} | {
-                f"{monitor_name}_loss": monitor_loss
-            }
-            if score > best_score:
-                best_score, best_epoch = score, epoch
-                save_checkpoint(run_dir / BEST, model, config, epoch=epoch, metrics=epoch_metrics)
-            save_checkpoint(
-                run_dir / LAST,
-                model,
-                config,
-                epoch=epoch,
-                metrics=epoch_metrics,
-                train_state={
-                    "phase": phase.name,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "best_score": best_score,
-                    "best_epoch": best_epoch,
-                },
+    def card(self, epoch: int, metrics: dict[str, Any], **values: Any) -> ModelCard:
+        return ModelCard.from_config(self.config, self.model_kwargs, epoch=epoch, metrics=metrics, **values)
+
+    def run_phases(self, on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
+        config = self.config
+        for phase in plan_phases(config):
+            if phase.last_epoch < self.start_epoch:
+                continue
+            parameters = set_trainable(self.model, phase)
+            optimizer = torch.optim.Adam(parameters, lr=phase.lr, weight_decay=config.optim.weight_decay)
+            scheduler = torch.optim.lr_scheduler.StepLR(
+                optimizer, step_size=config.optim.step_size, gamma=config.optim.gamma
             )
-            if on_epoch is not None:
-                on_epoch(row)
+            if self.saved_state is not None and self.saved_state.get("phase", "full") == phase.name:
+                optimizer.load_state_dict(self.saved_state["optimizer"])
+                scheduler.load_state_dict(self.saved_state["scheduler"])
+            if phase.name == "head":
+                runner = self.datasets.feature_runner(self.model, self.device, self.amp_dtype)
+                self.log(f"phase head: training the head on cached {config.model.name} features")
+            else:
+                runner = ImageRunner(
+                    self.datasets.train(), self.datasets.monitor(), config, self.device, self.amp_dtype, self.progress,
+                    sampler_weights=self.datasets.sampler_weights(),
+                )  # fmt: skip
+                if phase.trainable_blocks:
+                    self.log(
+                        f"phase {phase.name}: training the last {phase.trainable_blocks} backbone blocks, lr {phase.lr}"
+                    )
+            for epoch in range(max(self.start_epoch, phase.first_epoch), phase.last_epoch + 1):
+                row = self.run_epoch(runner, phase, optimizer, scheduler, epoch)
+                if on_epoch is not None:
+                    on_epoch(row)
 
-    best_model = _load_best(run_dir, config, device)
-    calibration = None
-    if config.calibrate and split["val"]:
-        calibration = _calibrate_best(best_model, run_dir, split["val"], config, device, progress)
-        log(
-            f"calibration on validation: temperature {calibration['temperature']:.3f} (log loss "
-            f"{calibration['val_log_loss_before']:.4f} -> {calibration['val_log_loss_after']:.4f}), "
-            f"threshold {calibration['threshold']:.4f}"
+    def run_epoch(self, runner: Any, phase: Phase, optimizer: Any, scheduler: Any, epoch: int) -> dict[str, Any]:
+        config, name = self.config, self.monitor_name
+        epoch_started = time.perf_counter()
+        generator = seed_epoch(config.seed, epoch)
+        self.datasets.set_epoch(epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        stats = runner.train_epoch(self.model, phase, optimizer, generator, f"epoch {epoch}/{config.total_epochs}")
+        scheduler.step()
+        p_fake, labels, monitor_loss = runner.score(self.model, f"{name} {epoch}")
+        scores = classification_metrics(labels, p_fake)
+        row = {
+            "epoch": epoch,
+            "phase": phase.name,
+            "lr": lr,
+            "train_loss": stats.loss_sum / max(stats.seen, 1),
+            "eval_split": name,
+            "val_loss": monitor_loss,
+            "val_accuracy": scores["accuracy"],
+            "val_roc_auc": scores["roc_auc"],
+            "train_images_per_s": stats.seen / max(stats.seconds, 1e-9),
+            "epoch_seconds": time.perf_counter() - epoch_started,
+            "peak_rss_mb": peak_rss_mb(),
+        }
+        self.history.append(row)
+        self.run.append_metrics(row)
+        auc = "n/a" if row["val_roc_auc"] is None else f"{row['val_roc_auc']:.4f}"
+        self.log(
+            f"epoch {epoch:>3}/{config.total_epochs}  train_loss {row['train_loss']:.4f}  "
+            f"{name}_loss {monitor_loss:.4f}  {name}_acc {scores['accuracy']:.4f}  {name}_auc {auc}  "
+            f"{row['train_images_per_s']:.1f} img/s  {row['epoch_seconds']:.0f}s"
         )
-    checkpoint = read_checkpoint(run_dir / BEST)
-    test_metrics = _evaluate(
-        best_model, split["test"], config, device, progress, checkpoint["temperature"], checkpoint["threshold"]
-    )
-    summary = {
-        "preset": config.preset,
-        "best_epoch": best_epoch,
-        "test": test_metrics,
-        "calibration": calibration,
-        "mean_epoch_seconds": sum(r["epoch_seconds"] for r in history) / max(len(history), 1),
-        "peak_rss_mb": peak_rss_mb(),
-        "device": str(device),
-        "torch_threads": torch.get_num_threads(),
-        "precision": "float32" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
-        "channels_last": config.compute.channels_last,
-    }
-    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    auc = "n/a" if test_metrics["roc_auc"] is None else f"{test_metrics['roc_auc']:.4f}"
-    log(
-        f"test ({test_metrics['n']} images, best epoch {best_epoch}): accuracy {test_metrics['accuracy']:.4f}  "
-        f"roc_auc {auc}  f1 {test_metrics['f1']:.4f}   run saved in {run_dir}"
-    )
-    return TrainResult(run_dir, best_epoch, test_metrics, history)
+        # Select on validation AUC (then loss); without a validation split, keep the last epoch.
+        score = epoch if name == "test" else (scores["roc_auc"] or 0.0) - 1e-6 * monitor_loss
+        metrics = {f"{name}_{k}": v for k, v in scores.items()} | {f"{name}_loss": monitor_loss}
+        if score > self.best_score:
+            self.best_score, self.best_epoch = score, epoch
+            save_checkpoint(self.run.best, self.model, self.card(epoch, metrics))
+        train_state = {
+            "phase": phase.name,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+        }
+        save_checkpoint(self.run.last, self.model, self.card(epoch, metrics), train_state=train_state)
+        return row
+
+    def finish(self) -> TrainResult:
+        """Calibrate best.pt on validation, test it, and write the summary."""
+        config, run, split, log = self.config, self.run, self.split, self.log
+        best_model = _load_best(run, config, self.device)
+        calibration = None
+        if config.calibrate and split["val"]:
+            calibration = _calibrate_best(best_model, run, split["val"], config, self.device, self.progress, log)
+        card = read_checkpoint(run.best)["card"]
+        test_metrics = _evaluate(best_model, split["test"], config, self.device, self.progress, card)
+        history = self.history
+        summary = {
+            "preset": config.preset,
+            "best_epoch": self.best_epoch,
+            "test": test_metrics,
+            "calibration": calibration,
+            "mean_epoch_seconds": sum(r["epoch_seconds"] for r in history) / max(len(history), 1),
+            "train_seconds": sum(r["epoch_seconds"] for r in history),
+            "peak_rss_mb": peak_rss_mb(),
+            "device": str(self.device),
+            "torch_threads": torch.get_num_threads(),
+            "precision": "float32" if self.amp_dtype is None else str(self.amp_dtype).removeprefix("torch."),
+            "channels_last": config.compute.channels_last,
+        }
+        run.write_json(RunFolder.SUMMARY, summary)
+        auc = "n/a" if test_metrics["roc_auc"] is None else f"{test_metrics['roc_auc']:.4f}"
+        log(
+            f"test ({test_metrics['n']} images, best epoch {self.best_epoch}): "
+            f"accuracy {test_metrics['accuracy']:.4f}  roc_auc {auc}  f1 {test_metrics['f1']:.4f}  "
+            f"run saved in {run.path}"
+        )
+        for warning in result_warnings(test_metrics, "test"):
+            log(f"WARNING: {warning}")
+        return TrainResult(run.path, self.best_epoch, test_metrics, history)
 
 
-def _load_best(run_dir: Path, config: TrainConfig, device: torch.device) -> torch.nn.Module:
+def result_warnings(metrics: dict[str, Any], where: str) -> list[str]:
+    """Plain-words warnings when a number should not be trusted."""
+    warnings = []
+    n = metrics.get("n", 0)
+    if n and n < 50:
+        warnings.append(f"only {n} {where} images: every metric here has a wide margin of error")
+    predicted_fake = metrics.get("predicted_fake_fraction")
+    if predicted_fake is not None and predicted_fake in (0.0, 1.0):
+        label = "fake" if predicted_fake == 1.0 else "real"
+        warnings.append(f"the model calls every {where} image {label}: its threshold or training failed")
+    return warnings
+
+
+def _load_best(run: RunFolder, config: TrainConfig, device: torch.device) -> torch.nn.Module:
     model = build_model(config, pretrained=False).to(device)
-    model.load_state_dict(read_checkpoint(run_dir / BEST)["state_dict"])
+    model.load_state_dict(read_checkpoint(run.best)["state_dict"])
     return to_memory_format(model, config.compute.channels_last)
 
 
@@ -421,26 +470,34 @@ def _inference_logits(
 
 def _calibrate_best(
     model: torch.nn.Module,
-    run_dir: Path,
+    run: RunFolder,
     val_records: list[ImageRecord],
     config: TrainConfig,
     device: torch.device,
     progress: bool,
+    log: Log,
 ) -> dict[str, Any]:
-    """Fit temperature and threshold on validation and store them in best.pt."""
+    """Fit temperature, threshold and the uncertain band on validation and store them in best.pt's card."""
     logits, labels = _inference_logits(model, val_records, config, device, progress, "calibration")
-    temperature, threshold, report = calibrate(logits, labels, config.target_fpr)
-    checkpoint = read_checkpoint(run_dir / BEST)
-    save_checkpoint(
-        run_dir / BEST,
-        model,
-        config,
-        epoch=checkpoint["epoch"],
-        metrics=checkpoint["metrics"],
-        threshold=threshold,
-        temperature=temperature,
-        extra={**checkpoint.get("extra", {}), "calibration": report},
+    result = calibrate(logits, labels, config.target_fpr)
+    checkpoint = read_checkpoint(run.best)
+    card: ModelCard = checkpoint["card"]
+    card = card.with_values(
+        threshold=result.threshold,
+        temperature=result.temperature,
+        uncertain_band=result.band,
+        notes={**card.notes, "calibration": result.report},
     )
+    save_checkpoint(run.best, model, card)
+    report = result.report
+    band = "none" if result.band is None else f"{result.band[0]:.3f}-{result.band[1]:.3f}"
+    log(
+        f"calibration on validation ({len(labels)} images): temperature {result.temperature:.3f} (log loss "
+        f"{report['val_log_loss_before']:.4f} -> {report['val_log_loss_after']:.4f}), "
+        f"threshold {result.threshold:.4f}, uncertain band {band}"
+    )
+    for warning in report.get("warnings", []):
+        log(f"WARNING: {warning}")
     return report
 
 
@@ -450,24 +507,12 @@ def _evaluate(
     config: TrainConfig,
     device: torch.device,
     progress: bool,
-    temperature: float,
-    threshold: float,
+    card: ModelCard,
 ) -> dict[str, Any]:
     if not test_records:
         raise DataError("the test split is empty")
     logits, labels = _inference_logits(model, test_records, config, device, progress, "test")
-    p_fake = p_fake_of(logits, temperature)
-    loss = mean_cross_entropy(logits, labels, temperature)
+    p_fake = p_fake_of(logits, card.temperature)
+    loss = mean_cross_entropy(logits, labels, card.temperature)
     # Every metric evaluate reports (bootstrap intervals aside), so cv can average them all.
-    return full_metrics(labels, p_fake, threshold, resamples=0) | {"loss": loss}
-
-
-def _read_history(run_dir: Path, keep_through: int) -> list[dict[str, Any]]:
-    """Rows of earlier epochs; rows past ``keep_through`` (an epoch cut short) are dropped."""
-    path = run_dir / METRICS_FILE
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = [row for row in rows if row["epoch"] <= keep_through]
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return rows
+    return full_metrics(labels, p_fake, card.threshold, resamples=0) | {"loss": loss}

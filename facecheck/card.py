@@ -1,0 +1,215 @@
+"""The model card: the one contract between training and every use of a model.
+
+A :class:`ModelCard` says how to rebuild the network (registered name and
+build arguments), how to feed it (preprocessing, stored once), how to read its
+output (class names, temperature, threshold, the ``uncertain`` band), what it
+was trained on and how well it did, and with which versions. ``.pt``
+checkpoints, exported ``.onnx`` files and the shipped model all carry the same
+card; inference, serving, export and the benchmarks read it through this class
+only, never through raw keys.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from facecheck.config import PreprocessConfig, TrainConfig
+from facecheck.errors import CheckpointError, ConfigError
+from facecheck.version import __version__
+
+CARD_FORMAT = "facecheck-model-card"
+CARD_VERSION = 2
+LABELS = ("real", "fake")
+UNCERTAIN = "uncertain"
+
+
+def _finite(value: Any, name: str, where: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{where}: {name} must be a number, got {str(value)[:40]!r}") from None
+    if not math.isfinite(number):
+        raise CheckpointError(f"{where}: {name} must be finite, got {number}")
+    return number
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything about a trained model except its weights."""
+
+    model_name: str
+    model_kwargs: dict[str, Any]
+    training: TrainConfig
+    class_names: tuple[str, ...] = LABELS
+    threshold: float = 0.5
+    # Temperature scaling fitted on validation data: p_fake = softmax(logits / T).
+    temperature: float = 1.0
+    # Scores in [low, high] are reported as "uncertain" (None: every score gets a verdict).
+    uncertain_band: tuple[float, float] | None = None
+    epoch: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    # Calibration report and other facts recorded after training.
+    notes: dict[str, Any] = field(default_factory=dict)
+    # What the model was trained on and what it is for (set for released models).
+    scope: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    # ---- reading the output ---------------------------------------------------------------
+    def label(self, p_fake: float, threshold: float | None = None) -> str:
+        """``real``, ``fake``, or ``uncertain`` inside the band around the threshold.
+
+        A ``threshold`` other than the card's own (a user's override) drops the band, which was fitted
+        around the card's threshold.
+        """
+        own = threshold is None or threshold == self.threshold
+        if own and self.uncertain_band is not None and self.uncertain_band[0] <= p_fake <= self.uncertain_band[1]:
+            return UNCERTAIN
+        return self.class_names[int(p_fake >= (self.threshold if threshold is None else threshold))]
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return self.training.preprocess
+
+    @property
+    def min_image_size(self) -> int:
+        return self.training.data.min_image_size
+
+    @property
+    def preset(self) -> str:
+        return self.training.preset
+
+    @property
+    def trained_on(self) -> list[str]:
+        """Names of the training sources (folder names only: no paths of the training machine)."""
+        return [_base_name(path) for path in self.training.data.data_dirs] or ["built-in synthetic set"]
+
+    # ---- building ---------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: TrainConfig, model_kwargs: dict[str, Any], **values: Any) -> ModelCard:
+        return cls(
+            model_name=config.model.name,
+            model_kwargs=dict(model_kwargs),
+            training=config,
+            versions=current_versions(),
+            **values,
+        )
+
+    def with_values(self, **values: Any) -> ModelCard:
+        card = replace(self, **values)
+        card.validate("model card")
+        return card
+
+    # ---- (de)serialising --------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (stored in checkpoints, ONNX metadata and the shipped card)."""
+        training = self.training.to_dict()
+        return {
+            "format": CARD_FORMAT,
+            "format_version": CARD_VERSION,
+            "model_name": self.model_name,
+            "model_kwargs": dict(self.model_kwargs),
+            "class_names": list(self.class_names),
+            "preprocess": training["preprocess"],
+            "threshold": self.threshold,
+            "temperature": self.temperature,
+            "uncertain_band": list(self.uncertain_band) if self.uncertain_band else None,
+            "epoch": self.epoch,
+            "metrics": self.metrics,
+            "notes": self.notes,
+            "scope": self.scope,
+            "training": {k: v for k, v in training.items() if k != "preprocess"},
+            "versions": self.versions,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str = "model card") -> ModelCard:
+        """Parse and validate a card; anything malformed is a :class:`CheckpointError` naming ``where``."""
+        if not isinstance(raw, dict):
+            raise CheckpointError(f"{where}: the model card is not a mapping")
+        if raw.get("format") == "facecheck-checkpoint":  # format 1: flat checkpoint keys
+            raw = _from_format_1(raw)
+        if raw.get("format") != CARD_FORMAT:
+            raise CheckpointError(f"{where} is not a facecheck model (no '{CARD_FORMAT}' marker)")
+        if int(raw.get("format_version", 0)) > CARD_VERSION:
+            raise CheckpointError(f"{where} was written by a newer facecheck (card format {raw['format_version']})")
+        try:
+            training = TrainConfig.from_dict({**dict(raw.get("training") or {}), "preprocess": raw["preprocess"]})
+            band = raw.get("uncertain_band")
+            card = cls(
+                model_name=str(raw["model_name"]),
+                model_kwargs=dict(raw["model_kwargs"]),
+                training=training,
+                class_names=tuple(str(n) for n in raw.get("class_names", LABELS)),
+                threshold=_finite(raw.get("threshold", 0.5), "threshold", where),
+                temperature=_finite(raw.get("temperature", 1.0), "temperature", where),
+                uncertain_band=None
+                if band is None
+                else (_finite(band[0], "band", where), _finite(band[1], "band", where)),
+                epoch=int(raw.get("epoch", 0)),
+                metrics=dict(raw.get("metrics") or {}),
+                notes=dict(raw.get("notes") or {}),
+                scope=dict(raw.get("scope") or {}),
+                versions={str(k): str(v) for k, v in dict(raw.get("versions") or {}).items()},
+            )
+        except CheckpointError:
+            raise
+        except ConfigError as exc:
+            raise CheckpointError(f"{where}: {exc}") from None
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise CheckpointError(f"{where}: malformed model card ({type(exc).__name__}: {str(exc)[:120]})") from None
+        card.validate(where)
+        return card
+
+    def validate(self, where: str) -> None:
+        if tuple(self.class_names) != LABELS:
+            raise CheckpointError(f"{where}: class names must be {list(LABELS)}, got {list(self.class_names)}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise CheckpointError(f"{where}: threshold must be in [0, 1], got {self.threshold}")
+        if not (math.isfinite(self.temperature) and 1e-3 <= self.temperature <= 1e3):
+            raise CheckpointError(f"{where}: temperature must be in [0.001, 1000], got {self.temperature}")
+        if self.uncertain_band is not None:
+            low, high = self.uncertain_band
+            if not 0.0 <= low <= self.threshold <= high <= 1.0:
+                raise CheckpointError(f"{where}: uncertain band {self.uncertain_band} must contain the threshold")
+        size = self.model_kwargs.get("image_size", 0)
+        if not isinstance(size, int) or not 16 <= size <= 4096:
+            raise CheckpointError(f"{where}: model input size {size!r} is out of range (16-4096)")
+
+
+def current_versions() -> dict[str, str]:
+    import torch
+    import torchvision
+
+    return {
+        "facecheck": __version__,
+        "torch": str(torch.__version__),  # TorchVersion is not a plain str
+        "torchvision": str(torchvision.__version__),
+        "python": platform.python_version(),
+    }
+
+
+def _base_name(path: str) -> str:
+    return path.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _from_format_1(raw: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoints of facecheck 0.1 kept the card's fields at the top level."""
+    config = dict(raw.get("config") or {})
+    return {
+        "format": CARD_FORMAT,
+        "format_version": 1,
+        "model_name": raw.get("model_name"),
+        "model_kwargs": raw.get("model_kwargs"),
+        "class_names": raw.get("class_names", list(LABELS)),
+        "preprocess": raw.get("preprocess", config.get("preprocess", {})),
+        "threshold": raw.get("threshold", 0.5),
+        "temperature": raw.get("temperature", 1.0),
+        "epoch": raw.get("epoch", 0),
+        "metrics": raw.get("metrics") or {},
+        "notes": raw.get("extra") or {},
+        "training": {k: v for k, v in config.items() if k != "preprocess"},
+        "versions": raw.get("versions") or {},
+    }

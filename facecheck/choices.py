@@ -1,0 +1,29 @@
+"""Every fixed list of choices, defined once.
+
+The config validator, the CLI's ``choices=``, the experiments and the reports
+all read these tuples. Plain Python: reading them imports no torch.
+"""
+
+from __future__ import annotations
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# square: resample to image_size; none: native pixels, centre crop/pad; fit: native pixels when the
+# image is not larger than image_size, else shrunk (antialiased) so its short side is image_size first.
+RESIZE_MODES = ("square", "none", "fit")
+TTA_MODES = ("none", "flip", "five-crop", "five-crop-flip")
+AUGMENTATIONS = ("none", "report", "jpeg", "robust")
+NO_FACE_POLICIES = ("keep", "skip", "fail")
+INPUT_FILTERS = ("none", "npr")
+BACKENDS = ("torch", "onnx", "openvino")
+DEVICES = ("auto", "cpu", "cuda")
+PSEUDO_FAKE_KINDS = ("sbi", "resynth")
+# How training batches are drawn: uniformly, or balanced so every (source, class) pair weighs the same.
+BALANCE_MODES = ("none", "source-class")
+OUTPUT_FORMATS = ("table", "json", "csv")
+
+# Metrics that cv averages and the reports list, in display order.
+SUMMARY_METRICS = (
+    "accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
+    "eer", "tpr_at_fpr_1pct", "tpr_at_fpr_5pct", "log_loss", "brier", "ece",
+)  # fmt: skip
+REPORT_METRICS = (*SUMMARY_METRICS[:8], "eer_threshold", *SUMMARY_METRICS[8:])

@@ -1,0 +1,172 @@
+"""Evaluating a detector (or ensemble) on labelled images: which images, their scores, the metrics.
+
+Pointed at the data a run was trained on, or at nothing, only the run's own
+test split is scored, so training images never inflate a number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from facecheck.data.discovery import CLASS_NAMES, ImageRecord
+from facecheck.data.images import load_image
+from facecheck.data.layouts import open_dataset
+from facecheck.data.sources import SOURCE, resolve_data_dirs, resolve_data_root, source_of
+from facecheck.errors import DataError
+from facecheck.evaluation.metrics import full_metrics
+from facecheck.evaluation.perturb import Perturbation
+from facecheck.inference.ensemble import Ensemble
+from facecheck.inference.predictor import Detector
+from facecheck.run_folder import RunFolder
+
+AnyDetector = Detector | Ensemble
+
+
+def evaluation_records(
+    detector: AnyDetector, data: str | Path | None, split: str = "auto"
+) -> tuple[list[ImageRecord], str, dict[Path, dict[str, str]]]:
+    """The labelled images to evaluate on, where they came from, and their metadata.
+
+    ``split="auto"``: with no ``data``, or with the model's own training data,
+    only the run's test split is used, so training images never inflate a
+    score; a set with its own split (e.g. 140k) is scored on its test part.
+    ``split="all"`` uses every image in ``data``.
+    """
+    config = detector.card.training
+    run = RunFolder(Path(detector.source).parent) if Path(detector.source).suffix == ".pt" else None
+    has_split = run is not None and (run / RunFolder.SPLIT).is_file()
+    if data is None:
+        if not has_split:
+            raise DataError("no --data given and the model has no run folder with a split to take its test images from")
+        assert run is not None
+        test = run.read_split(resolve_data_root(config, lambda _message: None))["test"]
+        dirs = resolve_data_dirs(config, lambda _message: None)
+        metadata = {r.path: {SOURCE: source_of(r.path, dirs)} for r in test}
+        return test, f"test split of {run.path}", metadata
+    data_path = Path(data).expanduser().resolve()
+    dataset = open_dataset(data_path)
+    trained_here = data_path in [Path(d).expanduser().resolve() for d in config.data.data_dirs]
+    if split == "auto" and has_split and trained_here:
+        assert run is not None
+        root = resolve_data_root(config, lambda _message: None)
+        test = [r for r in run.read_split(root)["test"] if r.path.resolve().is_relative_to(data_path)]
+        note = "the model was trained on this folder; --split all to override"
+        return test, f"test split of {data_path} ({note})", dataset.metadata
+    if split == "auto" and dataset.split is not None:
+        note = f"{dataset.layout}; --split all for every image"
+        return dataset.split["test"], f"test part of {data_path} ({note})", dataset.metadata
+    return dataset.records, str(data_path), dataset.metadata
+
+
+def evaluate(
+    model: str | Path | AnyDetector,
+    data: str | Path | None = None,
+    *,
+    split: str = "auto",
+    batch_size: int = 64,
+    perturbations: list[Perturbation] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Score a model on labelled data; returns the metrics dict (plus ``data`` and ``errors``).
+
+    With ``perturbations``, the evaluation is repeated on perturbed copies of
+    the images; their metrics are under ``perturbations[name]``.
+    """
+    return evaluate_with_scores(
+        model, data, split=split, batch_size=batch_size, perturbations=perturbations, progress=progress
+    )[0]
+
+
+@dataclass
+class Scores:
+    """Per-image results behind an evaluation (readable images only)."""
+
+    paths: list[str]
+    labels: np.ndarray
+    p_fake: np.ndarray
+    metadata: list[dict[str, str]]
+
+
+def evaluate_with_scores(
+    model: str | Path | AnyDetector,
+    data: str | Path | None = None,
+    *,
+    split: str = "auto",
+    batch_size: int = 64,
+    perturbations: list[Perturbation] | None = None,
+    by: str | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, Any], Scores]:
+    """:func:`evaluate` plus the per-image scores; ``by`` breaks the metrics down by a metadata column."""
+    detector = model if isinstance(model, (Detector, Ensemble)) else Detector.load(model)
+    records, source, metadata = evaluation_records(detector, data, split)
+    if not records:
+        raise DataError(f"no images to evaluate in {source}")
+    result, scores = _score(detector, records, batch_size, None, metadata, progress)
+    result["data"] = source
+    result["model"] = getattr(detector, "description", detector.source)
+    result["tta"] = detector.tta
+    result["class_names"] = list(CLASS_NAMES)
+    if by:
+        values = [m.get(by) for m in scores.metadata]
+        if all(v is None for v in values):
+            raise DataError(f"no image in {source} has the metadata column {by!r}")
+        result["breakdown"] = {by: {}}
+        for value in sorted({v for v in values if v is not None}):
+            chosen = np.array([v == value for v in values])
+            result["breakdown"][by][value] = full_metrics(
+                scores.labels[chosen], scores.p_fake[chosen], detector.threshold, resamples=0
+            )
+    if perturbations:
+        result["perturbations"] = {
+            p.name: {
+                k: v
+                for k, v in _score(detector, records, batch_size, p, metadata, progress)[0].items()
+                if k != "errors"
+            }
+            for p in perturbations
+        }
+    return result, scores
+
+
+def _score(
+    detector: AnyDetector,
+    records: list[ImageRecord],
+    batch_size: int,
+    perturbation: Perturbation | None,
+    metadata: dict[Path, dict[str, str]],
+    progress: bool = False,
+) -> tuple[dict[str, Any], Scores]:
+    predictions = []
+    desc = "scoring" if perturbation is None else f"scoring {perturbation.name}"
+    for start in tqdm(range(0, len(records), batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
+        if perturbation is None:
+            predictions.extend(detector.predict([r.path for r in records[start : start + batch_size]], batch_size))
+        else:
+            chunk = records[start : start + batch_size]
+            images: list[Any] = []
+            for record in chunk:
+                try:
+                    images.append(perturbation.apply(load_image(record.path)))
+                except DataError:
+                    images.append(record.path)  # reported as unreadable by predict
+            chunk_predictions = detector.predict(images, batch_size=batch_size)
+            for record, prediction in zip(chunk, chunk_predictions, strict=True):
+                prediction.path = str(record.path)
+            predictions.extend(chunk_predictions)
+    scored = [(r, p) for r, p in zip(records, predictions, strict=True) if p.error is None]
+    errors = [p for p in predictions if p.error is not None]
+    if not scored:
+        raise DataError(f"none of the {len(records)} images could be read")
+    labels = np.array([r.label for r, _ in scored])
+    p_fake = np.array([p.p_fake for _, p in scored])
+    result = full_metrics(labels, p_fake, detector.threshold)
+    result["n_unreadable"] = len(errors)
+    result["errors"] = [p.to_dict() for p in errors]
+    scores = Scores([str(r.path) for r, _ in scored], labels, p_fake, [metadata.get(r.path, {}) for r, _ in scored])
+    return result, scores

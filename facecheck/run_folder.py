@@ -1,0 +1,137 @@
+"""The run folder: the files of one training run, and the rules for starting and resuming it.
+
+Training, evaluation, the CLI and the Python API all go through
+:class:`RunFolder`, so file names and resume rules live in one place:
+
+- a new run needs a folder that holds no run yet (no ``config.yaml``);
+- a run can be resumed once its data are prepared (``config.yaml`` and
+  ``split.csv`` written): from ``last.pt`` when an epoch has completed, from
+  epoch 1 otherwise (a crash during the first epoch loses nothing else);
+- a resumed run keeps its data, split, preprocessing and model; only the
+  number of epochs and the compute settings may change, and the saved config
+  is rewritten only for those.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from facecheck.config import TrainConfig, load_config_file, merge
+from facecheck.data.discovery import ImageRecord
+from facecheck.data.splits import read_split
+from facecheck.errors import FacecheckError
+
+# Sections a resumed run may change: neither the data nor the model change with them.
+RESUMABLE_CHANGES = ("epochs", "compute", "eval_batch_size", "device", "unfreeze_epochs")
+
+
+class RunFolder:
+    CONFIG = "config.yaml"
+    SPLIT = "split.csv"
+    METRICS = "metrics.jsonl"
+    SUMMARY = "summary.json"
+    SKIPPED = "skipped.csv"
+    LOG = "train.log"
+    INSPECT = "inspect.json"
+    BEST = "best.pt"
+    LAST = "last.pt"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    # ---- what is there ------------------------------------------------------------------------
+    @property
+    def best(self) -> Path:
+        return self.path / self.BEST
+
+    @property
+    def last(self) -> Path:
+        return self.path / self.LAST
+
+    def holds_run(self) -> bool:
+        return (self.path / self.CONFIG).is_file() or self.best.exists() or self.last.exists()
+
+    def has_prepared_data(self) -> bool:
+        return (self.path / self.CONFIG).is_file() and (self.path / self.SPLIT).is_file()
+
+    def load_config(self) -> TrainConfig:
+        path = self.path / self.CONFIG
+        if not path.is_file():
+            raise FacecheckError(f"{self.path} is not a run folder (no {self.CONFIG})")
+        return TrainConfig.from_dict(load_config_file(path))
+
+    def read_split(self, data_root: Path) -> dict[str, list[ImageRecord]]:
+        return read_split(self.path / self.SPLIT, data_root)
+
+    # ---- starting and resuming ----------------------------------------------------------------
+    def check_new(self) -> None:
+        if self.holds_run():
+            raise FacecheckError(f"{self.path} already holds a run; continue it with --resume or choose another --out")
+
+    def resume_config(self, requested: TrainConfig | None) -> TrainConfig:
+        """The config to continue with: the saved one, with only epochs and compute settings taken from
+        ``requested``. Anything else that differs is an error, never a silent rewrite."""
+        if not self.has_prepared_data():
+            raise FacecheckError(
+                f"nothing to resume in {self.path}: no prepared run ({self.CONFIG} and {self.SPLIT}); start it anew"
+            )
+        saved = self.load_config()
+        if requested is None:
+            return saved
+        wanted, kept = requested.to_dict(), saved.to_dict()
+        differing = sorted(k for k in kept if k not in RESUMABLE_CHANGES and kept[k] != wanted.get(k))
+        if differing:
+            raise FacecheckError(
+                f"a resumed run keeps its settings; these differ from {self.path / self.CONFIG}: "
+                f"{', '.join(differing)} (only {', '.join(RESUMABLE_CHANGES)} may change)"
+            )
+        return merge(saved, {k: wanted[k] for k in RESUMABLE_CHANGES})
+
+    def save_config(self, config: TrainConfig) -> None:
+        self._write_text(self.CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+    def remove_temporary_files(self) -> list[Path]:
+        """Half-written checkpoints of a process killed during a write (see atomic_torch_save)."""
+        stale = sorted(self.path.glob(".*.tmp")) if self.path.is_dir() else []
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
+
+    # ---- per-epoch history --------------------------------------------------------------------
+    def history(self, keep_through: int) -> list[dict[str, Any]]:
+        """Rows of earlier epochs; rows past ``keep_through`` (an epoch cut short) are dropped."""
+        path = self.path / self.METRICS
+        if not path.is_file():
+            return []
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [row for row in rows if row["epoch"] <= keep_through]
+        self._write_text(self.METRICS, "".join(json.dumps(row) + "\n" for row in rows))
+        return rows
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        with open(self.path / self.METRICS, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+    def write_json(self, name: str, value: Any) -> None:
+        self._write_text(name, json.dumps(value, indent=2) + "\n")
+
+    def read_json(self, name: str) -> Any:
+        path = self.path / name
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def _write_text(self, name: str, text: str) -> None:
+        # Written beside and renamed, so a crash never leaves half a file.
+        self.path.mkdir(parents=True, exist_ok=True)
+        temporary = self.path / f".{name}.partial"
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(self.path / name)

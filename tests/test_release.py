@@ -1,0 +1,81 @@
+"""The shipped model: release files round-trip, tampering is refused, the packaged model scores as its card says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from facecheck.checkpoint import build_model, card_for, save_checkpoint
+from facecheck.errors import CheckpointError
+from facecheck.inference import release as release_module
+from facecheck.inference.predictor import Detector
+from tests.conftest import SHARED_DATA, quick_config, write_face_set
+
+
+def _release(tmp_path: Path) -> tuple[Path, object]:
+    config = quick_config("seed-cnn", None, preprocess={"image_size": 32})
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    save_checkpoint(tmp_path / "m.pt", model, card_for(config, threshold=0.4, uncertain_band=(0.35, 0.45)))
+    folder = tmp_path / "release"
+    release_module.write_release(tmp_path / "m.pt", "tiny-v1", folder, scope={"summary": "a test model"})
+    return folder, model
+
+
+def test_release_round_trips_in_float16(tmp_path: Path):
+    folder, model = _release(tmp_path)
+    loaded, card = release_module.load_release("tiny-v1", folder)
+    assert card.scope["summary"] == "a test model" and card.uncertain_band == (0.35, 0.45)
+    batch = torch.randn(4, 3, 32, 32)
+    assert release_module.float16_copy_agrees(loaded, model, batch) < 1e-2
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())  # computed in float32
+
+
+def test_tampered_release_is_refused(tmp_path: Path):
+    folder, _ = _release(tmp_path)
+    weights = folder / "tiny-v1.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(CheckpointError, match="sha256"):
+        release_module.load_release("tiny-v1", folder)
+    with pytest.raises(CheckpointError, match="no shipped model 'other'"):
+        release_module.release("other", folder)
+
+
+def test_detector_without_a_path_uses_the_shipped_model(tmp_path: Path, monkeypatch):
+    folder, _ = _release(tmp_path)
+    monkeypatch.setattr(release_module, "RELEASE_DIR", folder)
+    monkeypatch.setattr(release_module, "DEFAULT_MODEL", "tiny-v1")
+    monkeypatch.setattr(release_module.load_release, "__defaults__", ("tiny-v1", folder))
+    monkeypatch.setattr(release_module.release, "__defaults__", ("tiny-v1", folder))
+    detector = Detector.load(None, face_check=False)
+    images = sorted(write_face_set(tmp_path / "d", per_class=2, size=32).rglob("*.png"))
+    labels = {p.label for p in detector.predict(images)}
+    assert labels <= {"real", "fake", "uncertain"} and "tiny-v1" in detector.source
+
+
+SHIPPED = release_module.releases()
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no model ships in this checkout (facecheck/release/manifest.json absent)")
+def test_shipped_model_matches_its_hash_and_loads():
+    entry = release_module.release()
+    assert entry.weights.stat().st_size <= 10 * 1024 * 1024
+    _model, card = release_module.load_release()
+    assert card.scope.get("face_check") is True and card.uncertain_band is not None
+    assert card.scope["measured"]  # the card carries its measured numbers
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not SHIPPED, reason="no model ships in this checkout")
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is absent")
+def test_shipped_model_scores_shared_images_as_its_card_says():
+    """The card's canaries: held-out shared images and the scores the shipped file gave them."""
+    detector = Detector.load(None, face_check=False)
+    canaries = json.loads(release_module.release().card.read_text())["scope"]["canaries"]
+    assert len(canaries) >= 6
+    scores = detector.predict([SHARED_DATA / c["path"] for c in canaries])
+    for canary, prediction in zip(canaries, scores, strict=True):
+        assert prediction.p_fake == pytest.approx(canary["p_fake"], abs=1e-3), canary["path"]
