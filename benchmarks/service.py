@@ -113,7 +113,7 @@ def main() -> int:
         if args.health_seconds:
             heavy = sixteen_bit_png(args.heavy_side)
             report["health_while_decoding"] = health_while_decoding(
-                base, heavy, args.health_uploaders, args.health_seconds
+                base, heavy, args.health_uploaders, args.health_seconds, server_pid=server.pid
             ) | {"heavy_side": args.heavy_side}
         report["rss_at_end_mb"] = rss_mb(server.pid)
     finally:
@@ -174,7 +174,9 @@ def markdown(report: dict[str, Any]) -> list[str]:
                   f"16-bit PNGs ({health['heavy_bytes']} bytes; answers {health['uploads']}, upload p50 "
                   f"{health['upload_p50_ms']:.0f} ms): {health['health_checks']} checks, p50 "
                   f"{health['health_p50_ms']:.1f} ms, p99 {health['health_p99_ms']:.1f} ms, max "
-                  f"{health['health_max_ms']:.1f} ms, errors {health['health_errors'] or 'none'}"]  # fmt: skip
+                  f"{health['health_max_ms']:.1f} ms, errors {health['health_errors'] or 'none'}; server RSS before / "
+                  f"peak / after: {health.get('rss_before_mb')} / {health.get('rss_peak_mb')} / "
+                  f"{health.get('rss_after_mb')} MiB"]  # fmt: skip
     return lines
 
 

@@ -297,11 +297,16 @@ def run_fuzz(
 
 
 def health_while_decoding(
-    base_url: str, heavy: bytes, uploaders: int, seconds: float, api_key: str | None = None
+    base_url: str,
+    heavy: bytes,
+    uploaders: int,
+    seconds: float,
+    api_key: str | None = None,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
     """``/health`` latency (polled every 0.1 s) while ``uploaders`` clients keep sending ``heavy`` images.
 
-    At most ``seconds`` long and 10 heavy uploads a second per uploader.
+    At most ``seconds`` long and 10 heavy uploads a second per uploader; with ``server_pid``, the server's RSS.
     """
     require_loopback(base_url)
     headers = {"X-API-Key": api_key} if api_key else {}
@@ -326,7 +331,7 @@ def health_while_decoding(
         thread.start()
     health_ms: list[float] = []
     health_errors: Counter[str] = Counter()
-    with httpx.Client(base_url=base_url, timeout=30.0) as http:
+    with RssSampler(server_pid) as memory, httpx.Client(base_url=base_url, timeout=30.0) as http:
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             try:
@@ -337,8 +342,8 @@ def health_while_decoding(
             except httpx.HTTPError as exc:
                 health_errors[type(exc).__name__] += 1
             time.sleep(max(0.0, 0.1 - (time.perf_counter() - started)))
-    for thread in threads:
-        thread.join(timeout=150)
+        for thread in threads:
+            thread.join(timeout=150)
     return {
         "uploaders": uploaders,
         "heavy_bytes": len(heavy),
@@ -349,7 +354,7 @@ def health_while_decoding(
         "health_p50_ms": percentile(health_ms, 50),
         "health_p99_ms": percentile(health_ms, 99),
         "health_max_ms": max(health_ms) if health_ms else float("nan"),
-    }
+    } | memory.report()
 
 
 def free_loopback_port() -> int:
