@@ -56,7 +56,8 @@ class RequestGuard:
     """Refuse what can be refused before the body is read, bound the body as it streams, log every request.
 
     ``body_limit(path)``: most bytes a request to ``path`` may send.
-    ``authorised(headers)``: whether an upload may be read at all (False: 401 before the body is read).
+    ``authorised(headers, path)``: whether an upload to ``path`` may be read at all (False: 401 before the
+    body is read; the routes check the key again for every request, uploads or not).
     """
 
     def __init__(
