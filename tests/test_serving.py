@@ -218,6 +218,17 @@ def test_every_error_has_the_same_shape(detector):
     assert answers[0].json()["error"] == "not_found" and answers[1].json()["error"] == "method_not_allowed"
 
 
+def test_a_failure_inside_is_a_500_in_the_same_shape(detector, monkeypatch):
+    def broken(images, batch_size=32):
+        raise RuntimeError("boom at /some/server/path")
+
+    monkeypatch.setattr(detector, "predict", broken)
+    api = TestClient(create_app(detector, ServeSettings()), raise_server_exceptions=False)
+    answer = api.post("/v1/predict", files={"file": ("x.png", png(), "image/png")})
+    assert answer.status_code == 500
+    assert answer.json()["error"] == "internal_error" and "/some/server" not in answer.text
+
+
 def test_chunked_upload_is_counted_as_it_streams(detector):
     # (that reading stops at the limit, on a real socket: tests/test_service_limits.py)
     chunks = (b"\0" * 65536 for _ in range(100))
