@@ -513,10 +513,9 @@ def command_tune(args: argparse.Namespace) -> int:
 def command_serve(args: argparse.Namespace) -> int:
     import logging
 
-    import uvicorn
-
     from facecheck.api import load
     from facecheck.serving.app import ServeSettings, create_app
+    from facecheck.serving.server import serve
 
     detector = load(args.model, device="auto", backend=args.backend, tta=args.tta)
     settings = ServeSettings(
@@ -528,7 +527,7 @@ def command_serve(args: argparse.Namespace) -> int:
     )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     print(f"facecheck: serving {detector.source} on http://{args.host}:{args.port}/ (docs at /docs)", file=sys.stderr)
-    uvicorn.run(create_app(detector, settings), host=args.host, port=args.port, log_level="warning", access_log=False)
+    serve(create_app(detector, settings), args.host, args.port, settings)
     return EXIT_OK
 
 

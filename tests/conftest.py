@@ -70,10 +70,12 @@ def start_live_server(model_path: Path, **settings):
     from facecheck.inference.predictor import Detector
     from facecheck.serving.app import ServeSettings, create_app
     from facecheck.serving.loadtest import free_loopback_port, wait_until_healthy
+    from facecheck.serving.server import uvicorn_config
 
     port = free_loopback_port()
-    app = create_app(Detector.load(model_path), ServeSettings(**settings))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serve_settings = ServeSettings(**settings)
+    app = create_app(Detector.load(model_path), serve_settings)
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, serve_settings))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"

@@ -3,7 +3,7 @@
 import pytest
 
 from facecheck.checkpoint import build_model, card_for, save_checkpoint
-from facecheck.serving.loadtest import fuzz_cases, require_loopback, run_fuzz, run_load
+from facecheck.serving.loadtest import FUZZ_KINDS, fuzz_cases, require_loopback, run_fuzz, run_load
 
 from .conftest import quick_config, start_live_server
 
@@ -37,9 +37,13 @@ def test_short_load_run(live_server):
 
 def test_short_fuzz_run_leaves_the_service_healthy(live_server):
     valid = _make()
-    report = run_fuzz(live_server, fuzz_cases(48, seed=1, valid=valid), valid)
+    report = run_fuzz(live_server, fuzz_cases(2 * len(FUZZ_KINDS), seed=1, valid=valid), valid)
     assert report["ok"], report
-    assert report["by_kind"]["huge"] == {413: 6} and report["by_kind"]["empty"] == {400: 6}
+    expected = {
+        "huge": 413, "huge_jpeg": 413, "huge_bmp": 413, "empty": 400, "zero_bytes": 415, "animated_gif": 415,
+        "wrong_type": 415, "wrong_field": 422, "png16": 200, "animated_png": 200, "wrong_content_type": 200,
+    }  # fmt: skip
+    assert {kind: report["by_kind"][kind] for kind in expected} == {k: {v: 2} for k, v in expected.items()}
 
 
 def test_load_tools_refuse_other_hosts():

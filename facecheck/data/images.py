@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
@@ -23,13 +24,36 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+class ImageTooLarge(DataError):
+    """More pixels than the limit allows (judged from the header, before decoding)."""
+
+
+class ImageTooSmall(DataError):
+    """Smaller than the model's minimum side."""
+
+
+class UnreadableImage(DataError):
+    """Not an image, an unknown format, or a corrupt / truncated file."""
+
+
+def _sixteen_bit_to_rgb(image: Image.Image) -> Image.Image:
+    # Scale the actual range to 0..255 (plain convert("L") clips everything above 255 to white)
+    # through a 65,536-entry table: 1 byte per pixel out, no full-size float copies.
+    array = np.asarray(image)
+    low, high = int(array.min()), int(array.max())
+    scale = 255.0 / (high - low) if high > low else 0.0
+    table = ((np.arange(65536, dtype=np.float64) - low) * scale).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(table[array.astype(np.uint16, copy=False)], mode="L").convert("RGB")
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Convert grayscale, palette, RGBA, CMYK and 16-bit images to 8-bit RGB."""
     if image.mode == "RGB":
         return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        # 16-bit / 32-bit single channel: scale the actual range to 0..255
-        # (plain convert("L") clips everything above 255 to white).
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return _sixteen_bit_to_rgb(image)
+    if image.mode in ("I", "F"):
+        # 32-bit single channel: scale the actual range to 0..255.
         array = np.asarray(image, dtype=np.float64)
         low, high = float(array.min()), float(array.max())
         scale = 255.0 / (high - low) if high > low else 0.0
@@ -43,29 +67,54 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: str | Path, min_size: int = 1) -> Image.Image:
-    """Decode ``path`` fully into an RGB image or raise :class:`DataError`."""
-    path = Path(path)
+def read_image(
+    source: str | Path | BinaryIO,
+    min_size: int = 1,
+    max_pixels: int = MAX_PIXELS,
+    name: str | None = None,
+) -> Image.Image:
+    """Decode one image into 8-bit RGB under the rules every entry point shares, or raise :class:`DataError`.
+
+    The size is checked from the header before any pixel is decoded; an
+    animated image is scored on its first frame; a side under ``min_size``
+    is refused. The CLI, the Python API and the service all come through here.
+    """
+    where = name if name is not None else str(source)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
+            with Image.open(source) as opened:
+                width, height = opened.size
+                # From the header, before decoding: a bomb is refused before it is expanded. JPEG, PNG, WebP
+                # and BMP decode to at most 4 bytes a pixel (16-bit is reduced through a table, not through
+                # float copies), so this bounds the memory and time of a decode too.
+                if width * height > max_pixels:
+                    raise ImageTooLarge(f"{where}: image is too large ({width}x{height}; limit {max_pixels:,} pixels)")
                 if getattr(opened, "n_frames", 1) > 1:
                     opened.seek(0)  # animated images: the first frame is the picture
                 opened.load()
                 image = to_rgb(opened)
                 if image is opened:
                     image = opened.copy()
+    except DataError:
+        raise
     except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+        raise DataError(f"{where}: file not found") from None
     except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, not an image") from None
+        raise DataError(f"{where}: is a folder, not an image") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise DataError(f"{path}: image is too large (limit {MAX_PIXELS:,} pixels)") from None
+        raise ImageTooLarge(f"{where}: image is too large (limit {max_pixels:,} pixels)") from None
     except UnidentifiedImageError:
-        raise DataError(f"{path}: not a readable image (unknown or corrupt format)") from None
+        raise UnreadableImage(f"{where}: not a readable image (unknown or corrupt format)") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: corrupt or truncated image ({exc})") from None
+        raise UnreadableImage(f"{where}: corrupt or truncated image ({str(exc)[:200]})") from None
     if min(image.size) < min_size:
-        raise DataError(f"{path}: image is too small ({image.size[0]}x{image.size[1]}, minimum {min_size}px a side)")
+        raise ImageTooSmall(
+            f"{where}: image is too small ({image.size[0]}x{image.size[1]}, minimum {min_size}px a side)"
+        )
     return image
+
+
+def load_image(path: str | Path, min_size: int = 1) -> Image.Image:
+    """Decode ``path`` fully into an RGB image or raise :class:`DataError`."""
+    return read_image(Path(path), min_size)

@@ -112,38 +112,33 @@ def collect_facts(records: list[ImageRecord], progress: bool = False) -> tuple[l
     return [facts for facts, _ in pairs], [thumbnail for _, thumbnail in pairs]
 
 
+def _components(count: int, pairs: list[tuple[int, int]]) -> list[int]:
+    """A group id (0, 1, ...) per item such that the two items of every pair share one."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rows, columns = zip(*pairs, strict=True) if pairs else ((), ())
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, columns)), shape=(count, count))
+    return connected_components(graph, directed=False)[1].tolist()
+
+
 def duplicate_groups(
     facts: list[ImageFacts], thumbnails: list, min_correlation: float = NEAR_DUPLICATE_CORRELATION
 ) -> list[int]:
     """A group id per image: identical bytes or thumbnails correlated above ``min_correlation`` share one."""
-    parent = list(range(len(facts)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def join(i: int, j: int) -> None:
-        parent[find(i)] = find(j)
-
+    pairs: list[tuple[int, int]] = []
     first_with_hash: dict[str, int] = {}
     for index, fact in enumerate(facts):
         if fact.sha256:
-            if fact.sha256 in first_with_hash:
-                join(index, first_with_hash[fact.sha256])
-            else:
-                first_with_hash[fact.sha256] = index
+            pairs.append((index, first_with_hash.setdefault(fact.sha256, index)))
     usable = [i for i, t in enumerate(thumbnails) if t is not None]
     if usable:
         vectors = np.stack([thumbnails[i] for i in usable])
         # All pairs, a block of rows at a time so memory stays small.
         for start in range(0, len(vectors), 512):
             close = np.argwhere(vectors[start : start + 512] @ vectors.T >= min_correlation)
-            for a, b in close:
-                if start + a < b:
-                    join(usable[start + a], usable[b])
-    return [find(i) for i in range(len(facts))]
+            pairs += [(usable[start + a], usable[b]) for a, b in close if start + a < b]
+    return _components(len(facts), pairs)
 
 
 def _separation_numeric(values: np.ndarray, labels: np.ndarray) -> float:
@@ -326,20 +321,8 @@ def merge_groups(*labelings: list | None) -> list[int] | None:
     present = [labels for labels in labelings if labels is not None]
     if not present:
         return None
-    count = len(present[0])
-    parent = list(range(count))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    pairs: list[tuple[int, int]] = []
     for labels in present:
         first: dict = {}
-        for index, label in enumerate(labels):
-            if label in first:
-                parent[find(index)] = find(first[label])
-            else:
-                first[label] = index
-    return [find(i) for i in range(count)]
+        pairs += [(index, first.setdefault(label, index)) for index, label in enumerate(labels)]
+    return _components(len(present[0]), pairs)

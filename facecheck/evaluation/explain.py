@@ -41,23 +41,31 @@ def overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.45) -> Ima
     return Image.fromarray((base * (1 - alpha) + colours * alpha).clip(0, 255).astype(np.uint8))
 
 
+def explain_image(detector: Any, image: Image.Image, model: FaceClassifier | None = None) -> Image.Image:
+    """Grad-CAM overlay of one RGB image, drawn on what the model sees (cropped / re-encoded / resized).
+
+    ``model``: a private copy of ``detector.model`` to hook instead (Grad-CAM hooks the model's layers, so a
+    thread that explains while others predict needs its own). Raises DataError where the preprocessing does.
+    """
+    view = source_and_resize(detector.preprocess)(image)
+    batch = detector.single_view_transform(image).unsqueeze(0)
+    return overlay(view, gradcam(model if model is not None else detector.model, batch)[0])
+
+
 def explain_files(detector: Any, paths: list[Path], out_dir: Path) -> list[dict[str, Any]]:
     """Write ``<name>.gradcam.png`` for each readable image; returns one entry per input."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    prepare = source_and_resize(detector.preprocess)
     results = []
     for path in paths:
         try:
             image = load_image(path, detector.min_size)
-            view = prepare(image)  # what the model sees (cropped / re-encoded / resized)
-        except Exception as exc:  # noqa: BLE001 - any unreadable input is reported, never fatal
+            picture = explain_image(detector, image)
+        except Exception as exc:  # noqa: BLE001 - any input that cannot be read or explained is reported, never fatal
             results.append({"path": str(path), "error": str(exc)})
             continue
-        batch = detector.single_view_transform(image).unsqueeze(0)
-        heatmap = gradcam(detector.model, batch)[0]
-        p_fake = float(detector.predict_tensor(batch)[0])
+        p_fake = float(detector.predict_tensor(detector.single_view_transform(image).unsqueeze(0))[0])
         target = out_dir / f"{Path(path).stem}.gradcam.png"
-        overlay(view, heatmap).save(target)
+        picture.save(target)
         results.append(
             {
                 "path": str(path),

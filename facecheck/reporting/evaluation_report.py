@@ -44,7 +44,8 @@ def write_evaluation_report(
     """Write ``path`` (self-contained HTML) and its PNG figures beside it."""
     matplotlib_agg()
     import matplotlib.pyplot as plt
-    from sklearn.metrics import precision_recall_curve, roc_curve
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
     path.parent.mkdir(parents=True, exist_ok=True)
     stem = path.with_suffix("")
@@ -55,44 +56,38 @@ def write_evaluation_report(
     figures = []
     both = len(np.unique(labels)) == 2
     if both:
-        fpr, tpr, _ = roc_curve(labels, p_fake)
         figure, axis = plt.subplots(figsize=(4.5, 4))
-        axis.plot(fpr, tpr, label=f"AUC {result['roc_auc']:.4f}")
-        axis.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+        RocCurveDisplay.from_predictions(labels, p_fake, ax=axis, name="model", plot_chance_level=True)
         axis.set(xlabel="false-positive rate (reals called fake)", ylabel="true-positive rate", title="ROC")
         axis.legend(loc="lower right")
         figures.append(save(figure, "roc", "ROC curve"))
-        precision, recall, _ = precision_recall_curve(labels, p_fake)
         figure, axis = plt.subplots(figsize=(4.5, 4))
-        axis.plot(recall, precision, label=f"AP {result['average_precision']:.4f}")
+        PrecisionRecallDisplay.from_predictions(labels, p_fake, ax=axis, name="model", drop_intermediate=True)
         axis.set(xlabel="recall (fakes caught)", ylabel="precision", title="Precision-recall (fake = positive)")
         axis.legend(loc="lower left")
         figures.append(save(figure, "pr", "Precision-recall curve"))
 
-    matrix = np.array(result["confusion_matrix"])
     figure, axis = plt.subplots(figsize=(4, 3.6))
-    axis.imshow(matrix, cmap="Blues")
-    for (row, column), count in np.ndenumerate(matrix):
-        axis.text(column, row, str(count), ha="center", va="center", fontsize=14)
-    axis.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["real", "fake"], yticklabels=["real", "fake"])
+    ConfusionMatrixDisplay(np.array(result["confusion_matrix"]), display_labels=["real", "fake"]).plot(
+        ax=axis, cmap="Blues", colorbar=False
+    )
     axis.set(xlabel="predicted", ylabel="true", title=f"Confusion matrix (threshold {result['threshold']:.3f})")
     figures.append(save(figure, "confusion", "Confusion matrix"))
 
     bins = np.linspace(0, 1, 11)
-    index = np.minimum((p_fake * 10).astype(int), 9)
-    centres, observed, counts = [], [], []
-    for b in range(10):
-        members = index == b
-        if members.any():
-            centres.append(float(p_fake[members].mean()))
-            observed.append(float(labels[members].mean()))
-            counts.append(int(members.sum()))
+    observed, centres = calibration_curve(labels, p_fake, n_bins=10, pos_label=1)
+    # Images per bin, binned as calibration_curve does (it drops the empty bins).
+    counts = np.bincount(np.searchsorted(bins[1:-1], p_fake), minlength=10)
     figure, axis = plt.subplots(figsize=(4.5, 4))
+    axis.bar(bins[:-1], counts / max(counts.max(), 1), width=0.1, align="edge", color="0.85", label="images per bin")
+    for left, count in zip(bins[:-1], counts, strict=True):
+        if count:
+            axis.text(left + 0.05, 0.01, str(count), ha="center", va="bottom", fontsize=7, rotation=90)
     axis.plot([0, 1], [0, 1], "k--", linewidth=0.8, label="perfect calibration")
     axis.plot(centres, observed, "o-", label=f"model (ECE {result['ece']:.4f})")
     axis.set(xlabel="predicted p_fake (bin mean)", ylabel="observed fraction fake", title="Reliability diagram")
-    axis.legend(loc="upper left")
-    figures.append(save(figure, "reliability", "Reliability diagram"))
+    axis.legend(loc="upper left", fontsize=8)
+    figures.append(save(figure, "reliability", "Reliability diagram (grey bars: share of images in each bin)"))
 
     figure, axis = plt.subplots(figsize=(4.5, 4))
     for label, name in ((0, "real"), (1, "fake")):

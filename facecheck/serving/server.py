@@ -1,0 +1,70 @@
+"""Running the app under uvicorn with connection limits, so slow or idle clients cannot hold the server.
+
+uvicorn closes idle keep-alive connections (``timeout_keep_alive``) and caps
+header size (h11's incomplete-event limit) but gives a client all the time it
+wants to send its request head; ``head_timeout_s`` closes a connection whose
+head has not fully arrived in time. Slow bodies are cut off by the app's
+``RequestGuard`` (``body_timeout_s``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from facecheck.serving.app import ServeSettings
+
+
+def guarded_h11(head_timeout_s: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol, closing connections whose request head takes longer than ``head_timeout_s``."""
+
+    class GuardedH11Protocol(H11Protocol):
+        head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._wait_for_head()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._wait_for_head()  # the next request on this keep-alive connection
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.head_timer is not None:
+                self.head_timer.cancel()
+            super().connection_lost(exc)
+
+        def _wait_for_head(self) -> None:
+            if self.head_timer is not None:
+                self.head_timer.cancel()
+            self.head_timer = self.loop.call_later(head_timeout_s, self._head_deadline)
+
+        def _head_deadline(self) -> None:
+            # A request whose head arrived is being handled (its body has the app's own deadline);
+            # otherwise the client has sent nothing, or only part of a head, for too long.
+            handling = self.cycle is not None and not self.cycle.response_complete
+            if not handling and not self.transport.is_closing():
+                self.transport.close()
+
+    return GuardedH11Protocol
+
+
+def uvicorn_config(app: Any, host: str, port: int, settings: ServeSettings, **options: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=guarded_h11(settings.head_timeout_s),
+        timeout_keep_alive=settings.keep_alive_s,
+        limit_concurrency=settings.max_connections,  # past this, uvicorn answers 503 at once
+        h11_max_incomplete_event_size=16 * 1024,  # request line and headers
+        **({"log_level": "warning", "access_log": False} | options),
+    )
+
+
+def serve(app: Any, host: str, port: int, settings: ServeSettings) -> None:
+    uvicorn.Server(uvicorn_config(app, host, port, settings)).run()
