@@ -251,26 +251,7 @@ def tune(
     pretrained = config.model.pretrained
 
     def objective(trial: optuna.Trial) -> float:
-        changes: dict[str, Any] = {
-            "batch_size": trial.suggest_categorical("batch_size", [16, 32, 64]),
-            "optim": {
-                "lr": trial.suggest_float("lr", 1e-5, 3e-3, log=True),
-                "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
-            },
-            "model": {"dropout": trial.suggest_float("dropout", 0.0, 0.6)},
-            "preprocess": {
-                "rotation_degrees": trial.suggest_float("rotation_degrees", 0.0, 20.0),
-                "augment": trial.suggest_categorical("augment", ["report", "jpeg", "robust"]),
-            },
-        }
-        if pretrained:
-            unfreeze = trial.suggest_categorical("unfreeze_blocks", [0, 2, 4, 8])
-            if unfreeze:
-                changes |= {
-                    "freeze_backbone": True,
-                    "unfreeze_blocks": unfreeze,
-                    "unfreeze_lr": changes["optim"]["lr"] / 10,
-                }
+        changes = search_space(trial, pretrained)
         trial_config = merge(config, changes)
         best = {"auc": 0.0}
 
@@ -290,7 +271,7 @@ def tune(
     if not finished:
         raise DataError("no tuning trial finished")
     best = study.best_trial
-    best_config = merge(config, _changes_from_params(best.params, config))
+    best_config = merge(config, search_space(optuna.trial.FixedTrial(best.params), pretrained))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "best_config.yaml").write_text(yaml.safe_dump(best_config.to_dict(), sort_keys=False))
     _tuning_plots(study, out_dir)
@@ -310,19 +291,29 @@ def tune(
     return summary
 
 
-def _changes_from_params(params: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
+def search_space(trial: Any, pretrained: bool) -> dict[str, Any]:
+    """The tuned settings, drawn from ``trial``: one definition for the search and for rebuilding the best
+    config (replayed through an Optuna ``FixedTrial`` of the best parameters)."""
     changes: dict[str, Any] = {
-        "batch_size": params["batch_size"],
-        "optim": {"lr": params["lr"], "weight_decay": params["weight_decay"]},
-        "model": {"dropout": params["dropout"]},
-        "preprocess": {"rotation_degrees": params["rotation_degrees"], "augment": params["augment"]},
+        "batch_size": trial.suggest_categorical("batch_size", [16, 32, 64]),
+        "optim": {
+            "lr": trial.suggest_float("lr", 1e-5, 3e-3, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+        },
+        "model": {"dropout": trial.suggest_float("dropout", 0.0, 0.6)},
+        "preprocess": {
+            "rotation_degrees": trial.suggest_float("rotation_degrees", 0.0, 20.0),
+            "augment": trial.suggest_categorical("augment", ["report", "jpeg", "robust"]),
+        },
     }
-    if params.get("unfreeze_blocks"):
-        changes |= {
-            "freeze_backbone": True,
-            "unfreeze_blocks": params["unfreeze_blocks"],
-            "unfreeze_lr": params["lr"] / 10,
-        }
+    if pretrained:
+        unfreeze = trial.suggest_categorical("unfreeze_blocks", [0, 2, 4, 8])
+        if unfreeze:
+            changes |= {
+                "freeze_backbone": True,
+                "unfreeze_blocks": unfreeze,
+                "unfreeze_lr": changes["optim"]["lr"] / 10,
+            }
     return changes
 
 
