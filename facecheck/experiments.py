@@ -15,6 +15,7 @@ import yaml
 from facecheck.api import evaluate, split_data
 from facecheck.config import TrainConfig, merge
 from facecheck.errors import ConfigError, DataError
+from facecheck.extras import require
 from facecheck.training.trainer import train
 
 SUMMARY_METRICS = (
@@ -122,6 +123,7 @@ def tune(
     The study lives in ``storage`` (e.g. ``sqlite:///study.db``), so an
     interrupted search resumes where it stopped when run again.
     """
+    require("optuna", "tune")
     import optuna
 
     if config.data.val_fraction <= 0:
@@ -244,6 +246,7 @@ def _write(out_dir: Path, name: str, summary: dict[str, Any], lines: list[str]) 
 def _heatmap(path: Path, names: list[str], matrix: dict[str, dict[str, dict[str, Any]]], title: str) -> None:
     from facecheck.reporting.html import figure_png, matplotlib_agg
 
+    require("matplotlib", "report")
     matplotlib_agg()
     import matplotlib.pyplot as plt
     import numpy as np
