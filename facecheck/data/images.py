@@ -1,12 +1,15 @@
-"""Reading images safely: any common mode becomes 8-bit RGB, bad files become clear errors."""
+"""Reading images safely: any common mode becomes upright 8-bit RGB, bad files become clear errors."""
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from facecheck.errors import DataError
 
@@ -17,14 +20,34 @@ MAX_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 # Truncated files must fail, not be silently padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+ORIENTATION_TAG = 0x0112  # EXIF Orientation
 
 
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+def upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF Orientation tag (phone photos are often stored sideways with a tag saying so).
+
+    Returns ``image`` itself when there is nothing to turn; a malformed EXIF block leaves the pixels as stored.
+    """
+    try:
+        orientation = image.getexif().get(ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001 - broken EXIF must not make a readable picture unreadable
+        return image
+    if orientation in (None, 1) or not isinstance(orientation, int):
+        return image
+    try:
+        turned = ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - as above
+        return image
+    return image if turned is None else turned
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert grayscale, palette, RGBA, CMYK and 16-bit images to 8-bit RGB."""
+    """Turn upright (EXIF orientation), then convert grayscale, palette, RGBA, CMYK and 16-bit images to 8-bit RGB."""
+    image = upright(image)
     if image.mode == "RGB":
         return image
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
@@ -43,13 +66,30 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def open_regular_file(path: Path) -> BinaryIO:
+    """Open ``path`` for reading only if it is a regular file (a FIFO named x.jpg would block a plain open)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise DataError(f"{path}: is a folder, not an image")
+        if not stat.S_ISREG(mode):
+            raise DataError(f"{path}: not a regular file (a pipe, socket or device), not read")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def load_image(path: str | Path, min_size: int = 1) -> Image.Image:
-    """Decode ``path`` fully into an RGB image or raise :class:`DataError`."""
+    """Decode ``path`` fully into an upright RGB image or raise :class:`DataError`."""
     path = Path(path)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), open_regular_file(path) as handle:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
+            with Image.open(handle) as opened:
                 if getattr(opened, "n_frames", 1) > 1:
                     opened.seek(0)  # animated images: the first frame is the picture
                 opened.load()
@@ -60,6 +100,8 @@ def load_image(path: str | Path, min_size: int = 1) -> Image.Image:
         raise DataError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder, not an image") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise DataError(f"{path}: image is too large (limit {MAX_PIXELS:,} pixels)") from None
     except UnidentifiedImageError:
