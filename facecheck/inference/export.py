@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from facecheck.config import PreprocessConfig
+from facecheck.config import PreprocessConfig, TrainConfig
 from facecheck.data.presets import input_size
-from facecheck.errors import CheckpointError, FacecheckError
+from facecheck.errors import CheckpointError, ConfigError, FacecheckError
+from facecheck.extras import require
 from facecheck.models import FaceClassifier
 
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
@@ -61,6 +63,7 @@ def export_onnx(
 
 
 def write_card(path: Path, card: dict[str, Any]) -> None:
+    require("onnx", "export")
     import onnx
 
     graph = onnx.load(str(path))
@@ -71,7 +74,8 @@ def write_card(path: Path, card: dict[str, Any]) -> None:
 
 
 def read_card(path: Path) -> dict[str, Any]:
-    """The facecheck card of an exported ``.onnx`` file (parsing protobuf runs no code)."""
+    """The facecheck card of an exported ``.onnx`` file (parsing protobuf runs no code), checked."""
+    require("onnx", "export")
     import onnx
 
     try:
@@ -80,14 +84,50 @@ def read_card(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a readable ONNX model ({type(exc).__name__})") from None
     for entry in graph.metadata_props:
         if entry.key == METADATA_KEY:
-            card = json.loads(entry.value)
-            if card.get("format") == "facecheck-checkpoint":
-                return card
+            try:
+                card = json.loads(entry.value)
+            except ValueError:
+                raise CheckpointError(f"{path}: its facecheck metadata is not valid JSON") from None
+            if isinstance(card, dict) and card.get("format") == "facecheck-checkpoint":
+                return check_card(card, path)
     raise CheckpointError(f"{path} was not exported by facecheck (no preprocessing metadata); use `facecheck export`")
+
+
+def check_card(card: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Reject a card (possibly crafted) whose values would make predictions meaningless or fail later."""
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: its facecheck metadata has {what}")
+
+    for key in ("threshold", "temperature"):
+        value = card.get(key, 0.5 if key == "threshold" else 1.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise bad(f"a {key} that is not a finite number")
+    if not 0 <= card.get("threshold", 0.5) <= 1:
+        raise bad("a threshold outside [0, 1]")
+    if card.get("temperature", 1.0) <= 0:
+        raise bad("a temperature that is not positive")
+    names = card.get("class_names")
+    if not (isinstance(names, list) and len(names) == 2 and all(isinstance(n, str) for n in names)):
+        raise bad("no list of two class names")
+    if not isinstance(card.get("model_name"), str):
+        raise bad("no model name")
+    config = card.get("config")
+    if not (isinstance(config, dict) and isinstance(config.get("data"), dict)):
+        raise bad("no training config")
+    min_size = config["data"].get("min_image_size", 1)
+    if isinstance(min_size, bool) or not isinstance(min_size, int) or min_size < 1:
+        raise bad("a minimum image size that is not a positive whole number")
+    try:
+        TrainConfig.from_dict({"preprocess": card.get("preprocess")})
+    except ConfigError as exc:
+        raise bad(f"unusable preprocessing ({exc})") from None
+    return card
 
 
 def quantize_int8(fp32_path: Path, out_path: Path, calibration: list[torch.Tensor]) -> Path:
     """Static int8 quantisation (ONNX Runtime, QDQ, per-channel weights) calibrated on real images."""
+    require("onnxruntime", "export")
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
