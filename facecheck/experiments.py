@@ -17,6 +17,7 @@ from facecheck.choices import SUMMARY_METRICS
 from facecheck.config import TrainConfig, merge
 from facecheck.errors import ConfigError, DataError
 from facecheck.evaluation.perturb import parse_perturbations
+from facecheck.extras import require
 from facecheck.training.trainer import train
 
 __all__ = ["SUMMARY_METRICS", "cross_validate", "crosseval", "leave_one_out", "tune"]
@@ -231,6 +232,7 @@ def tune(
     The study lives in ``storage`` (e.g. ``sqlite:///study.db``), so an
     interrupted search resumes where it stopped when run again.
     """
+    require("optuna", "tune")
     import optuna
 
     if config.data.val_fraction <= 0:
@@ -352,6 +354,7 @@ def _heatmap(
 ) -> None:
     from facecheck.reporting.html import figure_png, matplotlib_agg
 
+    require("matplotlib", "report")
     matplotlib_agg()
     import matplotlib.pyplot as plt
     import numpy as np

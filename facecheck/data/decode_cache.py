@@ -29,7 +29,8 @@ from facecheck.data.images import load_image
 from facecheck.data.presets import source_and_resize, source_signature
 from facecheck.paths import cache_dir
 
-CACHE_VERSION = 1
+# 2: images are turned upright by their EXIF orientation before decoding (older entries are not).
+CACHE_VERSION = 2
 
 
 def cache_key(records: list[ImageRecord], preprocess: PreprocessConfig) -> str:
@@ -37,7 +38,8 @@ def cache_key(records: list[ImageRecord], preprocess: PreprocessConfig) -> str:
     digest = hashlib.sha256(f"decode-v{CACHE_VERSION}-{source_signature(preprocess)}".encode())
     for record in records:
         stat = record.path.stat()
-        digest.update(f"{record.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        # surrogateescape: a file name that is not UTF-8 hashes as its own bytes
+        digest.update(f"{record.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode(errors="surrogateescape"))
     return digest.hexdigest()[:32]
 
 

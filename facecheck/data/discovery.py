@@ -50,14 +50,15 @@ def class_of_folder(name: str) -> int | None:
 def iter_images(folder: Path) -> list[Path]:
     """All image files below ``folder``, sorted, without following symlinked folders.
 
-    Not following folder links makes symlink loops harmless.
+    Not following folder links makes symlink loops harmless. Only regular files
+    (or links to them) count: a FIFO or device named ``x.jpg`` would block a reader.
     """
     found: list[Path] = []
     for root, dirs, files in os.walk(folder, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             path = Path(root) / name
-            if not name.startswith(".") and is_image_path(path):
+            if not name.startswith(".") and is_image_path(path) and path.is_file():
                 found.append(path)
     return found
 

@@ -1,13 +1,15 @@
-"""Reading images safely: any common mode becomes 8-bit RGB, bad files become clear errors."""
+"""Reading images safely: any common mode becomes upright 8-bit RGB, bad files become clear errors."""
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from facecheck.errors import DataError
 
@@ -18,6 +20,7 @@ MAX_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 # Truncated files must fail, not be silently padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+ORIENTATION_TAG = 0x0112  # EXIF Orientation
 
 
 def is_image_path(path: Path) -> bool:
@@ -46,8 +49,27 @@ def _sixteen_bit_to_rgb(image: Image.Image) -> Image.Image:
     return Image.fromarray(table[array.astype(np.uint16, copy=False)], mode="L").convert("RGB")
 
 
+def upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF Orientation tag (phone photos are often stored sideways with a tag saying so).
+
+    Returns ``image`` itself when there is nothing to turn; a malformed EXIF block leaves the pixels as stored.
+    """
+    try:
+        orientation = image.getexif().get(ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001 - broken EXIF must not make a readable picture unreadable
+        return image
+    if orientation in (None, 1) or not isinstance(orientation, int):
+        return image
+    try:
+        turned = ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - as above
+        return image
+    return image if turned is None else turned
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert grayscale, palette, RGBA, CMYK and 16-bit images to 8-bit RGB."""
+    """Turn upright (EXIF orientation), then convert grayscale, palette, RGBA, CMYK and 16-bit images to 8-bit RGB."""
+    image = upright(image)
     if image.mode == "RGB":
         return image
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
@@ -67,6 +89,23 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def open_regular_file(path: Path) -> BinaryIO:
+    """Open ``path`` for reading only if it is a regular file (a FIFO named x.jpg would block a plain open)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise DataError(f"{path}: is a folder, not an image")
+        if not stat.S_ISREG(mode):
+            raise DataError(f"{path}: not a regular file (a pipe, socket or device), not read")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_image(
     source: str | Path | BinaryIO,
     min_size: int = 1,
@@ -80,10 +119,13 @@ def read_image(
     is refused. The CLI, the Python API and the service all come through here.
     """
     where = name if name is not None else str(source)
+    handle: BinaryIO | None = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as opened:
+            if isinstance(source, (str, Path)):
+                handle = open_regular_file(Path(source))  # a FIFO named x.jpg must not block the reader
+            with Image.open(handle if handle is not None else source) as opened:
                 width, height = opened.size
                 # From the header, before decoding: a bomb is refused before it is expanded. JPEG, PNG, WebP
                 # and BMP decode to at most 4 bytes a pixel (16-bit is reduced through a table, not through
@@ -102,12 +144,17 @@ def read_image(
         raise DataError(f"{where}: file not found") from None
     except IsADirectoryError:
         raise DataError(f"{where}: is a folder, not an image") from None
+    except PermissionError:
+        raise DataError(f"{where}: permission denied") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageTooLarge(f"{where}: image is too large (limit {max_pixels:,} pixels)") from None
     except UnidentifiedImageError:
         raise UnreadableImage(f"{where}: not a readable image (unknown or corrupt format)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise UnreadableImage(f"{where}: corrupt or truncated image ({str(exc)[:200]})") from None
+    finally:
+        if handle is not None:
+            handle.close()
     if min(image.size) < min_size:
         raise ImageTooSmall(
             f"{where}: image is too small ({image.size[0]}x{image.size[1]}, minimum {min_size}px a side)"
@@ -116,5 +163,5 @@ def read_image(
 
 
 def load_image(path: str | Path, min_size: int = 1) -> Image.Image:
-    """Decode ``path`` fully into an RGB image or raise :class:`DataError`."""
+    """Decode ``path`` fully into an upright RGB image or raise :class:`DataError`."""
     return read_image(Path(path), min_size)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import tempfile
 from pathlib import Path
 
 from sklearn.model_selection import train_test_split
@@ -107,17 +109,32 @@ def fold_split(
     return {"train": sorted(train, key=key), "val": sorted(val, key=key), "test": test}
 
 
+# File names are bytes on Linux and need not be UTF-8: Python keeps the odd bytes as lone surrogates, and
+# "surrogateescape" writes them back as the same bytes, so every name survives a trip through split.csv.
+PATH_ERRORS = "surrogateescape"
+
+
 def write_split(split: dict[str, list[ImageRecord]], path: str | Path, root: str | Path) -> None:
-    """Write ``path,label,split`` rows; paths relative to ``root`` when they lie under it."""
+    """Write ``path,label,split`` rows; paths relative to ``root`` when they lie under it.
+
+    Written to a temporary file and renamed into place: a failure never leaves half a split file.
+    """
     root = Path(root).resolve()
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["path", "label", "split"])
-        for name in SPLITS:
-            for record in split.get(name, []):
-                resolved = record.path.resolve()
-                shown = resolved.relative_to(root) if resolved.is_relative_to(root) else resolved
-                writer.writerow([shown.as_posix(), record.class_name, name])
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with open(handle, "w", newline="", encoding="utf-8", errors=PATH_ERRORS) as stream:
+            writer = csv.writer(stream, lineterminator="\n")
+            writer.writerow(["path", "label", "split"])
+            for name in SPLITS:
+                for record in split.get(name, []):
+                    resolved = record.path.resolve()
+                    shown = resolved.relative_to(root) if resolved.is_relative_to(root) else resolved
+                    writer.writerow([shown.as_posix(), record.class_name, name])
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def read_split(path: str | Path, root: str | Path) -> dict[str, list[ImageRecord]]:
@@ -126,11 +143,11 @@ def read_split(path: str | Path, root: str | Path) -> dict[str, list[ImageRecord
         raise DataError(f"split file not found: {path}")
     root = Path(root)
     split: dict[str, list[ImageRecord]] = {name: [] for name in SPLITS}
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8", errors=PATH_ERRORS) as handle:
         for row in csv.DictReader(handle):
             try:
                 label = CLASS_NAMES.index(row["label"])
                 split[row["split"]].append(ImageRecord(root / row["path"], label))
             except (KeyError, ValueError):
-                raise DataError(f"{path}: malformed row {row}") from None
+                raise DataError(f"{path}: malformed row {str(row)[:200]}") from None
     return split

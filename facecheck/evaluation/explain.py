@@ -15,11 +15,13 @@ from PIL import Image
 
 from facecheck.data.images import load_image
 from facecheck.data.presets import source_and_resize
+from facecheck.extras import require
 from facecheck.models import FaceClassifier
 
 
 def gradcam(model: FaceClassifier, batch: torch.Tensor, target: int = 1) -> np.ndarray:
     """``(B, H, W)`` heatmaps in [0, 1] for ``target`` (1 = fake) on a preprocessed batch."""
+    require("captum", "explain")
     from captum.attr import LayerAttribution, LayerGradCam
 
     model.eval()

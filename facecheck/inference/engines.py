@@ -20,6 +20,7 @@ import torch
 from facecheck.compute import configure_threads, to_memory_format
 from facecheck.config import PreprocessConfig
 from facecheck.errors import FacecheckError
+from facecheck.extras import require
 from facecheck.models import FaceClassifier
 from facecheck.paths import cache_dir
 
@@ -45,10 +46,7 @@ class OnnxEngine:
     name = "onnx"
 
     def __init__(self, onnx_path: Path, threads: int = 0) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise FacecheckError("the onnx backend needs onnxruntime: pip install onnxruntime") from None
+        ort = require("onnxruntime", "export")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or configure_threads(0)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

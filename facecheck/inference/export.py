@@ -12,6 +12,7 @@ from facecheck.card import ModelCard
 from facecheck.config import PreprocessConfig
 from facecheck.data.presets import input_size
 from facecheck.errors import CheckpointError, FacecheckError
+from facecheck.extras import require
 from facecheck.models import FaceClassifier
 
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
@@ -57,6 +58,7 @@ def export_onnx(
 
 
 def write_card(path: Path, card: ModelCard) -> None:
+    require("onnx", "export")
     import onnx
 
     graph = onnx.load(str(path))
@@ -67,7 +69,8 @@ def write_card(path: Path, card: ModelCard) -> None:
 
 
 def read_card(path: Path) -> ModelCard:
-    """The facecheck card of an exported ``.onnx`` file (parsing protobuf runs no code)."""
+    """The facecheck card of an exported ``.onnx`` file (parsing protobuf runs no code), validated."""
+    require("onnx", "export")
     import onnx
 
     try:
@@ -88,6 +91,7 @@ def read_card(path: Path) -> ModelCard:
 
 def quantize_int8(fp32_path: Path, out_path: Path, calibration: list[torch.Tensor]) -> Path:
     """Static int8 quantisation (ONNX Runtime, QDQ, per-channel weights) calibrated on real images."""
+    require("onnxruntime", "export")
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from facecheck.errors import DataError
+from facecheck.extras import require
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 
@@ -46,6 +47,7 @@ class VideoPrediction:
 
 def sample_frames(path: Path, count: int) -> tuple[list[tuple[int, float, Image.Image]], int]:
     """``count`` frames spread evenly over the video as ``(index, seconds, image)``, and the frame total."""
+    require("av", "video")
     import av
 
     if count < 1:

@@ -62,6 +62,9 @@ def page(title: str, sections: list[str]) -> str:
 
 def matplotlib_agg() -> None:
     """Render without a display (servers, CI)."""
+    from facecheck.extras import require
+
+    require("matplotlib", "report")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -95,7 +95,7 @@ class RunLog:
 
     def flush(self) -> None:
         assert self.path is not None
-        with open(self.path, "a", encoding="utf-8") as handle:
+        with open(self.path, "a", encoding="utf-8", errors="surrogateescape") as handle:
             handle.writelines(line + "\n" for line in self.pending)
         self.pending.clear()
 
@@ -114,7 +114,7 @@ class PreparedData:
                 RunFolder.INSPECT, {k: v for k, v in self.inspection.items() if k not in ("facts", "groups")}
             )
         if self.unreadable:
-            with open(run / RunFolder.SKIPPED, "w", newline="", encoding="utf-8") as handle:
+            with open(run / RunFolder.SKIPPED, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
                 writer = csv.writer(handle, lineterminator="\n")
                 writer.writerow(["path", "reason"])
                 writer.writerows(self.unreadable)
