@@ -91,4 +91,6 @@ def test_train_print_config_applies_overrides_without_training(tmp_path, capsys,
 
 def test_presets_lists_names(capsys):
     assert main(["presets"]) == 0
-    assert set(capsys.readouterr().out.replace("(recommended)", "").split()) == set(PRESETS)
+    lines = capsys.readouterr().out.splitlines()
+    assert {line.split()[0] for line in lines} == set(PRESETS)
+    assert any("(recommended)" in line for line in lines) and any("(general" in line for line in lines)

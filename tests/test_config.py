@@ -14,6 +14,7 @@ from facecheck.config import (
     validate,
 )
 from facecheck.errors import ConfigError
+from facecheck.models.registry import with_model_defaults
 
 
 def test_presets_reproduce_the_report():
@@ -27,7 +28,7 @@ def test_presets_reproduce_the_report():
         assert (preset.epochs, preset.batch_size, preset.preprocess.image_size) == (15, 32, 256)
         assert (preset.preprocess.hflip_prob, preset.preprocess.rotation_degrees) == (0.5, 10.0)
         assert preset.data.test_fraction == 0.3
-    assert list_presets() == ["lite0-native-jpeg", "seed-cnn", "seed-mobilenet"]
+    assert list_presets() == ["general-sbi-lite0", "lite0-native-jpeg", "seed-cnn", "seed-mobilenet"]
 
 
 def test_recommended_preset_is_the_measured_recipe():
@@ -36,8 +37,18 @@ def test_recommended_preset_is_the_measured_recipe():
     assert (lite.model.name, lite.model.pretrained, lite.epochs) == ("efficientnet_lite0", True, 10)
     pre = lite.preprocess
     assert (pre.resize, pre.crop_size, pre.tta, pre.augment, pre.normalize_jpeg) == ("none", None, "flip", "jpeg", 75)
-    assert (pre.rotation_degrees, pre.mean, pre.std) == (0.0, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-    validate(lite)
+    assert (pre.rotation_degrees, pre.mean, pre.std) == (0.0, None, None)  # the model's own: [-1, 1]
+    resolved = with_model_defaults(lite)
+    assert (resolved.preprocess.mean, resolved.preprocess.std) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    validate(resolved)
+
+
+def test_general_preset_trains_on_sources_with_pseudo_fakes():
+    general = with_model_defaults(get_preset("general-sbi-lite0"))
+    assert general.data.pseudo_fakes == ["sbi", "resynth"] and general.data.balance == "source-class"
+    assert (general.preprocess.resize, general.preprocess.image_size) == ("fit", 224)
+    assert general.model.trainable_blocks == 5
+    validate(general)
 
 
 def test_get_preset_returns_a_copy():
