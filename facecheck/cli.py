@@ -33,7 +33,7 @@ from facecheck.errors import FacecheckError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Kept here (not imported from inference) so that `facecheck --help` does not load torch.
-BACKENDS = ("torch", "onnx", "openvino")
+BACKENDS = ("torch", "onnx", "openvino", "auto")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,7 +173,10 @@ def add_engine_options(parser: argparse.ArgumentParser, batch_size: int) -> None
     parser.add_argument("--batch-size", type=int, default=batch_size)
     parser.add_argument("--device", default="auto")
     parser.add_argument(
-        "--backend", choices=BACKENDS, default="torch", help="onnx: ONNX Runtime; openvino: OpenVINO (CPU)"
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="onnx: ONNX Runtime; openvino: OpenVINO (CPU); auto: the fastest installed",
     )
     parser.add_argument(
         "--tta",

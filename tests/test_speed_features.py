@@ -198,3 +198,15 @@ def test_same_padding_without_a_padded_copy_gives_the_same_outputs():
         x = torch.randn(2, 4, size, size)
         assert conv(x).shape[-1] == math.ceil(size / stride)
         assert torch.allclose(conv(x), padded_copy(conv, x), atol=1e-6)
+
+
+def test_auto_backend_picks_the_fastest_installed_engine(monkeypatch):
+    from facecheck.inference import engines
+
+    assert engines.resolve_backend("onnx") == "onnx"
+    assert engines.resolve_backend("auto", torch.device("cuda")) == "torch"
+    installed = {"openvino": False, "onnxruntime": True, "torch": True}
+    monkeypatch.setattr(engines, "runtime_installed", lambda module: installed[module])
+    assert engines.resolve_backend("auto", torch.device("cpu")) == "onnx"
+    installed["onnxruntime"] = False
+    assert engines.resolve_backend("auto") == "torch"

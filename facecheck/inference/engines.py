@@ -23,7 +23,26 @@ from facecheck.errors import FacecheckError
 from facecheck.models import FaceClassifier
 from facecheck.paths import cache_dir
 
-BACKENDS = ("torch", "onnx", "openvino")
+BACKENDS = ("torch", "onnx", "openvino", "auto")
+# What ``auto`` picks: the first of these whose runtime is installed (order from benchmarks/speed.py's
+# file-to-verdict latencies of the default model on CPUs).
+AUTO_ORDER = ("openvino", "onnx", "torch")
+_RUNTIME_MODULE = {"openvino": "openvino", "onnx": "onnxruntime", "torch": "torch"}
+
+
+def resolve_backend(backend: str, device: torch.device | None = None) -> str:
+    """``backend``, or for ``auto`` the fastest installed CPU engine (``torch`` on a GPU)."""
+    if backend != "auto":
+        return backend
+    if device is not None and device.type != "cpu":
+        return "torch"
+    return next(name for name in AUTO_ORDER if runtime_installed(_RUNTIME_MODULE[name]))
+
+
+def runtime_installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 class TorchEngine:
