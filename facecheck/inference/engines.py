@@ -24,8 +24,8 @@ from facecheck.models import FaceClassifier
 from facecheck.paths import cache_dir
 
 BACKENDS = ("torch", "onnx", "openvino", "auto")
-# What ``auto`` picks: the first of these whose runtime is installed (order from benchmarks/speed.py's
-# file-to-verdict latencies of the default model on CPUs).
+# What ``auto`` picks: the first of these whose runtime is installed. The order is benchmarks/speed.py's
+# batch-1 latency ranking (MobileNetV2); its file-* variants measure it for the default model.
 AUTO_ORDER = ("openvino", "onnx", "torch")
 _RUNTIME_MODULE = {"openvino": "openvino", "onnx": "onnxruntime", "torch": "torch"}
 
