@@ -3,20 +3,28 @@
     python benchmarks/speed.py                       # full run on ../shared/data/ffhq-stylegan
     python benchmarks/speed.py --quick               # small sample, about a minute: a smoke check
     python benchmarks/speed.py --epochs 2 --max-per-class 400 --out benchmarks/results
+    python benchmarks/speed.py --only infer --busy 1  # with one process spinning on the CPU meanwhile
 
 Every variant runs in its own process (so its peak memory is its own), one
 after another on the same machine, on the same split of the same images.
 Results go to ``OUT/speed.json`` and ``OUT/speed.md`` with a description of
-the machine; the ratios (facecheck / naive) are printed at the end.
+the machine and its CPU features (AVX-512, VNNI, bf16, AMX; PyTorch's kernel
+level); the ratios (facecheck / naive) are printed at the end, for float32 and,
+where the CPU has native bf16, for bf16.
 
-Training variants (same split, same number of epochs, test accuracy after them):
+Training variants (same split, same number of epochs, test accuracy after them), for the
+report's two models (cnn, mobilenet) and the default preset's EfficientNet-Lite0 (lite0):
   *-naive      the report's pipeline: PIL decode and transforms every epoch, float32, contiguous tensors
-  *-facecheck  facecheck's trainer: decode cache, tensor augmentations, bf16 autocast where the CPU has
-               native bf16, channels-last
+  *-fp32       facecheck's trainer in float32: decode cache, tensor augmentations, the preset's compute settings
+  *-bf16       the same with bf16 autocast; only where the CPU has native bf16 (emulated bf16 is far slower)
   mobilenet-frozen  --freeze-backbone: features computed once (timed apart), then 15 head-only epochs
 Inference variants (MobileNetV2 at 256x256, batch-32 throughput and batch-1 latency):
   eager-fp32 (baseline), channels-last, channels-last-bf16, torchscript-frozen, torch-compile,
   onnxruntime, openvino; each with the largest probability difference to eager-fp32 on real images.
+File-to-verdict variants (the default preset's model, trained briefly once into OUT/file-model):
+  file-torch, file-onnx, file-onnx-int8, file-openvino, file-openvino-int8: one image file in, calibrated
+  p_fake out (decode, JPEG normalisation, the model's test-time views, engine), median over test images;
+  int8 is ONNX Runtime static quantisation calibrated on training images, with its test accuracy.
 """
 
 from __future__ import annotations
@@ -37,7 +45,18 @@ from typing import Any
 from facecheck.compute import describe_machine
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ffhq-stylegan"
-TRAIN_VARIANTS = ["cnn-naive", "cnn-facecheck", "mobilenet-naive", "mobilenet-facecheck", "mobilenet-frozen"]
+TRAIN_VARIANTS = [
+    "cnn-naive",
+    "cnn-fp32",
+    "cnn-bf16",
+    "mobilenet-naive",
+    "mobilenet-fp32",
+    "mobilenet-bf16",
+    "mobilenet-frozen",
+    "lite0-naive",
+    "lite0-fp32",
+    "lite0-bf16",
+]
 INFER_VARIANTS = [
     "eager-fp32",
     "channels-last",
@@ -47,7 +66,11 @@ INFER_VARIANTS = [
     "onnxruntime",
     "openvino",
 ]
-PRESET_OF = {"cnn": "seed-cnn", "mobilenet": "seed-mobilenet"}
+# File to verdict with the default preset's model (trained once, briefly, by the benchmark): one image file in,
+# calibrated p_fake out, with the model's own test-time augmentation, per engine.
+FILE_VARIANTS = ["file-torch", "file-onnx", "file-onnx-int8", "file-openvino", "file-openvino-int8"]
+PRESET_OF = {"cnn": "seed-cnn", "mobilenet": "seed-mobilenet", "lite0": "lite0-native-jpeg"}
+BF16_ONLY_WHERE_NATIVE = "skipped: this CPU has no native bf16 (emulated bf16 is several times slower than float32)"
 
 
 def peak_rss_mb() -> float:
@@ -80,6 +103,8 @@ def run_facecheck_training(variant: str, args: argparse.Namespace, work: Path) -
     config = base_config(PRESET_OF[model_kind], args)
     if mode == "frozen":
         config = merge(config, {"freeze_backbone": True, "epochs": 15})
+    else:  # the precision is part of the variant's name: fp32 or bf16
+        config = merge(config, {"compute": {"precision": mode}})
     started = time.perf_counter()
     result = train(config, work / "run", quiet=True)
     wall = time.perf_counter() - started
@@ -257,10 +282,99 @@ def run_inference(variant: str, args: argparse.Namespace, work: Path) -> dict[st
     }
 
 
+def file_model_dir(args: argparse.Namespace) -> Path:
+    return args.out / "file-model"
+
+
+def train_file_model(args: argparse.Namespace) -> dict[str, Any]:
+    """The default preset trained briefly, for the file-to-verdict variants (kept in OUT/file-model)."""
+    from facecheck.config import get_preset, merge
+    from facecheck.training.trainer import train
+
+    per_class = 32 if args.quick else 150
+    config = merge(
+        get_preset(PRESET_OF["lite0"]),
+        {
+            "epochs": 1 if args.quick else 2,
+            "seed": 0,
+            "data": {"data_dir": str(args.data), "max_per_class": per_class},
+            "compute": {"num_threads": args.threads},
+        },
+    )
+    started = time.perf_counter()
+    result = train(config, file_model_dir(args), quiet=True)
+    return {
+        "variant": "file-model",
+        "train_seconds": time.perf_counter() - started,
+        "test_accuracy": result.test_metrics["accuracy"],
+        "test_roc_auc": result.test_metrics["roc_auc"],
+    }
+
+
+def run_file_latency(variant: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """File in, calibrated verdict out (decode, JPEG normalisation, views, engine), one image at a time."""
+    import numpy as np
+
+    from facecheck.api import export_model
+    from facecheck.compute import configure_threads
+    from facecheck.data.splits import read_split
+    from facecheck.inference.predictor import Detector
+
+    threads = configure_threads(args.threads)
+    run_dir = file_model_dir(args)
+    split = read_split(run_dir / "split.csv", args.data)
+    test = split["test"][: 40 if args.quick else 200]
+    paths, labels = [r.path for r in test], np.array([r.label for r in test])
+    engine = variant.removeprefix("file-").removesuffix("-int8")
+    started = time.perf_counter()
+    extra: dict[str, Any] = {}
+    if variant.endswith("-int8"):
+        calibration = work / "calibration"
+        calibration.mkdir()
+        for index, record in enumerate(split["train"][:128]):
+            (calibration / f"{index:04d}{record.path.suffix}").symlink_to(record.path.resolve())
+        report = export_model(run_dir, work / "model.int8.onnx", quantize="int8", calibration=calibration)
+        extra = {k: report[k] for k in ("accuracy_change", "roc_auc_change", "int8_max_abs_p_fake_difference")}
+        detector = Detector.load(work / "model.int8.onnx", backend=engine)
+    else:
+        detector = Detector.load(run_dir, backend=engine)
+    setup_seconds = time.perf_counter() - started
+    reference = Detector.load(run_dir, backend="torch") if engine != "torch" else detector
+    reference_scores = np.array([p.p_fake for p in reference.predict(paths)])
+    for path in paths[:5]:  # warm-up
+        detector.predict(path)
+    times, cpu_times, scores = [], [], []
+    for path in paths:
+        begun, cpu_begun = time.perf_counter(), time.process_time()
+        scores.append(detector.predict(path)[0].p_fake)
+        times.append(time.perf_counter() - begun)
+        cpu_times.append(time.process_time() - cpu_begun)
+    scores_array = np.array(scores)
+    accuracy = float(((scores_array >= detector.threshold).astype(int) == labels).mean())
+    return {
+        "variant": variant,
+        "threads": threads,
+        "tta": detector.tta,
+        "images": len(paths),
+        "file_latency_ms_median": 1000 * statistics.median(times),
+        "file_latency_ms_p90": 1000 * float(np.percentile(times, 90)),
+        # CPU time of all threads: the work a verdict costs, readable even on a crowded machine.
+        "file_cpu_ms_median": 1000 * statistics.median(cpu_times),
+        "test_accuracy": accuracy,
+        "max_abs_p_fake_difference": float(np.abs(scores_array - reference_scores).max()),
+        "setup_seconds": setup_seconds,
+        **extra,
+    }
+
+
 def run_variant(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="facecheck-bench-") as tmp:
         work = Path(tmp)
-        if variant in INFER_VARIANTS:
+        if variant == "file-model":
+            result = train_file_model(args)
+        elif variant in FILE_VARIANTS:
+            result = run_file_latency(variant, args, work)
+        elif variant in INFER_VARIANTS:
             result = run_inference(variant, args, work)
         elif variant.endswith("-naive"):
             result = run_naive_training(variant, args, work)
@@ -276,6 +390,7 @@ def run_variant(variant: str, args: argparse.Namespace) -> dict[str, Any]:
 def child_command(variant: str, args: argparse.Namespace, result_file: Path) -> list[str]:
     command = [sys.executable, __file__, "--variant", variant, "--result-file", str(result_file)]
     command += ["--data", str(args.data), "--epochs", str(args.epochs), "--threads", str(args.threads)]
+    command += ["--out", str(args.out)]
     if args.max_per_class:
         command += ["--max-per-class", str(args.max_per_class)]
     if args.quick:
@@ -291,6 +406,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cores_available']} cores, {m['memory_gib']} GiB, native bf16: {m['native_bf16']}, "
         f"CUDA: {m['cuda']}; Python {m['python']}, torch {m['torch']}; load average at start "
         f"{', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}; {m['date']}.",
+        "CPU features: "
+        + ", ".join(f"{k}={v}" for k, v in (m.get("cpu_features") or {}).items())
+        + f"; busy processes alongside: {settings.get('busy', 0)}.",
         f"Data: `{settings['data']}`, {settings['max_per_class'] or 'all'} images per class, "
         f"{settings['epochs']} epochs, 70/30 split (seed 0), threads: {settings['threads'] or 'all'}.",
         "",
@@ -324,9 +442,25 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{r['peak_rss_mb']:.0f} |"
             )
         lines.append("")
-    failed = [r for r in report["results"] if "error" in r]
-    for r in failed:
-        lines.append(f"- {r['variant']} failed: {r['error']}")
+    files = [r for r in report["results"] if "file_latency_ms_median" in r]
+    if files:
+        lines += [
+            "| file to verdict (default preset's model, batch 1) | median ms | p90 ms | median CPU ms | views "
+            "| test accuracy | max abs p_fake diff vs torch | setup s |",
+            "|---|---:|---:|---:|---|---:|---:|---:|",
+        ]
+        for r in files:
+            lines.append(
+                f"| {r['variant']} | {r['file_latency_ms_median']:.2f} | {r['file_latency_ms_p90']:.2f} | "
+                f"{r.get('file_cpu_ms_median', float('nan')):.2f} | {r['tta']} | "
+                f"{r['test_accuracy']:.4f} | {r['max_abs_p_fake_difference']:.2e} | {r['setup_seconds']:.1f} |"
+            )
+        lines.append("")
+    for r in report["results"]:
+        if "error" in r:
+            lines.append(f"- {r['variant']} failed: {r['error']}")
+        elif "skipped" in r:
+            lines.append(f"- {r['variant']} {r['skipped']}")
     lines += ["## Ratios", ""] + [f"- {k}: {v}" for k, v in report["ratios"].items()]
     return "\n".join(lines) + "\n"
 
@@ -334,13 +468,15 @@ def markdown(report: dict[str, Any]) -> str:
 def ratios(results: list[dict[str, Any]]) -> dict[str, str]:
     by = {r["variant"]: r for r in results if "error" not in r}
     out: dict[str, str] = {}
-    for kind in ("cnn", "mobilenet"):
-        fast, naive = by.get(f"{kind}-facecheck"), by.get(f"{kind}-naive")
-        if fast and naive:
-            out[f"{kind} training images/s, facecheck / naive"] = (
-                f"{fast['train_images_per_s'] / naive['train_images_per_s']:.2f}x "
-                f"(test accuracy {fast['test_accuracy']:.4f} vs {naive['test_accuracy']:.4f})"
-            )
+    for kind in PRESET_OF:
+        naive = by.get(f"{kind}-naive")
+        for precision in ("fp32", "bf16"):
+            fast = by.get(f"{kind}-{precision}")
+            if fast and naive and "train_images_per_s" in fast:
+                out[f"{kind} training images/s, facecheck {precision} / naive"] = (
+                    f"{fast['train_images_per_s'] / naive['train_images_per_s']:.2f}x "
+                    f"(test accuracy {fast['test_accuracy']:.4f} vs {naive['test_accuracy']:.4f})"
+                )
     frozen = by.get("mobilenet-frozen")
     if frozen:
         out["mobilenet frozen backbone, 15 head epochs"] = (
@@ -363,6 +499,15 @@ def ratios(results: list[dict[str, Any]]) -> dict[str, str]:
             )
         fastest1 = min([*torch_paths, *runtimes], key=lambda r: r["batch1_latency_ms_median"])
         out["lowest batch-1 latency"] = f"{fastest1['variant']}: {fastest1['batch1_latency_ms_median']:.2f} ms"
+    files = [r for r in by.values() if "file_latency_ms_median" in r]
+    if files:
+        fastest = min(files, key=lambda r: r["file_latency_ms_median"])
+        base = by.get("file-torch")
+        versus = f", {base['file_latency_ms_median'] / fastest['file_latency_ms_median']:.2f}x torch" if base else ""
+        out["lowest file-to-verdict latency (default model)"] = (
+            f"{fastest['variant']}: {fastest['file_latency_ms_median']:.2f} ms{versus} "
+            f"(test accuracy {fastest['test_accuracy']:.4f})"
+        )
     return out
 
 
@@ -374,6 +519,7 @@ def main() -> int:
     parser.add_argument("--max-per-class", type=int)
     parser.add_argument("--threads", type=int, default=0, help="0: all available cores")
     parser.add_argument("--only", choices=("train", "infer"), help="run one half of the benchmark")
+    parser.add_argument("--busy", type=int, default=0, help="processes spinning on the CPU meanwhile")
     parser.add_argument("--variants", help="comma-separated subset of variants")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--variant", help=argparse.SUPPRESS)
@@ -390,11 +536,15 @@ def main() -> int:
     if not args.data.is_dir():
         print(f"speed benchmark: data folder {args.data} is absent; pass --data DIR (real/ and fake/ inside)")
         return 2
-    variants = (TRAIN_VARIANTS if args.only != "infer" else []) + (INFER_VARIANTS if args.only != "train" else [])
+    variants = (TRAIN_VARIANTS if args.only != "infer" else []) + (
+        INFER_VARIANTS + FILE_VARIANTS if args.only != "train" else []
+    )
     if args.quick:
         variants = [v for v in variants if v != "torch-compile"]  # its compile alone takes minutes
     if args.variants:
         variants = [v for v in args.variants.split(",") if v]
+    if any(v in FILE_VARIANTS for v in variants) and not (file_model_dir(args) / "best.pt").is_file():
+        variants.insert(min(i for i, v in enumerate(variants) if v in FILE_VARIANTS), "file-model")
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("FACECHECK_CACHE_DIR", tempfile.mkdtemp(prefix="facecheck-bench-cache-"))
     report: dict[str, Any] = {
@@ -405,11 +555,17 @@ def main() -> int:
             "max_per_class": args.max_per_class,
             "threads": args.threads,
             "quick": args.quick,
+            "busy": args.busy,
         },
         "results": [],
     }
+    native_bf16 = report["machine"]["native_bf16"]
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
     for variant in variants:
         print(f"-- {variant} ...", flush=True)
+        if variant.endswith("-bf16") and not native_bf16:
+            report["results"].append({"variant": variant, "skipped": BF16_ONLY_WHERE_NATIVE})
+            continue
         with tempfile.NamedTemporaryFile(suffix=".json") as handle:
             done = subprocess.run(child_command(variant, args, Path(handle.name)), capture_output=True, text=True)
             if done.returncode == 0:
@@ -421,6 +577,9 @@ def main() -> int:
         print(
             "   " + json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}), flush=True
         )
+    for process in busy:
+        process.kill()
+        process.wait()
     report["ratios"] = ratios(report["results"])
     (args.out / "speed.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "speed.md").write_text(markdown(report))

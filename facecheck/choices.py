@@ -14,7 +14,8 @@ TTA_MODES = ("none", "flip", "five-crop", "five-crop-flip")
 AUGMENTATIONS = ("none", "report", "jpeg", "robust")
 NO_FACE_POLICIES = ("keep", "skip", "fail")
 INPUT_FILTERS = ("none", "npr")
-BACKENDS = ("torch", "onnx", "openvino")
+# auto: the fastest installed CPU engine (OpenVINO, then ONNX Runtime, then torch); torch on a GPU.
+BACKENDS = ("torch", "onnx", "openvino", "auto")
 DEVICES = ("auto", "cpu", "cuda")
 PSEUDO_FAKE_KINDS = ("sbi", "resynth")
 # How training batches are drawn: uniformly, or balanced so every (source, class) pair weighs the same.

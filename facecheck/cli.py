@@ -225,7 +225,10 @@ def add_engine_options(parser: argparse.ArgumentParser, batch_size: int) -> None
     parser.add_argument("--batch-size", type=int, default=batch_size)
     parser.add_argument("--device", default="auto")
     parser.add_argument(
-        "--backend", choices=BACKENDS, default="torch", help="onnx: ONNX Runtime; openvino: OpenVINO (CPU)"
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="onnx: ONNX Runtime; openvino: OpenVINO (CPU); auto: the fastest installed",
     )
     parser.add_argument(
         "--tta",

@@ -18,6 +18,43 @@ from torch import nn
 from facecheck.config import PRECISIONS
 from facecheck.errors import ConfigError
 
+# /proc/cpuinfo flags that matter for facecheck's arithmetic, under the names we report them by.
+CPU_FEATURE_FLAGS = {
+    "avx2": "avx2",
+    "avx512": "avx512f",
+    "avx512_vnni": "avx512_vnni",
+    "avx_vnni": "avx_vnni",
+    "avx512_bf16": "avx512_bf16",
+    "amx_bf16": "amx_bf16",
+    "amx_int8": "amx_int8",
+}
+
+
+def parse_cpu_flags(cpuinfo: str) -> dict[str, bool]:
+    """Which of :data:`CPU_FEATURE_FLAGS` the first ``flags`` line of a /proc/cpuinfo text lists."""
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    return {name: flag in flags for name, flag in CPU_FEATURE_FLAGS.items()}
+
+
+def cpu_features() -> dict[str, object]:
+    """The CPU's vector features (from /proc/cpuinfo), PyTorch's kernel level and whether bf16 is native."""
+    from pathlib import Path
+
+    try:
+        features: dict[str, object] = dict(parse_cpu_flags(Path("/proc/cpuinfo").read_text()))
+    except OSError:
+        features = {}
+    try:
+        features["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:
+        features["torch_cpu_capability"] = None
+    features["native_bf16"] = cpu_has_native_bf16()
+    return features
+
 
 def cpu_has_native_bf16() -> bool:
     try:
@@ -64,6 +101,15 @@ def to_memory_format(model_or_batch: nn.Module | torch.Tensor, channels_last: bo
     return model_or_batch.to(memory_format=torch.channels_last)
 
 
+def compile_model(model: nn.Module) -> nn.Module:
+    """``model`` compiled by TorchInductor for training (BatchNorm, activations and pads fused into fewer kernels).
+
+    The compilation runs on the first batch (tens of seconds on a small CPU) and again
+    once for the smaller last batch of an epoch; the weights stay those of ``model``.
+    """
+    return torch.compile(model)
+
+
 def configure_threads(num_threads: int = 0) -> int:
     """Use ``num_threads`` intra-op threads (0: one per available core); returns the number set."""
     if num_threads <= 0:
@@ -97,6 +143,7 @@ def describe_machine() -> dict[str, object]:
         "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "memory_gib": round(memory_gib, 1) if memory_gib else None,
         "native_bf16": cpu_has_native_bf16(),
+        "cpu_features": cpu_features(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),
         "torch": str(torch.__version__),

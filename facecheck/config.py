@@ -141,6 +141,8 @@ class ComputeConfig:
     channels_last: bool = True
     # 0: one thread per available core (or OMP_NUM_THREADS when set).
     num_threads: int = 0
+    # Compile the training model with TorchInductor (CPU only; see facecheck.compute.compile_model).
+    compile: bool = False
 
 
 @dataclass

@@ -1,12 +1,13 @@
 """Speed features keep behaviour: decode cache, frozen-backbone training, unfreezing, precision."""
 
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
 from facecheck.checkpoint import build_model, read_checkpoint
-from facecheck.compute import resolve_precision
+from facecheck.compute import cpu_features, parse_cpu_flags, resolve_precision
 from facecheck.config import PreprocessConfig
 from facecheck.data import decode_cache
 from facecheck.data.decode_cache import CachedImageDataset, decoded_images
@@ -15,6 +16,7 @@ from facecheck.data.images import load_image
 from facecheck.data.presets import eval_tensor_transform, eval_transform
 from facecheck.errors import ConfigError
 from facecheck.training import features as features_module
+from facecheck.training.runners import TrainStep
 from facecheck.training.trainer import train
 
 from .conftest import quick_config, write_face_set
@@ -121,3 +123,90 @@ def test_decode_cache_applies_jpeg_normalisation_like_the_pil_pipeline(tmp_path:
     assert torch.allclose(dataset[0][0], expected, atol=1e-5)
     plain = eval_transform(PreprocessConfig(image_size=64))(load_image(records[0].path))
     assert not torch.allclose(plain, expected, atol=1e-2)  # the re-encoding really happened
+
+
+SAMPLE_CPUINFO = """processor\t: 0
+model name\t: Some CPU
+flags\t\t: fpu sse2 avx2 avx512f avx512_vnni avx512_bf16 amx_tile
+"""
+
+
+def test_cpu_features_are_parsed_from_the_flags_line():
+    features = parse_cpu_flags(SAMPLE_CPUINFO)
+    assert features["avx512"] and features["avx512_vnni"] and features["avx512_bf16"] and features["avx2"]
+    assert not features["amx_bf16"] and not features["avx_vnni"]
+    assert not any(parse_cpu_flags("processor\t: 0\n").values())
+    described = cpu_features()
+    assert {"avx512", "native_bf16", "torch_cpu_capability"} <= set(described)
+
+
+def _tiny_step(compile_step: bool):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU6(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 2),
+    ).train()
+    # SGD, not Adam: Adam's first step moves every weight by lr whatever the gradient's size, so rounding noise
+    # in a near-zero gradient (a bias before BatchNorm) would look like a difference.
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    step = TrainStep(model, optimizer, torch.device("cpu"), None, channels_last=False, compile=compile_step)
+    torch.manual_seed(1)
+    images, targets = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 0, 1])
+    return model, step, images, targets
+
+
+def test_train_step_takes_an_optimizer_step():
+    model, step, images, targets = _tiny_step(False)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = step(images, targets)
+    assert math.isfinite(loss)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_compiled_train_step_trains_like_the_eager_one():
+    eager_model, eager, images, targets = _tiny_step(False)
+    compiled_model, compiled, _, _ = _tiny_step(True)
+    assert compiled.forward is not compiled_model
+    expected, loss = eager(images, targets), compiled(images, targets)
+    assert math.isfinite(loss) and loss == pytest.approx(expected, rel=1e-4)
+    for a, b in zip(eager_model.parameters(), compiled_model.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5)  # the compiled step trained the model's own weights
+
+
+def test_same_padding_without_a_padded_copy_gives_the_same_outputs():
+    from torch.nn import functional as F
+
+    from facecheck.models.efficientnet_lite import SameConv2d
+
+    def padded_copy(conv: SameConv2d, x: torch.Tensor) -> torch.Tensor:  # the plain TensorFlow "SAME" recipe
+        pads = []
+        for size, kernel, stride in (
+            (x.shape[-1], conv.kernel_size[1], conv.stride[1]),
+            (x.shape[-2], conv.kernel_size[0], conv.stride[0]),
+        ):
+            total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+            pads += [total // 2, total - total // 2]
+        return F.conv2d(F.pad(x, pads), conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+
+    torch.manual_seed(0)
+    for kernel, stride, groups, size in [(1, 1, 1, 9), (3, 1, 4, 9), (5, 1, 4, 8), (3, 2, 4, 8), (5, 2, 1, 9)]:
+        conv = SameConv2d(4, 4, kernel, stride, groups=groups, bias=False)
+        x = torch.randn(2, 4, size, size)
+        assert conv(x).shape[-1] == math.ceil(size / stride)
+        assert torch.allclose(conv(x), padded_copy(conv, x), atol=1e-6)
+
+
+def test_auto_backend_picks_the_fastest_installed_engine(monkeypatch):
+    from facecheck.inference import engines
+
+    assert engines.resolve_backend("onnx") == "onnx"
+    assert engines.resolve_backend("auto", torch.device("cuda")) == "torch"
+    installed = {"openvino": False, "onnxruntime": True, "torch": True}
+    monkeypatch.setattr(engines, "runtime_installed", lambda module: installed[module])
+    assert engines.resolve_backend("auto", torch.device("cpu")) == "onnx"
+    installed["onnxruntime"] = False
+    assert engines.resolve_backend("auto") == "torch"

@@ -24,7 +24,25 @@ from facecheck.extras import require
 from facecheck.models import FaceClassifier
 from facecheck.paths import cache_dir
 
-BACKENDS = ("torch", "onnx", "openvino")
+# What ``auto`` picks: the first of these whose runtime is installed. The order is benchmarks/speed.py's
+# batch-1 latency ranking (MobileNetV2); its file-* variants measure it for the default model.
+AUTO_ORDER = ("openvino", "onnx", "torch")
+_RUNTIME_MODULE = {"openvino": "openvino", "onnx": "onnxruntime", "torch": "torch"}
+
+
+def resolve_backend(backend: str, device: torch.device | None = None) -> str:
+    """``backend``, or for ``auto`` the fastest installed CPU engine (``torch`` on a GPU)."""
+    if backend != "auto":
+        return backend
+    if device is not None and device.type != "cpu":
+        return "torch"
+    return next(name for name in AUTO_ORDER if runtime_installed(_RUNTIME_MODULE[name]))
+
+
+def runtime_installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 class TorchEngine:

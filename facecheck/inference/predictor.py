@@ -17,7 +17,14 @@ from facecheck.data.images import load_image, to_rgb
 from facecheck.data.presets import eval_transform
 from facecheck.device import resolve_device
 from facecheck.errors import CheckpointError, DataError
-from facecheck.inference.engines import BACKENDS, OnnxEngine, OpenVinoEngine, TorchEngine, cached_onnx_export
+from facecheck.inference.engines import (
+    BACKENDS,
+    OnnxEngine,
+    OpenVinoEngine,
+    TorchEngine,
+    cached_onnx_export,
+    resolve_backend,
+)
 from facecheck.inference.export import read_card
 from facecheck.inference.outputs import mean_over_views, p_fake_of
 from facecheck.models import FaceClassifier
@@ -100,11 +107,13 @@ class Detector:
         """Load a run folder, checkpoint or exported ``.onnx`` file; ``None``: the model shipped with facecheck.
 
         ``backend``: ``torch``; ``onnx`` (ONNX Runtime) or ``openvino`` run an
-        ONNX export of the weights on the CPU. ``tta``: test-time augmentation
+        ONNX export of the weights on the CPU; ``auto`` the fastest of them that is installed
+        (:data:`facecheck.inference.engines.AUTO_ORDER`). ``tta``: test-time augmentation
         (none, flip, five-crop, five-crop-flip); default: the model's own.
         """
         if backend not in BACKENDS:
             raise DataError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        backend = resolve_backend(backend, resolve_device(device))
         if path is None:
             from facecheck.inference.release import DEFAULT_MODEL, load_release, release
 

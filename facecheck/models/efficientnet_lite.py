@@ -43,7 +43,11 @@ BN_MOMENTUM = 0.1
 
 
 class SameConv2d(nn.Conv2d):
-    """Conv2d with TensorFlow "SAME" padding: the output is ceil(input / stride), extra padding at the end."""
+    """Conv2d with TensorFlow "SAME" padding: the output is ceil(input / stride), extra padding at the end.
+
+    Only uneven padding (stride-2 layers) needs a padded copy of the input; 1x1 convolutions need none and
+    stride-1 ones pad evenly, which the convolution does itself (a copy per layer less in forward and backward).
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
@@ -54,6 +58,9 @@ class SameConv2d(nn.Conv2d):
         ):
             total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
             pads += [total // 2, total - total // 2]
+        left, right, top, bottom = pads
+        if left == right and top == bottom:
+            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups)
         return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from tqdm import tqdm
 
-from facecheck.compute import autocast, to_memory_format
+from facecheck.compute import autocast, compile_model, to_memory_format
 from facecheck.config import TrainConfig
 from facecheck.errors import FacecheckError
 from facecheck.evaluation.scoring import score_loader
@@ -72,6 +72,40 @@ class EpochStats:
     seconds: float
 
 
+class TrainStep:
+    """One optimisation step on a batch: forward (compiled when asked), loss, backward, optimizer step."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+        channels_last: bool,
+        compile: bool = False,
+        where: str = "training",
+    ) -> None:
+        self.optimizer, self.device, self.amp_dtype, self.channels_last = optimizer, device, amp_dtype, channels_last
+        self.forward = compile_model(model) if compile else model
+        self.loss_fn = nn.CrossEntropyLoss()
+        # Loss scaling is needed for float16 only (bfloat16 has float32's range).
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+        self.where = where
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> float:
+        """The batch's mean loss (before the step)."""
+        images = to_memory_format(images.to(self.device), self.channels_last)
+        targets = targets.to(self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.amp_dtype):
+            loss = self.loss_fn(self.forward(images).float(), targets)
+        check_finite(loss, self.where)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.item()
+
+
 class ImageRunner:
     """Epochs over decoded images with random augmentation, in the configured precision."""
 
@@ -93,8 +127,7 @@ class ImageRunner:
         self.monitor_loader = DataLoader(
             monitor_set, batch_size=config.eval_batch_size, num_workers=config.data.num_workers
         )
-        # Loss scaling is needed for float16 only (bfloat16 has float32's range).
-        self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+        self.step: TrainStep | None = None
 
     def train_epoch(
         self,
@@ -116,21 +149,16 @@ class ImageRunner:
             num_workers=self.config.data.num_workers,
         )
         set_train_mode(model, phase)
-        loss_fn = nn.CrossEntropyLoss()
+        if self.step is None or self.step.optimizer is not optimizer:  # one compilation per phase at most
+            compile_step = self.config.compute.compile and self.device.type == "cpu"
+            self.step = TrainStep(model, optimizer, self.device, self.amp_dtype, self.channels_last, compile_step)
+        self.step.where = desc
         started, seen, loss_sum = time.perf_counter(), 0, 0.0
         bar = tqdm(loader, desc=desc, unit="batch", disable=not self.progress, leave=False)
         for images, targets in bar:
-            images = to_memory_format(images.to(self.device), self.channels_last)
-            targets = targets.to(self.device)
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(self.device, self.amp_dtype):
-                loss = loss_fn(model(images).float(), targets)
-            check_finite(loss, desc)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(optimizer)
-            self.scaler.update()
+            loss = self.step(images, targets)
             seen += len(targets)
-            loss_sum += loss.item() * len(targets)
+            loss_sum += loss * len(targets)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{seen / (time.perf_counter() - started):.1f}")
         return EpochStats(seen, loss_sum, time.perf_counter() - started)
 
