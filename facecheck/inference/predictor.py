@@ -13,12 +13,12 @@ from PIL import Image
 
 from facecheck.card import ModelCard
 from facecheck.checkpoint import load_model, resolve_checkpoint_path
+from facecheck.choices import BACKENDS
 from facecheck.data.images import load_image, to_rgb
 from facecheck.data.presets import eval_transform
 from facecheck.device import resolve_device
 from facecheck.errors import CheckpointError, DataError
 from facecheck.inference.engines import (
-    BACKENDS,
     OnnxEngine,
     OpenVinoEngine,
     TorchEngine,
