@@ -76,7 +76,11 @@ def test_foreign_onnx_files_are_refused(tmp_path: Path):
 
 
 def test_cli_offers_exactly_the_engines_that_exist():
-    from facecheck import cli
-    from facecheck.inference import engines
+    from facecheck.choices import BACKENDS
+    from facecheck.cli import build_parser
 
-    assert cli.BACKENDS == engines.BACKENDS
+    parser = build_parser()
+    for command in ("evaluate", "predict", "serve"):
+        sub = parser._subparsers._group_actions[0].choices[command]
+        backend = next(a for a in sub._actions if a.dest == "backend")
+        assert tuple(backend.choices) == BACKENDS, command
