@@ -15,8 +15,8 @@ from facecheck.inference.predictor import Detector
 from tests.conftest import SHARED_DATA, quick_config, write_face_set
 
 
-def _release(tmp_path: Path) -> tuple[Path, object]:
-    config = quick_config("seed-cnn", None, preprocess={"image_size": 32})
+def _release(tmp_path: Path, preset: str = "seed-cnn") -> tuple[Path, object]:
+    config = quick_config(preset, None, preprocess={"image_size": 32}, model={"pretrained": False})
     torch.manual_seed(0)
     model = build_model(config).eval()
     save_checkpoint(tmp_path / "m.pt", model, card_for(config, threshold=0.4, uncertain_band=(0.35, 0.45)))
@@ -25,8 +25,10 @@ def _release(tmp_path: Path) -> tuple[Path, object]:
     return folder, model
 
 
-def test_release_round_trips_in_float16(tmp_path: Path):
-    folder, model = _release(tmp_path)
+@pytest.mark.parametrize("preset", ["seed-cnn", "general-sbi-lite0"])
+def test_release_round_trips_in_float16(tmp_path: Path, preset: str):
+    # EfficientNet-Lite registers its Grad-CAM layer twice and keeps channels-last weights: both must be stored
+    folder, model = _release(tmp_path, preset)
     loaded, card = release_module.load_release("tiny-v1", folder)
     assert card.scope["summary"] == "a test model" and card.uncertain_band == (0.35, 0.45)
     batch = torch.randn(4, 3, 32, 32)

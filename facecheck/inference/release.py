@@ -89,9 +89,13 @@ def write_release(
         card = card.with_values(scope=scope)
     folder.mkdir(parents=True, exist_ok=True)
     weights, card_file = folder / f"{name}.safetensors", folder / f"{name}.card.json"
-    # Float16 halves the file; BatchNorm statistics and weights lose nothing that changes a verdict
-    # (the rebuild check in `make model` compares the scores).
-    tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in payload["state_dict"].items()}
+    # Float16 halves the file (the difference it makes to p_fake is measured and recorded by `make model`).
+    # Cloned: a model can register one module twice (its Grad-CAM layer), and safetensors stores every
+    # tensor on its own.
+    tensors = {
+        k: (v.half() if v.is_floating_point() else v).clone(memory_format=torch.contiguous_format)
+        for k, v in payload["state_dict"].items()
+    }
     save_file(tensors, str(weights))
     card_file.write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
     manifest_path = folder / MANIFEST
