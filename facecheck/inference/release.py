@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,10 @@ def write_release(
     card: ModelCard = payload["card"]
     if scope is not None:
         card = card.with_values(scope=scope)
+    # A released card names its training sources by folder name only: the build machine's paths are private.
+    data = card.training.data
+    public = replace(data, data_dir=card.trained_on, split_file=None)
+    card = card.with_values(training=replace(card.training, data=public))
     folder.mkdir(parents=True, exist_ok=True)
     weights, card_file = folder / f"{name}.safetensors", folder / f"{name}.card.json"
     # Float16 halves the file (the difference it makes to p_fake is measured and recorded by `make model`).
