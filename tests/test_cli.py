@@ -9,6 +9,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from facecheck.checkpoint import read_checkpoint
 from facecheck.cli import main
 
 from .conftest import write_face_set
@@ -71,9 +72,11 @@ def test_train_evaluate_predict_round_trip(tmp_path: Path, capsys, preset: str):
     assert code == 0
     rows = json.loads(out)
     assert [r["path"] for r in rows] == [*map(str, images), str(tmp_path / "bad.jpg")]
+    card = read_checkpoint(run_dir / "best.pt")["card"]
     for row in rows[:2]:
-        assert 0.0 <= row["p_fake"] <= 1.0 and row["label"] in ("real", "fake")
-        assert row["label"] == ("fake" if row["p_fake"] >= 0.5 else "real")
+        assert 0.0 <= row["p_fake"] <= 1.0 and row["label"] == card.label(row["p_fake"])
+        if row["label"] != "uncertain":  # the threshold chosen on validation decides
+            assert row["label"] == ("fake" if row["p_fake"] >= card.threshold else "real")
     assert "not a readable image" in rows[2]["error"]
     assert "1 of 3 file(s) could not be read" in err
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facecheck.checkpoint import build_model, save_checkpoint
+from facecheck.checkpoint import build_model, card_for, save_checkpoint
 from facecheck.data.images import read_image, to_rgb
 
 from .conftest import quick_config, start_live_server
@@ -26,7 +26,7 @@ LIMITS = {"max_upload_bytes": 100_000, "head_timeout_s": 1.0, "body_timeout_s": 
 def live(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("limits")
     config = quick_config("seed-cnn", None)
-    save_checkpoint(folder / "m.pt", build_model(config), config, epoch=1, metrics={})
+    save_checkpoint(folder / "m.pt", build_model(config), card_for(config, epoch=1, metrics={}))
     base, stop = start_live_server(folder / "m.pt", **LIMITS)
     yield base
     stop()
@@ -117,7 +117,7 @@ def test_health_answers_while_an_upload_is_being_decoded(tmp_path: Path, monkeyp
 
     monkeypatch.setattr(app_module, "decode_upload", slow_decode)
     config = quick_config("seed-cnn", None)
-    save_checkpoint(tmp_path / "m.pt", build_model(config), config, epoch=1, metrics={})
+    save_checkpoint(tmp_path / "m.pt", build_model(config), card_for(config, epoch=1, metrics={}))
     base, stop = start_live_server(tmp_path / "m.pt")
     try:
         buffer = io.BytesIO()

@@ -22,7 +22,7 @@ def test_one_batch_smoke_run_learns_something(tmp_path: Path):
     assert result.history[0]["train_loss"] > 0
     assert result.history[0]["eval_split"] == "test"
     before = read_checkpoint(tmp_path / "run" / "last.pt")
-    assert before["epoch"] == 1 and "train_state" in before
+    assert before["card"].epoch == 1 and "train_state" in before
     assert "train_state" not in read_checkpoint(tmp_path / "run" / "best.pt")
 
 
@@ -104,9 +104,9 @@ def test_kill_then_resume_from_the_command_line(tmp_path: Path):
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "--resume" in err and "Traceback" not in err
-    done = read_checkpoint(run_dir / "last.pt")["epoch"]
+    done = read_checkpoint(run_dir / "last.pt")["card"].epoch
     assert 1 <= done < 40
     again = [sys.executable, "-m", "facecheck", "train", "--out", str(run_dir), "--resume", "--epochs", str(done + 1)]
     resumed = subprocess.run([*again, "--quiet"], capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
-    assert read_checkpoint(run_dir / "last.pt")["epoch"] == done + 1
+    assert read_checkpoint(run_dir / "last.pt")["card"].epoch == done + 1

@@ -33,10 +33,15 @@ ImageInput = str | Path | Image.Image | np.ndarray
 NO_FACE = "no face"
 
 
-def _has_face(image: Image.Image) -> bool:
+def _has_face(image: Image.Image) -> bool | None:
+    """Whether MTCNN finds a face; None when the face detector is not installed (the check is then skipped)."""
     from facecheck.data.faces import detect_faces
+    from facecheck.errors import WeightsError
 
-    return bool(detect_faces(image))
+    try:
+        return bool(detect_faces(image))
+    except (WeightsError, ModuleNotFoundError):
+        return None
 
 
 Engine = Callable[[torch.Tensor], np.ndarray]
@@ -176,7 +181,8 @@ class Detector:
             for index in range(start, min(start + batch_size, len(items))):
                 try:
                     image = self._to_image(items[index])
-                    if self.face_check and not _has_face(image):
+                    found = _has_face(image) if self.face_check else True
+                    if found is False:
                         results[index].notice = "no face found: the verdict of a face detector means nothing here"
                     tensors.append(self.transform(image))
                     slots.append(index)
@@ -187,7 +193,6 @@ class Detector:
             if tensors:
                 for index, p_fake in zip(slots, self.predict_tensor(torch.stack(tensors)), strict=True):
                     results[index].p_fake = float(p_fake)
-                    results[index].label = (
-                        NO_FACE if results[index].notice else self.card.label(float(p_fake), self.threshold)
-                    )
+                    no_face = results[index].notice is not None
+                    results[index].label = NO_FACE if no_face else self.card.label(float(p_fake), self.threshold)
         return results
