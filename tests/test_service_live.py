@@ -7,6 +7,8 @@ from facecheck.serving.loadtest import FUZZ_KINDS, fuzz_cases, require_loopback,
 
 from .conftest import quick_config, start_live_server
 
+pytestmark = pytest.mark.slow  # starts a real server
+
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory):

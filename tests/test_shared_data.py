@@ -12,6 +12,9 @@ from .conftest import SHARED_DATA
 FFHQ = SHARED_DATA / "ffhq-stylegan"
 
 
+pytestmark = pytest.mark.slow  # trains on real data
+
+
 @pytest.mark.shared_data
 @pytest.mark.skipif(not FFHQ.is_dir(), reason=f"real data not present: {FFHQ} is missing (see README, 'Real data')")
 def test_brief_training_on_a_subset_of_ffhq_stylegan(tmp_path: Path, capsys):
