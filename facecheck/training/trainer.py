@@ -50,15 +50,6 @@ from facecheck.run_folder import RunFolder
 from facecheck.training.datasets import RunDatasets
 from facecheck.training.runners import ImageRunner, Phase, plan_phases, set_trainable
 
-# File names, kept importable for callers of the 0.1 API.
-CONFIG_FILE, SPLIT_FILE, METRICS_FILE = RunFolder.CONFIG, RunFolder.SPLIT, RunFolder.METRICS
-SUMMARY_FILE, SKIPPED_FILE, LOG_FILE, INSPECT_FILE = (
-    RunFolder.SUMMARY,
-    RunFolder.SKIPPED,
-    RunFolder.LOG,
-    RunFolder.INSPECT,
-)
-
 Log = Callable[[str], None]
 
 
@@ -90,7 +81,7 @@ class RunLog:
             self.flush()
 
     def attach(self, run_dir: Path) -> None:
-        self.path = run_dir / LOG_FILE
+        self.path = run_dir / RunFolder.LOG
         self.flush()
 
     def flush(self) -> None:
@@ -143,7 +134,7 @@ def prepare_data(config: TrainConfig, log: Log, progress: bool) -> PreparedData:
         log(f"using at most {config.data.max_per_class} per class: {count_by_class(records)}")
     records, bad = scan_readable(records, config.data.min_image_size, progress=progress)
     if bad:
-        log(f"WARNING: skipped {len(bad)} unusable image(s) (all listed in the run's {SKIPPED_FILE}):")
+        log(f"WARNING: skipped {len(bad)} unusable image(s) (all listed in the run's {RunFolder.SKIPPED}):")
         for path, reason in bad[:5]:
             log(f"  {path}: {reason}")
     pre = config.preprocess
