@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,8 @@ STEP_VARIANTS = {
     "bf16": (True, False, True, False),
     "bf16-contiguous": (False, False, True, False),
 }
+# Any variant + "-lastN": only the last N backbone blocks (and the head) trained, as model.trainable_blocks.
+LAST_BLOCKS = re.compile(r"-last(\d+)$")
 # Any variant + this suffix: EfficientNet-Lite's SAME padding as a padded copy before every convolution
 # (facecheck before the speed work on float32), to measure that change in the same run.
 PADDED_COPY = "-padded-copy"
@@ -92,13 +95,19 @@ def preset_config(args: argparse.Namespace):
     return merge(get_preset(args.preset), {"batch_size": args.batch_size, "compute": {"precision": "fp32"}})
 
 
+def step_settings(variant: str) -> tuple[bool, bool, bool, bool]:
+    return STEP_VARIANTS[LAST_BLOCKS.sub("", variant).removesuffix(PADDED_COPY)]
+
+
 def make_trainer(config, variant: str):
     import torch
 
     from facecheck.checkpoint import build_model
-    from facecheck.training.runners import TrainStep
+    from facecheck.training.runners import Phase, TrainStep, set_train_mode, set_trainable
 
-    channels_last, compile_step, bf16, _ = STEP_VARIANTS[variant.removesuffix(PADDED_COPY)]
+    channels_last, compile_step, bf16, _ = step_settings(variant)
+    last = LAST_BLOCKS.search(variant)
+    variant = LAST_BLOCKS.sub("", variant)
     torch.manual_seed(0)
     model = build_model(config)
     if variant.endswith(PADDED_COPY):
@@ -107,8 +116,10 @@ def make_trainer(config, variant: str):
                 module.forward = types.MethodType(padded_copy_forward, module)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=config.optim.weight_decay)
+    phase = Phase("full", 1, 1, 1e-4, int(last.group(1)) if last else None)
+    parameters = set_trainable(model, phase)
+    set_train_mode(model, phase)
+    optimizer = torch.optim.Adam(parameters, lr=1e-4, weight_decay=config.optim.weight_decay)
     return TrainStep(
         model, optimizer, torch.device("cpu"), torch.bfloat16 if bf16 else None, channels_last, compile_step
     )
@@ -155,7 +166,7 @@ def in_process(args: argparse.Namespace) -> dict[str, Any]:
     for variant in args.variants:
         started = time.perf_counter()
         trainers[variant] = make_trainer(config, variant)
-        torch.set_flush_denormal(STEP_VARIANTS[variant.removesuffix(PADDED_COPY)][3])
+        torch.set_flush_denormal(step_settings(variant)[3])
         run_steps(trainers[variant], data, args.warmup, 0)  # warm-up (and, compiled, the compilation)
         results[variant] = {
             "variant": variant,
@@ -166,7 +177,7 @@ def in_process(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{variant}: ready after {results[variant]['setup_seconds']:.1f} s", flush=True)
     for round_index in range(args.rounds):
         for variant in args.variants:
-            torch.set_flush_denormal(STEP_VARIANTS[variant.removesuffix(PADDED_COPY)][3])
+            torch.set_flush_denormal(step_settings(variant)[3])
             cpu = results[variant]["step_cpu_seconds"]
             times = run_steps(trainers[variant], data, args.steps, round_index, cpu)
             results[variant]["step_seconds"] += times
@@ -200,7 +211,7 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     for variant in args.variants:
         data, augment_seconds = batches(args, config, 4)
         trainer = make_trainer(config, variant)
-        torch.set_flush_denormal(STEP_VARIANTS[variant.removesuffix(PADDED_COPY)][3])
+        torch.set_flush_denormal(step_settings(variant)[3])
         run_steps(trainer, data, 2, 0)
         with torch.profiler.profile(activities=[ProfilerActivity.CPU]) as prof:
             for images, targets in data[:3]:
@@ -338,7 +349,7 @@ def main() -> int:
         env_child(args)
         return 0
     args.variants = [v for v in args.variants.split(",") if v]
-    unknown = [v for v in args.variants if v.removesuffix(PADDED_COPY) not in STEP_VARIANTS]
+    unknown = [v for v in args.variants if LAST_BLOCKS.sub("", v).removesuffix(PADDED_COPY) not in STEP_VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; known: {', '.join(STEP_VARIANTS)}")
     args.out.mkdir(parents=True, exist_ok=True)
