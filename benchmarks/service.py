@@ -51,11 +51,12 @@ from facecheck.serving.loadtest import (
 
 
 def untrained_model(folder: Path) -> Path:
-    from facecheck.checkpoint import build_model, save_checkpoint
+    from facecheck.checkpoint import build_model, card_for, save_checkpoint
     from facecheck.config import get_preset
+    from facecheck.models.registry import with_model_defaults
 
-    config = get_preset("seed-cnn")
-    save_checkpoint(folder / "m.pt", build_model(config), config, epoch=0, metrics={})
+    config = with_model_defaults(get_preset("seed-cnn"))
+    save_checkpoint(folder / "m.pt", build_model(config), card_for(config, epoch=0, metrics={}))
     return folder / "m.pt"
 
 
