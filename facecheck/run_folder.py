@@ -9,7 +9,9 @@ Training, evaluation, the CLI and the Python API all go through
   epoch 1 otherwise (a crash during the first epoch loses nothing else);
 - a resumed run keeps its data, split, preprocessing and model; only the
   number of epochs and the compute settings may change, and the saved config
-  is rewritten only for those.
+  is rewritten only for those;
+- a finished run that kept only ``best.pt`` (``train --keep best``) cannot be
+  resumed or extended: ``last.pt`` held the optimiser state.
 """
 
 from __future__ import annotations
@@ -84,6 +86,11 @@ class RunFolder:
         if not self.has_prepared_data():
             raise FacecheckError(
                 f"nothing to resume in {self.path}: no prepared run ({self.CONFIG} and {self.SPLIT}); start it anew"
+            )
+        if not self.last.is_file() and (self.path / self.SUMMARY).is_file():
+            raise FacecheckError(
+                f"{self.path} finished without keeping {self.LAST} (train --keep best), so it cannot be resumed "
+                "or extended; train a new run"
             )
         saved = self.load_config()
         if requested is None:
