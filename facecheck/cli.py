@@ -175,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="Grad-CAM heatmaps: where the model looked")
     explain.add_argument("--model", help="run folder or checkpoint file (default: the shipped model)")
     explain.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
-    explain.add_argument("--out", required=True, help="folder for the <name>.gradcam.png overlays")
+    explain.add_argument(
+        "--out", required=True, help="folder for the <name>.gradcam.png overlays (in the inputs' sub-folders)"
+    )
     explain.add_argument("--json", action="store_true")
 
     data = commands.add_parser("data", help="data tools")
