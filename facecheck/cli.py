@@ -651,7 +651,7 @@ def command_export(args: argparse.Namespace) -> int:
     require_extra("export")
     report = export_model(
         args.model, args.out, quantize=args.quantize, calibration=args.calibration,
-        check_data=args.check_data, tolerance=args.tolerance,
+        check_data=args.check_data, tolerance=args.tolerance, log=lambda line: print(line, file=sys.stderr),
     )  # fmt: skip
     print(json.dumps(report, indent=2))
     print(
@@ -861,6 +861,19 @@ COMMANDS = {
 }
 
 
+def interrupted_message(args: argparse.Namespace) -> str:
+    """What an interruption (Ctrl-C, SIGTERM) left behind, and how to go on, for the command that was running."""
+    if args.command == "train":
+        hint = f"; continue with: facecheck train --out {args.out} --resume" if args.out else ""
+        return f"interrupted (completed epochs are saved){hint}"
+    if args.command == "export":
+        # export_model writes under temporary names and renames only after its checks (see there).
+        return f"export interrupted: no partial file was left, and {args.out} was not written or changed"
+    if args.command == "predict" and args.out:
+        return f"interrupted: {args.out} was not written"
+    return "interrupted"
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -884,8 +897,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"facecheck: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        hint = f"; continue with: facecheck train --out {args.out} --resume" if getattr(args, "out", None) else ""
-        print(f"facecheck: interrupted (completed epochs are saved){hint}", file=sys.stderr)
+        print(f"facecheck: {interrupted_message(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
         if os.environ.get("FACECHECK_DEBUG"):
