@@ -629,9 +629,16 @@ def command_serve(args: argparse.Namespace) -> int:
     require_extra("serve")
     from facecheck.api import load
     from facecheck.serving.app import ServeSettings, create_app
-    from facecheck.serving.server import serve
+    from facecheck.serving.server import base_url, serve, warm_up
 
+    def say(line: str) -> None:
+        print(f"facecheck: {line}", file=sys.stderr, flush=True)
+
+    say(f"loading the model ({args.model or 'the shipped model'}, backend {args.backend}) ...")
+    started = time.perf_counter()
     detector = load(args.model, device="auto", backend=args.backend, tta=args.tta)
+    say(f"loaded {detector.source} in {time.perf_counter() - started:.1f} s; warming up (one prediction) ...")
+    say(f"warmed up in {warm_up(detector):.1f} s; starting the server ...")
     settings = ServeSettings(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         workers=max(1, args.workers),
@@ -640,8 +647,9 @@ def command_serve(args: argparse.Namespace) -> int:
         api_key=args.api_key or os.environ.get("FACECHECK_API_KEY") or None,
     )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(f"facecheck: serving {detector.source} on http://{args.host}:{args.port}/ (docs at /docs)", file=sys.stderr)
-    serve(create_app(detector, settings), args.host, args.port, settings)
+    url = base_url(args.host, args.port)
+    app = create_app(detector, settings)
+    serve(app, args.host, args.port, settings, on_ready=lambda: say(f"ready: serving on {url} (docs at {url}docs)"))
     return EXIT_OK
 
 
