@@ -477,7 +477,7 @@ def _write_report(args: argparse.Namespace, detector: object, result: dict, scor
     if index is not None:
         target = target.with_name(f"{target.stem}-{index}-{Path(data).name}{target.suffix}")
     write_evaluation_report(
-        result, scores.labels, scores.p_fake, scores.paths, target, detector=detector,
+        result, scores, target, detector=detector,
         run_dir=resolve_checkpoint_path(args.model[0]).parent if args.model else None,
     )  # fmt: skip
     print(f"report written to {target}", file=sys.stderr)
