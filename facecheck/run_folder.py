@@ -26,6 +26,7 @@ from facecheck.config import TrainConfig, load_config_file, merge
 from facecheck.data.discovery import ImageRecord
 from facecheck.data.splits import read_split
 from facecheck.errors import FacecheckError
+from facecheck.files import atomic_write_text
 
 # Sections a resumed run may change: neither the data nor the model change with them.
 RESUMABLE_CHANGES = ("epochs", "compute", "eval_batch_size", "device", "unfreeze_epochs")
@@ -108,7 +109,8 @@ class RunFolder:
         self._write_text(self.CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     def remove_temporary_files(self) -> list[Path]:
-        """Half-written checkpoints of a process killed during a write (see atomic_torch_save)."""
+        """Half-written files (checkpoints, config, split, metrics) of a process killed during a write: every
+        writer in a run folder writes ``.NAME.*.tmp`` and renames it (atomic_torch_save, atomic_write_text)."""
         stale = sorted(self.path.glob(".*.tmp")) if self.path.is_dir() else []
         for path in stale:
             path.unlink(missing_ok=True)
@@ -137,8 +139,6 @@ class RunFolder:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     def _write_text(self, name: str, text: str) -> None:
-        # Written beside and renamed, so a crash never leaves half a file.
-        self.path.mkdir(parents=True, exist_ok=True)
-        temporary = self.path / f".{name}.partial"
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(self.path / name)
+        # Written beside and renamed (as a ".*.tmp" file, which a resume removes), so a crash never leaves
+        # half a file.
+        atomic_write_text(self.path / name, text)
