@@ -77,12 +77,18 @@ def run_to_end(command: list[str], environment: dict[str, str], log: Path, timeo
     return code, time.perf_counter() - started
 
 
+def written_after(path: Path, other: Path) -> bool:
+    return path.is_file() and (not other.is_file() or path.stat().st_mtime >= other.stat().st_mtime)
+
+
 def run_state(run: RunFolder) -> dict[str, Any]:
     """What a run folder holds right now, read the way facecheck itself reads it."""
+    summary = run / RunFolder.SUMMARY
     state: dict[str, Any] = {
         "exists": run.path.is_dir(),
         "prepared": run.has_prepared_data(),
-        "finished": (run / RunFolder.SUMMARY).is_file(),
+        # A summary older than last.pt is that of an earlier finish, before the run was extended.
+        "finished": written_after(summary, run.last),
         "temporary_files": sorted(p.name for p in run.path.glob(".*")) if run.path.is_dir() else [],
         "epochs_done": 0,
         "checkpoints_read": True,

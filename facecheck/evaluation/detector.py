@@ -21,7 +21,7 @@ from facecheck.errors import DataError
 from facecheck.evaluation.metrics import full_metrics, result_warnings
 from facecheck.evaluation.perturb import Perturbation
 from facecheck.inference.ensemble import Ensemble
-from facecheck.inference.predictor import Detector, show_progress
+from facecheck.inference.predictor import Detector, Prediction, show_progress
 from facecheck.run_folder import RunFolder
 
 AnyDetector = Detector | Ensemble
@@ -144,6 +144,14 @@ def evaluation_warnings(detector: AnyDetector, result: dict[str, Any]) -> list[s
     return list(dict.fromkeys(warnings))
 
 
+def _perturbed(path: Path, perturbation: Perturbation) -> Any:
+    """The perturbed image, or the path itself when it cannot be read (predict then reports it unreadable)."""
+    try:
+        return perturbation.apply(load_image(path))
+    except DataError:
+        return path
+
+
 def _score(
     detector: AnyDetector,
     records: list[ImageRecord],
@@ -157,20 +165,20 @@ def _score(
     desc = "scoring" if perturbation is None else f"scoring {perturbation.name} (perturbation {step})"
     bar = tqdm(total=len(records), desc=desc, unit="img", disable=not progress, leave=False)
     for start in range(0, len(records), batch_size):
-        if perturbation is None:
-            predictions.extend(detector.predict([r.path for r in records[start : start + batch_size]], batch_size))
-        else:
-            chunk = records[start : start + batch_size]
-            images: list[Any] = []
-            for record in chunk:
-                try:
-                    images.append(perturbation.apply(load_image(record.path)))
-                except DataError:
-                    images.append(record.path)  # reported as unreadable by predict
-            chunk_predictions = detector.predict(images, batch_size=batch_size)
-            for record, prediction in zip(chunk, chunk_predictions, strict=True):
-                prediction.path = str(record.path)
-            predictions.extend(chunk_predictions)
+        chunk = records[start : start + batch_size]
+        # A listed file that has gone since the split was made counts as unreadable, as a broken one does
+        # (predict would refuse the whole batch for a missing path).
+        present = [record.path.is_file() for record in chunk]
+        inputs: list[Any] = []
+        for record, there in zip(chunk, present, strict=True):
+            if there:
+                inputs.append(record.path if perturbation is None else _perturbed(record.path, perturbation))
+        found = iter(detector.predict(inputs, batch_size=batch_size))
+        for record, there in zip(chunk, present, strict=True):
+            gone = f"{record.path}: not found (or not a regular file)"
+            prediction = next(found) if there else Prediction(None, error=gone)
+            prediction.path = str(record.path)
+            predictions.append(prediction)
         bar.update(min(batch_size, len(records) - start))
     bar.close()
     scored = [(r, p) for r, p in zip(records, predictions, strict=True) if p.error is None]
