@@ -90,8 +90,8 @@ class RunFolder:
             )
         if not self.last.is_file() and (self.path / self.SUMMARY).is_file():
             raise FacecheckError(
-                f"{self.path} finished without keeping {self.LAST} (train --keep best), so it cannot be resumed "
-                "or extended; train a new run"
+                f"{self.path} finished and {self.LAST} is gone (train --keep best removes it), so it cannot be "
+                "resumed or extended; train a new run"
             )
         saved = self.load_config()
         if requested is None:
