@@ -5,15 +5,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from facecheck.inference.predictor import Detector
 
 from facecheck.version import __version__
 
 
-def load(path: str | None = None, device: str = "auto", backend: str = "torch", tta: str | None = None) -> Detector:
+def load(
+    path: str | Path | None = None, device: str = "auto", backend: str = "torch", tta: str | None = None
+) -> Detector:
     """Load a detector: a run folder, checkpoint or ``.onnx`` file, or with no ``path`` the shipped model.
 
-    The same as :func:`facecheck.api.load`.
+    The same as :func:`facecheck.api.load`, with the same parameters (a test holds them equal).
     """
     # Imported here so that `import facecheck` stays light (no torch until needed).
     from facecheck.api import load as _load

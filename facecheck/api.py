@@ -11,16 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from facecheck.config import TrainConfig
-from facecheck.data.discovery import iter_images
 from facecheck.data.images import is_image_path
 from facecheck.data.inspect import inspect_records, merge_groups
 from facecheck.data.layouts import describe, open_dataset
 from facecheck.data.splits import fold_split, make_folds, make_split, write_split
-from facecheck.errors import DataError
 from facecheck.evaluation.detector import Scores, evaluate, evaluate_with_scores, evaluation_records
 from facecheck.evaluation.export_check import export_model
 from facecheck.inference.ensemble import Ensemble, load_detector
-from facecheck.inference.predictor import Detector, Prediction
+from facecheck.inference.predictor import Detector, Prediction, expand_image_inputs
 from facecheck.training.trainer import TrainResult
 from facecheck.training.trainer import train as _train
 
@@ -37,24 +35,22 @@ def load(
     return Detector.load(path, device=device, backend=backend, tta=tta)
 
 
-def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, quiet: bool = False) -> TrainResult:
-    """Train ``config`` into ``run_dir`` (see :func:`facecheck.training.trainer.train`)."""
-    return _train(config, run_dir, resume=resume, quiet=quiet)
+def train(
+    config: TrainConfig, run_dir: str | Path, *, resume: bool = False, quiet: bool = False, keep: str = "both"
+) -> TrainResult:
+    """Train ``config`` into ``run_dir`` (see :func:`facecheck.training.trainer.train`).
+
+    ``keep="best"``: remove ``last.pt`` once the run has finished; the run can then no longer be resumed.
+    """
+    return _train(config, run_dir, resume=resume, quiet=quiet, keep=keep)
 
 
 def expand_inputs(paths: list[str | Path]) -> list[Path]:
-    """Files as given; folders become the images found below them (sorted)."""
-    expanded: list[Path] = []
-    for raw in paths:
-        path = Path(raw).expanduser()
-        if path.is_dir():
-            found = iter_images(path)
-            if not found:
-                raise DataError(f"no images (jpg, jpeg, png, webp, bmp) found in folder {path}")
-            expanded.extend(found)
-        else:
-            expanded.append(path)
-    return expanded
+    """Files as given (videos too); folders become the images found below them (sorted).
+
+    A path that does not exist, or a folder without images, raises before any work (as ``Detector.predict``).
+    """
+    return [Path(item).expanduser() for item in expand_image_inputs([Path(p) for p in paths])]
 
 
 def inspect_data(data_dir: str | Path, progress: bool = False) -> dict[str, Any]:

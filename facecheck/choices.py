@@ -21,6 +21,8 @@ PSEUDO_FAKE_KINDS = ("sbi", "resynth")
 # How training batches are drawn: uniformly, or balanced so every (source, class) pair weighs the same.
 BALANCE_MODES = ("none", "source-class")
 OUTPUT_FORMATS = ("table", "json", "csv")
+# Checkpoints a finished run keeps: both best.pt and last.pt (resumable, extendable), or best.pt alone.
+KEEP_CHECKPOINTS = ("both", "best")
 
 # Metrics that cv averages and the reports list, in display order.
 SUMMARY_METRICS = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from facecheck.choices import (
     AUGMENTATIONS,
     BACKENDS,
     BALANCE_MODES,
+    KEEP_CHECKPOINTS,
     NO_FACE_POLICIES,
     OUTPUT_FORMATS,
     PRECISIONS,
@@ -40,6 +42,7 @@ from facecheck.config import (
 )
 from facecheck.errors import FacecheckError
 from facecheck.extras import extra_for, missing_extra_message, require_extra
+from facecheck.paths import CACHE_KINDS
 from facecheck.version import __version__
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
@@ -60,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--split-file", help="use this split (from `facecheck data split` or a run's split.csv)")
     train.add_argument("--out", help="run folder (default: runs/PRESET-TIMESTAMP)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
+    train.add_argument(
+        "--keep",
+        choices=KEEP_CHECKPOINTS,
+        default="both",
+        help="checkpoints a finished run keeps: both (best.pt and last.pt), or best (last.pt, the optimiser state "
+        "for resuming, is removed once the run has finished: it can then no longer be resumed or extended; "
+        "give the option again with --resume)",
+    )
     train.add_argument(
         "--print-config", action="store_true", help="print the settings this run would use (YAML) and exit"
     )
@@ -130,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     predict.add_argument("--format", choices=OUTPUT_FORMATS, default="table")
+    predict.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write the results to FILE instead of stdout: CSV (.csv) or JSON (.json), written atomically",
+    )
     predict.add_argument("--frames", type=int, default=16, help="frames sampled evenly from each video (default 16)")
     add_engine_options(predict, batch_size=32)
 
@@ -159,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="Grad-CAM heatmaps: where the model looked")
     explain.add_argument("--model", help="run folder or checkpoint file (default: the shipped model)")
     explain.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
-    explain.add_argument("--out", required=True, help="folder for the <name>.gradcam.png overlays")
+    explain.add_argument(
+        "--out", required=True, help="folder for the <name>.gradcam.png overlays (in the inputs' sub-folders)"
+    )
     explain.add_argument("--json", action="store_true")
 
     data = commands.add_parser("data", help="data tools")
@@ -200,6 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--card", nargs="?", const=True, metavar="NAME", help="print a shipped model's card (default: the default one)"
     )
 
+    cache = commands.add_parser(
+        "cache", help="show or clean facecheck's cache folder (decoded images, features, ONNX exports, faces)"
+    )
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="CACHE_COMMAND")
+    cache_info = cache_commands.add_parser("info", help="where the cache is and what each part holds")
+    cache_info.add_argument("--json", action="store_true")
+    cache_clean = cache_commands.add_parser("clean", help="remove cached files (all are made again when needed)")
+    cache_clean.add_argument(
+        "--only", nargs="+", choices=list(CACHE_KINDS), metavar="KIND",
+        help=f"remove only these parts: {', '.join(CACHE_KINDS)} (default: all of them)",
+    )  # fmt: skip
+
     presets = commands.add_parser("presets", help="list training presets, or print one's full settings as YAML")
     presets.add_argument("--show", metavar="NAME", choices=list_presets(), help="print this preset's settings")
     show_defaults(parser)
@@ -220,8 +250,26 @@ def show_defaults(parser: argparse.ArgumentParser) -> None:
             action.help = f"{text} (default: %(default)s)".lstrip()
 
 
+def unit_interval(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1]")
+    return value
+
+
 def add_engine_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
     """How a trained model is run (evaluate, predict)."""
+    parser.add_argument(
+        "--threshold",
+        type=unit_interval,
+        metavar="P",
+        help="call an image fake when p_fake >= P, in [0, 1] (default: the model's own, chosen on validation; "
+        "a different one drops the model's 'uncertain' band)",
+    )
     parser.add_argument("--batch-size", type=int, default=batch_size)
     parser.add_argument("--device", default="auto")
     parser.add_argument(
@@ -370,7 +418,7 @@ def command_train(args: argparse.Namespace) -> int:
         print(config_yaml(config), end="")
         return EXIT_OK
     run_dir = Path(args.out) if args.out else Path("runs") / f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = train(config, run_dir, resume=args.resume, quiet=args.quiet)
+    result = train(config, run_dir, resume=args.resume, quiet=args.quiet, keep=args.keep)
     print(json.dumps({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch, "test": result.test_metrics}))
     return EXIT_OK
 
@@ -383,12 +431,16 @@ def command_evaluate(args: argparse.Namespace) -> int:
     if args.report:
         require_extra("report")
     detector = load_detector(args.model or [None], device=args.device, backend=args.backend, tta=args.tta)
+    _override_threshold(detector, args.threshold)
     sets = args.data or [None]
     results = []
     for index, data in enumerate(sets):
         result, scores = evaluate_with_scores(
-            detector, data, split=args.split, batch_size=args.batch_size, perturbations=perturbations, by=args.by
-        )
+            detector, data, split=args.split, batch_size=args.batch_size, perturbations=perturbations, by=args.by,
+            progress=None,
+        )  # fmt: skip
+        for warning in result["warnings"]:
+            print(f"facecheck: WARNING: {warning}", file=sys.stderr)
         results.append(result)
         if args.report:
             _write_report(args, detector, result, scores, index if len(sets) > 1 else None, data)
@@ -425,7 +477,7 @@ def _write_report(args: argparse.Namespace, detector: object, result: dict, scor
     if index is not None:
         target = target.with_name(f"{target.stem}-{index}-{Path(data).name}{target.suffix}")
     write_evaluation_report(
-        result, scores.labels, scores.p_fake, scores.paths, target, detector=detector,
+        result, scores, target, detector=detector,
         run_dir=resolve_checkpoint_path(args.model[0]).parent if args.model else None,
     )  # fmt: skip
     print(f"report written to {target}", file=sys.stderr)
@@ -461,31 +513,57 @@ def _print_evaluation(result: dict) -> None:
         print(f"  {result['n_unreadable']} unreadable image(s) left out, e.g. {result['errors'][0]['error']}")
 
 
+def _override_threshold(detector: Any, threshold: float | None) -> None:
+    """``--threshold``: decisions (labels, confusion matrix, accuracy) at this p_fake instead of the model's."""
+    if threshold is not None:
+        detector.threshold = threshold
+
+
+PREDICTION_COLUMNS = ["path", "p_fake", "label", "error"]
+RESULT_FILE_TYPES = (".csv", ".json")
+
+
+def _prediction_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=PREDICTION_COLUMNS, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
 def command_predict(args: argparse.Namespace) -> int:
     from facecheck.api import expand_inputs, load_detector
+    from facecheck.inference.predictor import show_progress
     from facecheck.inference.video import is_video_path, predict_video
 
+    out = Path(args.out) if args.out else None
+    if out is not None and out.suffix.lower() not in RESULT_FILE_TYPES:
+        raise FacecheckError(f"--out {out}: the file name must end in .csv or .json (the format follows it)")
     detector = load_detector(args.model or [None], device=args.device, backend=args.backend, tta=args.tta)
+    inputs = expand_inputs(args.paths)  # a missing path or an empty folder stops here (exit 2)
+    _override_threshold(detector, args.threshold)
     if args.face_check is not None:
         for member in getattr(detector, "members", [detector]):
             member.face_check = args.face_check
-    inputs = expand_inputs(args.paths)
     images = [p for p in inputs if not is_video_path(p)]
     by_path: dict[Path, dict] = {}
-    for prediction in detector.predict(images, batch_size=args.batch_size):
+    predictions = detector.predict(images, batch_size=args.batch_size, progress=show_progress(len(images)))
+    for prediction in predictions:
         by_path.setdefault(Path(prediction.path), prediction.to_dict())
     for path in inputs:
         if is_video_path(path):
             by_path[path] = predict_video(detector, path, args.frames).to_dict()
     rows = [by_path[path] for path in inputs]
-    if args.format == "json":
+    if out is not None:
+        from facecheck.files import atomic_write_text
+
+        as_json = out.suffix.lower() == ".json"
+        atomic_write_text(out, json.dumps(rows, indent=2) + "\n" if as_json else _prediction_csv(rows))
+        print(f"facecheck: {len(rows)} result(s) written to {out}", file=sys.stderr)
+    elif args.format == "json":
         print(json.dumps(rows, indent=2))
     elif args.format == "csv":
-        writer = csv.DictWriter(
-            sys.stdout, fieldnames=["path", "p_fake", "label", "error"], lineterminator="\n", extrasaction="ignore"
-        )
-        writer.writeheader()
-        writer.writerows(rows)
+        sys.stdout.write(_prediction_csv(rows))
     else:
         print(f"model: {_scope_line(detector)}")
         width = max(len(str(row["path"])) for row in rows)
@@ -551,9 +629,16 @@ def command_serve(args: argparse.Namespace) -> int:
     require_extra("serve")
     from facecheck.api import load
     from facecheck.serving.app import ServeSettings, create_app
-    from facecheck.serving.server import serve
+    from facecheck.serving.server import base_url, serve, warm_up
 
+    def say(line: str) -> None:
+        print(f"facecheck: {line}", file=sys.stderr, flush=True)
+
+    say(f"loading the model ({args.model or 'the shipped model'}, backend {args.backend}) ...")
+    started = time.perf_counter()
     detector = load(args.model, device="auto", backend=args.backend, tta=args.tta)
+    say(f"loaded {detector.source} in {time.perf_counter() - started:.1f} s; warming up (one prediction) ...")
+    say(f"warmed up in {warm_up(detector):.1f} s; starting the server ...")
     settings = ServeSettings(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         workers=max(1, args.workers),
@@ -562,8 +647,9 @@ def command_serve(args: argparse.Namespace) -> int:
         api_key=args.api_key or os.environ.get("FACECHECK_API_KEY") or None,
     )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(f"facecheck: serving {detector.source} on http://{args.host}:{args.port}/ (docs at /docs)", file=sys.stderr)
-    serve(create_app(detector, settings), args.host, args.port, settings)
+    url = base_url(args.host, args.port)
+    app = create_app(detector, settings)
+    serve(app, args.host, args.port, settings, on_ready=lambda: say(f"ready: serving on {url} (docs at {url}docs)"))
     return EXIT_OK
 
 
@@ -573,7 +659,7 @@ def command_export(args: argparse.Namespace) -> int:
     require_extra("export")
     report = export_model(
         args.model, args.out, quantize=args.quantize, calibration=args.calibration,
-        check_data=args.check_data, tolerance=args.tolerance,
+        check_data=args.check_data, tolerance=args.tolerance, log=lambda line: print(line, file=sys.stderr),
     )  # fmt: skip
     print(json.dumps(report, indent=2))
     print(
@@ -725,6 +811,30 @@ def render_card(name: str, card: Any) -> str:
     return "\n".join(lines)
 
 
+def command_cache(args: argparse.Namespace) -> int:
+    from facecheck.paths import cache_dir, cache_usage, clean_cache, human_size
+
+    where = cache_dir()
+    if args.cache_command == "clean":
+        removed = clean_cache(args.only)
+        freed = sum(entry.bytes for entry in removed)
+        for entry in removed:
+            print(f"removed {entry.kind:<10} {entry.files:>7} files  {human_size(entry.bytes):>9}")
+        print(f"freed {human_size(freed)} in {where}")
+        return EXIT_OK
+    usage = cache_usage()
+    if args.json:
+        print(json.dumps({"cache_dir": str(where), "parts": [entry.to_dict() for entry in usage]}))
+        return EXIT_OK
+    source = "$FACECHECK_CACHE_DIR" if os.environ.get("FACECHECK_CACHE_DIR") else "default; set $FACECHECK_CACHE_DIR"
+    print(f"cache folder: {where} ({source})")
+    for entry in usage:
+        print(f"  {entry.kind:<10} {entry.files:>7} files  {human_size(entry.bytes):>9}  {entry.description}")
+    print(f"  {'total':<10} {sum(e.files for e in usage):>7} files  {human_size(sum(e.bytes for e in usage)):>9}")
+    print("`facecheck cache clean` removes them; each is made again when next needed")
+    return EXIT_OK
+
+
 def config_yaml(config: TrainConfig) -> str:
     import yaml
 
@@ -755,7 +865,21 @@ COMMANDS = {
     "data": command_data,
     "models": command_models,
     "presets": command_presets,
+    "cache": command_cache,
 }
+
+
+def interrupted_message(args: argparse.Namespace) -> str:
+    """What an interruption (Ctrl-C, SIGTERM) left behind, and how to go on, for the command that was running."""
+    if args.command == "train":
+        hint = f"; continue with: facecheck train --out {args.out} --resume" if args.out else ""
+        return f"interrupted (completed epochs are saved){hint}"
+    if args.command == "export":
+        # export_model writes under temporary names and renames only after its checks (see there).
+        return f"export interrupted: no partial file was left, and {args.out} was not written or changed"
+    if args.command == "predict" and args.out:
+        return f"interrupted: {args.out} was not written"
+    return "interrupted"
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -781,8 +905,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"facecheck: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        hint = f"; continue with: facecheck train --out {args.out} --resume" if getattr(args, "out", None) else ""
-        print(f"facecheck: interrupted (completed epochs are saved){hint}", file=sys.stderr)
+        print(f"facecheck: {interrupted_message(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
         if os.environ.get("FACECHECK_DEBUG"):

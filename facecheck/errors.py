@@ -23,3 +23,18 @@ class WeightsError(FacecheckError):
 
 class ConfigError(FacecheckError):
     """A preset, config file or override is invalid."""
+
+
+class InputError(DataError, ValueError):
+    """A Python API call got something it cannot work with (an empty folder, a malformed array).
+
+    Also a ``ValueError``, so callers that catch the built-in kind keep working.
+    """
+
+
+class InputTypeError(InputError, TypeError):
+    """A Python API call got an object of a type it does not take."""
+
+
+class InputNotFoundError(InputError, FileNotFoundError):
+    """A path given to the Python API does not exist."""

@@ -9,7 +9,9 @@ Training, evaluation, the CLI and the Python API all go through
   epoch 1 otherwise (a crash during the first epoch loses nothing else);
 - a resumed run keeps its data, split, preprocessing and model; only the
   number of epochs and the compute settings may change, and the saved config
-  is rewritten only for those.
+  is rewritten only for those;
+- a finished run that kept only ``best.pt`` (``train --keep best``) cannot be
+  resumed or extended: ``last.pt`` held the optimiser state.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from facecheck.config import TrainConfig, load_config_file, merge
 from facecheck.data.discovery import ImageRecord
 from facecheck.data.splits import read_split
 from facecheck.errors import FacecheckError
+from facecheck.files import atomic_write_text
 
 # Sections a resumed run may change: neither the data nor the model change with them.
 RESUMABLE_CHANGES = ("epochs", "compute", "eval_batch_size", "device", "unfreeze_epochs")
@@ -85,6 +88,11 @@ class RunFolder:
             raise FacecheckError(
                 f"nothing to resume in {self.path}: no prepared run ({self.CONFIG} and {self.SPLIT}); start it anew"
             )
+        if not self.last.is_file() and (self.path / self.SUMMARY).is_file():
+            raise FacecheckError(
+                f"{self.path} finished and {self.LAST} is gone (train --keep best removes it), so it cannot be "
+                "resumed or extended; train a new run"
+            )
         saved = self.load_config()
         if requested is None:
             return saved
@@ -101,7 +109,8 @@ class RunFolder:
         self._write_text(self.CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     def remove_temporary_files(self) -> list[Path]:
-        """Half-written checkpoints of a process killed during a write (see atomic_torch_save)."""
+        """Half-written files (checkpoints, config, split, metrics) of a process killed during a write: every
+        writer in a run folder writes ``.NAME.*.tmp`` and renames it (atomic_torch_save, atomic_write_text)."""
         stale = sorted(self.path.glob(".*.tmp")) if self.path.is_dir() else []
         for path in stale:
             path.unlink(missing_ok=True)
@@ -130,8 +139,6 @@ class RunFolder:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     def _write_text(self, name: str, text: str) -> None:
-        # Written beside and renamed, so a crash never leaves half a file.
-        self.path.mkdir(parents=True, exist_ok=True)
-        temporary = self.path / f".{name}.partial"
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(self.path / name)
+        # Written beside and renamed (as a ".*.tmp" file, which a resume removes), so a crash never leaves
+        # half a file.
+        atomic_write_text(self.path / name, text)

@@ -39,3 +39,37 @@ def test_explain_command_writes_overlays_and_reports_bad_files(tmp_path: Path, c
     for entry in results[:-1]:
         overlay = np.asarray(Image.open(entry["heatmap"]))
         assert overlay.shape == (64, 64, 3)
+
+
+def _checkpoint(tmp_path: Path, **preprocess) -> Path:
+    config = merge(get_preset("seed-cnn"), {"preprocess": {"image_size": 64, **preprocess}})
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "m.pt", build_model(config), card_for(config, epoch=1, metrics={}))
+    return tmp_path / "m.pt"
+
+
+def test_explain_keeps_files_of_the_same_name_apart(tmp_path: Path, capsys):
+    model = _checkpoint(tmp_path)
+    faces = write_face_set(tmp_path / "d", per_class=1)
+    same_name = [faces / "real" / "000.png", faces / "fake" / "000.png"]
+    Image.open(same_name[0]).convert("RGB").save(faces / "real" / "000.jpg")
+    inputs = [*same_name, faces / "real" / "000.jpg", same_name[0]]
+    code = main(["explain", "--model", str(model), *map(str, inputs), "--out", str(tmp_path / "cams"), "--json"])
+    assert code == 0
+    written = [Path(entry["heatmap"]) for entry in json.loads(capsys.readouterr().out)]
+    assert len(set(written)) == len(inputs) and all(path.is_file() for path in written)
+    assert [path.relative_to(tmp_path / "cams").as_posix() for path in written] == [
+        "real/000.gradcam.png", "fake/000.gradcam.png", "real/000-2.gradcam.png", "real/000-3.gradcam.png"
+    ]  # fmt: skip
+
+
+def test_explain_scores_with_the_models_test_time_views(tmp_path: Path, capsys):
+    from facecheck.inference.predictor import Detector
+
+    model = _checkpoint(tmp_path, tta="flip")
+    images = sorted(write_face_set(tmp_path / "d", per_class=2).rglob("*.png"))
+    assert main(["explain", "--model", str(model), *map(str, images), "--out", str(tmp_path / "c"), "--json"]) == 0
+    explained = json.loads(capsys.readouterr().out)
+    predicted = Detector.load(model, device="cpu").predict(images)
+    for entry, prediction in zip(explained, predicted, strict=True):
+        assert abs(entry["p_fake"] - prediction.p_fake) <= 1e-6 and entry["label"] == prediction.label

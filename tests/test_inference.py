@@ -48,11 +48,15 @@ def test_export_with_parity_check_and_int8(tmp_path: Path, capsys, trained_run):
     out = tmp_path / "model.onnx"
     code = main(["export", "--model", str(run), "--out", str(out), "--quantize", "int8",
                  "--calibration", str(data)])  # fmt: skip
-    assert code == 0, capsys.readouterr().err
-    report = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
     assert report["max_abs_p_fake_difference"] <= 1e-4 and report["check_images"] == 6
     assert {"accuracy_change", "roc_auc_change", "int8_speedup"} <= set(report)
-    assert (tmp_path / "model.fp32.onnx").is_file() and out.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.fp32.onnx", "model.onnx"]  # nothing half-made
+    for stage in ("loading the model", "tracing the model and writing ONNX", "checking ONNX Runtime against PyTorch",
+                  "quantising to int8", "checking int8 against float32"):  # fmt: skip
+        assert f"export: {stage}" in captured.err and captured.err.count(f"export: {stage}") == 2, stage
     # the exported file alone carries its preprocessing and calibration
     standalone = Detector.load(tmp_path / "model.fp32.onnx")
     reference = Detector.load(run)
@@ -84,3 +88,35 @@ def test_cli_offers_exactly_the_engines_that_exist():
         sub = parser._subparsers._group_actions[0].choices[command]
         backend = next(a for a in sub._actions if a.dest == "backend")
         assert tuple(backend.choices) == BACKENDS, command
+
+
+def test_a_failed_parity_check_leaves_no_file(tmp_path: Path, capsys, trained_run):
+    from facecheck.cli import main
+
+    (tmp_path / "out").mkdir()
+    code = main(["export", "--model", str(trained_run[0]), "--out", str(tmp_path / "out" / "m.onnx"),
+                 "--tolerance", "-1"])  # fmt: skip
+    assert code == 2 and "nothing was written" in capsys.readouterr().err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_sigterm_during_export_leaves_no_partial_file(tmp_path: Path, trained_run):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    out.mkdir()
+    command = [sys.executable, "-m", "facecheck", "export", "--model", str(trained_run[0]), "--out", f"{out}/m.onnx"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(out.glob(".m.onnx.*.partial.onnx")) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    assert process.poll() is None, "the export ended before a partial file could be seen"
+    process.send_signal(signal.SIGTERM)  # what `kill` sends
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "export interrupted: no partial file was left" in err
+    assert "--resume" not in err and "epochs" not in err and "Traceback" not in err
+    assert list(out.iterdir()) == []

@@ -39,3 +39,49 @@ def test_report_sets_and_breakdown(tmp_path: Path, capsys, trained_run):
     assert set(breakdown) == {"a", "b"} and breakdown["a"]["n"] + breakdown["b"]["n"] == 8
     assert main(["evaluate", "--model", str(run_dir), "--data", str(other), "--by", "nope"]) == 2
     assert "no image" in capsys.readouterr().err
+
+
+def test_report_says_which_run_it_describes_with_warnings_and_every_image(tmp_path: Path, capsys, trained_run):
+    import csv
+
+    run_dir, _ = trained_run
+    report = tmp_path / "report.html"
+    # Threshold 0: every image is called fake, so the report must warn, and every real is a mistake for Grad-CAM.
+    code = main(["evaluate", "--model", str(run_dir), "--report", str(report), "--threshold", "0", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    page = report.read_text()
+    for fact in ("preset", "seed-cnn", "trained on", "faces", "temperature", "1 planned; checkpoint from epoch 1",
+                 "versions at training", "versions now", "torch", "written", "(set with --threshold)"):  # fmt: skip
+        assert fact in page, fact
+    assert result["warnings"] and all(warning in page for warning in result["warnings"])
+    assert "calls every evaluated image fake" in page and 'class="warning"' in page
+    with open(tmp_path / "report-images.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == result["n"] and set(rows[0]) == {"path", "source", "label", "p_fake", "predicted"}
+    assert {row["predicted"] for row in rows} == {"fake"} and {row["label"] for row in rows} == {"real", "fake"}
+    assert all(Path(row["path"]).is_file() and 0 <= float(row["p_fake"]) <= 1 for row in rows)
+    assert (tmp_path / "report-mistake-1.png").is_file()
+
+
+def test_gradcam_pictures_have_a_colour_scale(tmp_path: Path):
+    from PIL import Image
+
+    from facecheck.reporting.evaluation_report import _gradcam_figure
+
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(tmp_path / "cam.png")
+    figure = _gradcam_figure(tmp_path / "cam.png", "x.png")
+    assert len(figure.axes) == 2 and "Grad-CAM" in figure.axes[1].get_ylabel()
+
+
+def test_one_epoch_training_curves_have_markers_and_whole_epoch_ticks():
+    from facecheck.reporting.evaluation_report import training_figure
+
+    row = {"epoch": 1, "train_loss": 0.7, "val_loss": 0.6, "eval_split": "val", "val_accuracy": 0.5, "val_roc_auc": 0.6}
+    figure = training_figure([row])
+    for axis in figure.axes:
+        assert all(line.get_marker() not in (None, "None", "") for line in axis.get_lines())
+        low, high = axis.get_xlim()
+        assert low < 1 < high
+        ticks = [t for t in axis.get_xticks() if low <= t <= high]
+        assert ticks == [1.0]

@@ -53,3 +53,33 @@ def test_load_tools_refuse_other_hosts():
         require_loopback("http://192.168.1.10:8000")
     with pytest.raises(ValueError):
         run_load("http://example.com", b"", clients=1, requests=1)
+
+
+def test_serve_says_loading_warming_up_and_ready_with_its_url(tmp_path, trained_run):
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from facecheck.serving.loadtest import free_loopback_port
+
+    port = free_loopback_port()
+    command = [sys.executable, "-m", "facecheck", "serve", "--model", str(trained_run[0]), "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not any("ready" in line for line in lines):
+            line = process.stderr.readline()
+            if not line:
+                break
+            lines.append(line.strip())
+        said = "\n".join(lines)
+        assert f"ready: serving on http://127.0.0.1:{port}/" in said, said
+        order = [said.index(words) for words in ("loading the model", "warming up", "warmed up in", "ready")]
+        assert order == sorted(order)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:  # ready means ready
+            assert answer.status == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

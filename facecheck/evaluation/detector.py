@@ -18,10 +18,10 @@ from facecheck.data.images import load_image
 from facecheck.data.layouts import open_dataset
 from facecheck.data.sources import SOURCE, resolve_data_dirs, resolve_data_root, source_of
 from facecheck.errors import DataError
-from facecheck.evaluation.metrics import full_metrics
+from facecheck.evaluation.metrics import full_metrics, result_warnings
 from facecheck.evaluation.perturb import Perturbation
 from facecheck.inference.ensemble import Ensemble
-from facecheck.inference.predictor import Detector
+from facecheck.inference.predictor import Detector, Prediction, show_progress
 from facecheck.run_folder import RunFolder
 
 AnyDetector = Detector | Ensemble
@@ -70,12 +70,13 @@ def evaluate(
     split: str = "auto",
     batch_size: int = 64,
     perturbations: list[Perturbation] | None = None,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> dict[str, Any]:
-    """Score a model on labelled data; returns the metrics dict (plus ``data`` and ``errors``).
+    """Score a model on labelled data; returns the metrics dict (plus ``data``, ``errors`` and ``warnings``).
 
     With ``perturbations``, the evaluation is repeated on perturbed copies of
-    the images; their metrics are under ``perturbations[name]``.
+    the images; their metrics are under ``perturbations[name]``. ``progress``:
+    a bar on stderr per pass; None: as the CLI chooses (:func:`show_progress`).
     """
     return evaluate_with_scores(
         model, data, split=split, batch_size=batch_size, perturbations=perturbations, progress=progress
@@ -100,14 +101,15 @@ def evaluate_with_scores(
     batch_size: int = 64,
     perturbations: list[Perturbation] | None = None,
     by: str | None = None,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> tuple[dict[str, Any], Scores]:
     """:func:`evaluate` plus the per-image scores; ``by`` breaks the metrics down by a metadata column."""
     detector = model if isinstance(model, (Detector, Ensemble)) else Detector.load(model)
     records, source, metadata = evaluation_records(detector, data, split)
     if not records:
         raise DataError(f"no images to evaluate in {source}")
-    result, scores = _score(detector, records, batch_size, None, metadata, progress)
+    shown = show_progress(len(records)) if progress is None else progress
+    result, scores = _score(detector, records, batch_size, None, metadata, shown)
     result["data"] = source
     result["model"] = getattr(detector, "description", detector.source)
     result["tta"] = detector.tta
@@ -122,16 +124,32 @@ def evaluate_with_scores(
             result["breakdown"][by][value] = full_metrics(
                 scores.labels[chosen], scores.p_fake[chosen], detector.threshold, resamples=0
             )
+    result["warnings"] = evaluation_warnings(detector, result)
     if perturbations:
-        result["perturbations"] = {
-            p.name: {
-                k: v
-                for k, v in _score(detector, records, batch_size, p, metadata, progress)[0].items()
-                if k != "errors"
-            }
-            for p in perturbations
-        }
+        result["perturbations"] = {}
+        for number, perturbation in enumerate(perturbations, 1):
+            step = f"{number}/{len(perturbations)}"
+            metrics = _score(detector, records, batch_size, perturbation, metadata, shown, step)[0]
+            result["perturbations"][perturbation.name] = {k: v for k, v in metrics.items() if k != "errors"}
     return result, scores
+
+
+def evaluation_warnings(detector: AnyDetector, result: dict[str, Any]) -> list[str]:
+    """Why a result should not be trusted: too few images, one verdict for everything, and the model's own
+    calibration warnings (too few validation images, a temperature stuck at its search bound)."""
+    warnings = result_warnings(result, "evaluated")
+    for member in getattr(detector, "members", [detector]):
+        calibration = member.card.notes.get("calibration") or {}
+        warnings += [f"model: {text}" for text in calibration.get("warnings", [])]
+    return list(dict.fromkeys(warnings))
+
+
+def _perturbed(path: Path, perturbation: Perturbation) -> Any:
+    """The perturbed image, or the path itself when it cannot be read (predict then reports it unreadable)."""
+    try:
+        return perturbation.apply(load_image(path))
+    except DataError:
+        return path
 
 
 def _score(
@@ -141,24 +159,28 @@ def _score(
     perturbation: Perturbation | None,
     metadata: dict[Path, dict[str, str]],
     progress: bool = False,
+    step: str = "",
 ) -> tuple[dict[str, Any], Scores]:
     predictions = []
-    desc = "scoring" if perturbation is None else f"scoring {perturbation.name}"
-    for start in tqdm(range(0, len(records), batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
-        if perturbation is None:
-            predictions.extend(detector.predict([r.path for r in records[start : start + batch_size]], batch_size))
-        else:
-            chunk = records[start : start + batch_size]
-            images: list[Any] = []
-            for record in chunk:
-                try:
-                    images.append(perturbation.apply(load_image(record.path)))
-                except DataError:
-                    images.append(record.path)  # reported as unreadable by predict
-            chunk_predictions = detector.predict(images, batch_size=batch_size)
-            for record, prediction in zip(chunk, chunk_predictions, strict=True):
-                prediction.path = str(record.path)
-            predictions.extend(chunk_predictions)
+    desc = "scoring" if perturbation is None else f"scoring {perturbation.name} (perturbation {step})"
+    bar = tqdm(total=len(records), desc=desc, unit="img", disable=not progress, leave=False)
+    for start in range(0, len(records), batch_size):
+        chunk = records[start : start + batch_size]
+        # A listed file that has gone since the split was made counts as unreadable, as a broken one does
+        # (predict would refuse the whole batch for a missing path).
+        present = [record.path.is_file() for record in chunk]
+        inputs: list[Any] = []
+        for record, there in zip(chunk, present, strict=True):
+            if there:
+                inputs.append(record.path if perturbation is None else _perturbed(record.path, perturbation))
+        found = iter(detector.predict(inputs, batch_size=batch_size))
+        for record, there in zip(chunk, present, strict=True):
+            gone = f"{record.path}: not found (or not a regular file)"
+            prediction = next(found) if there else Prediction(None, error=gone)
+            prediction.path = str(record.path)
+            predictions.append(prediction)
+        bar.update(min(batch_size, len(records) - start))
+    bar.close()
     scored = [(r, p) for r, p in zip(records, predictions, strict=True) if p.error is None]
     errors = [p for p in predictions if p.error is not None]
     if not scored:

@@ -6,6 +6,7 @@ pushed the model towards calling the image fake.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -54,25 +55,49 @@ def explain_image(detector: Any, image: Image.Image, model: FaceClassifier | Non
     return overlay(view, gradcam(model if model is not None else detector.model, batch)[0])
 
 
+def overlay_names(paths: list[Path]) -> list[Path]:
+    """Output names, relative to the output folder, that never collide: ``<stem>.gradcam.png`` placed in the
+    input's sub-folder below the inputs' common folder (``a/x.jpg`` and ``b/x.jpg`` stay apart), with a
+    numbered suffix where two inputs still meet (``x.jpg`` and ``x.png``, or the same file given twice)."""
+    resolved = [Path(os.path.abspath(path)) for path in paths]
+    common = Path(os.path.commonpath([str(path.parent) for path in resolved])) if resolved else Path()
+    taken: set[Path] = set()
+    names = []
+    for path in resolved:
+        folder = path.parent.relative_to(common)
+        name, number = folder / f"{path.stem}.gradcam.png", 1
+        while name in taken:
+            number += 1
+            name = folder / f"{path.stem}-{number}.gradcam.png"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
 def explain_files(detector: Any, paths: list[Path], out_dir: Path) -> list[dict[str, Any]]:
-    """Write ``<name>.gradcam.png`` for each readable image; returns one entry per input."""
+    """Write a Grad-CAM overlay for each readable image (names from :func:`overlay_names`); one entry per input.
+
+    ``p_fake`` and ``label`` are the detector's own, with its test-time views (as ``predict`` gives them); the
+    heatmap is drawn for the plain view (the image as it is, not its mirror or crops).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    for path in paths:
+    for path, name in zip(paths, overlay_names(paths), strict=True):
         try:
             image = load_image(path, detector.min_size)
             picture = explain_image(detector, image)
         except Exception as exc:  # noqa: BLE001 - any input that cannot be read or explained is reported, never fatal
             results.append({"path": str(path), "error": str(exc)})
             continue
-        p_fake = float(detector.predict_tensor(detector.single_view_transform(image).unsqueeze(0))[0])
-        target = out_dir / f"{Path(path).stem}.gradcam.png"
+        p_fake = float(detector.predict_tensor(detector.transform(image).unsqueeze(0))[0])
+        target = out_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         picture.save(target)
         results.append(
             {
                 "path": str(path),
                 "p_fake": p_fake,
-                "label": detector.class_names[int(p_fake >= detector.threshold)],
+                "label": detector.card.label(p_fake, detector.threshold),
                 "heatmap": str(target),
             }
         )

@@ -113,3 +113,22 @@ def full_metrics(labels: np.ndarray, p_fake: np.ndarray, threshold: float = 0.5,
     if resamples > 0:
         result |= bootstrap_intervals(labels, p_fake, threshold, resamples)
     return result
+
+
+# Fewer images than this make every metric too uncertain to act on.
+FEW_FOR_METRICS = 50
+
+
+def result_warnings(metrics: dict[str, Any], where: str) -> list[str]:
+    """Plain-words warnings when a number should not be trusted (training's test, evaluate, the report)."""
+    warnings = []
+    n = metrics.get("n", 0)
+    if n and n < FEW_FOR_METRICS:
+        warnings.append(f"only {n} {where} images: every metric here has a wide margin of error")
+    matrix = metrics.get("confusion_matrix")
+    if n > 1 and matrix:
+        predicted_fake = matrix[0][1] + matrix[1][1]  # the "predicted fake" column
+        if predicted_fake in (0, n):
+            label = "fake" if predicted_fake == n else "real"
+            warnings.append(f"the model calls every {where} image {label}: its threshold or training failed")
+    return warnings

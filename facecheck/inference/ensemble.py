@@ -9,13 +9,13 @@ member from outvoting the others.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from facecheck.errors import DataError
-from facecheck.inference.predictor import Detector, ImageInput, Prediction
+from facecheck.inference.predictor import Detector, ImageInput, Prediction, expand_image_inputs
 
 
 class Ensemble:
@@ -58,9 +58,15 @@ class Ensemble:
     def model_name(self) -> str:
         return "+".join(m.model_name for m in self.members)
 
-    def predict(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 32) -> list[Prediction]:
-        """Mean calibrated ``p_fake``; an image any member cannot read gets that member's error."""
-        per_member = [m.predict(images, batch_size=batch_size) for m in self.members]
+    def predict(
+        self, images: ImageInput | Iterable[ImageInput], batch_size: int = 32, progress: bool = False
+    ) -> list[Prediction]:
+        """Mean calibrated ``p_fake``; an image any member cannot read gets that member's error.
+
+        Takes what :meth:`Detector.predict` takes (folders too) and raises on the same misuse.
+        """
+        items = expand_image_inputs(images)
+        per_member = [m.predict(items, batch_size=batch_size, progress=progress) for m in self.members]
         results = []
         for predictions in zip(*per_member, strict=True):
             first = predictions[0]
@@ -71,6 +77,8 @@ class Ensemble:
             p_fake = float(np.mean([p.p_fake for p in predictions]))
             results.append(Prediction(first.path, p_fake, self.card.label(p_fake, self.threshold)))
         return results
+
+    __call__ = predict
 
 
 def load_detector(

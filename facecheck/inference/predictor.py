@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -10,14 +11,16 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from facecheck.card import ModelCard
 from facecheck.checkpoint import load_model, resolve_checkpoint_path
 from facecheck.choices import BACKENDS
+from facecheck.data.discovery import iter_images
 from facecheck.data.images import load_image, to_rgb
 from facecheck.data.presets import eval_transform
 from facecheck.device import resolve_device
-from facecheck.errors import CheckpointError, DataError
+from facecheck.errors import CheckpointError, DataError, InputError, InputNotFoundError, InputTypeError
 from facecheck.inference.engines import (
     OnnxEngine,
     OpenVinoEngine,
@@ -31,6 +34,53 @@ from facecheck.models import FaceClassifier
 
 ImageInput = str | Path | Image.Image | np.ndarray
 NO_FACE = "no face"
+# More inputs than this get a progress bar (on stderr) even when stderr is not a terminal.
+FEW_IMAGES = 8
+
+
+def expand_image_inputs(images: ImageInput | Iterable[ImageInput]) -> list[ImageInput]:
+    """One input or a sequence of them, with folders replaced by the image files below them (sorted).
+
+    Misuse raises before any work: a path that does not exist (:class:`InputNotFoundError`), an object
+    that is no path, PIL image or uint8 array (:class:`InputTypeError`), a malformed array or a folder
+    without images (:class:`InputError`).
+    """
+    single = isinstance(images, (str, Path, Image.Image, np.ndarray))
+    if not single and (not isinstance(images, Iterable) or isinstance(images, (bytes, bytearray))):
+        raise InputTypeError(
+            f"predict takes a path, a PIL image, a uint8 array or a list of them, not {type(images).__name__}"
+        )
+    expanded: list[ImageInput] = []
+    for item in [images] if single else images:
+        if isinstance(item, (str, Path)):
+            path = Path(item).expanduser()
+            if path.is_dir():
+                found = iter_images(path)
+                if not found:
+                    raise InputError(f"no images (jpg, jpeg, png, webp, bmp) found in folder {path}")
+                expanded.extend(found)
+                continue
+            if not path.exists():
+                raise InputNotFoundError(f"file not found: {path}")
+            expanded.append(path if path != Path(item) else item)  # "~/x.jpg" is read where it points
+        elif isinstance(item, np.ndarray):
+            if item.dtype != np.uint8 or item.ndim not in (2, 3) or (item.ndim == 3 and item.shape[2] not in (3, 4)):
+                shape = "x".join(map(str, item.shape))
+                raise InputError(
+                    f"arrays must be uint8 shaped (H, W), (H, W, 3) or (H, W, 4), not {item.dtype} {shape}"
+                )
+            expanded.append(item)
+        elif isinstance(item, Image.Image):
+            expanded.append(item)
+        else:
+            raise InputTypeError(f"cannot predict on an object of type {type(item).__name__}")
+    return expanded
+
+
+def show_progress(count: int) -> bool:
+    """Whether the CLI shows a progress bar (on stderr, so machine output on stdout stays clean) for ``count``
+    inputs: on a terminal, or for more than a few inputs (a log then shows that the batch is moving)."""
+    return count > FEW_IMAGES or sys.stderr.isatty()
 
 
 def _has_face(image: Image.Image) -> bool | None:
@@ -63,10 +113,11 @@ class Prediction:
 
 
 class Detector:
-    """A trained real-vs-fake classifier ready to predict.
+    """A trained real-vs-fake classifier ready to predict; calling it is the same as :meth:`predict`.
 
     >>> detector = facecheck.load("runs/demo")
-    >>> [p.p_fake for p in detector.predict(["face.jpg"])]
+    >>> [p.p_fake for p in detector.predict(["face.jpg", "photos/"])]
+    >>> detector("face.jpg")[0].label
     """
 
     def __init__(
@@ -158,24 +209,30 @@ class Detector:
         return self.card.model_name
 
     def _to_image(self, item: ImageInput) -> Image.Image:
+        # Inputs were checked by expand_image_inputs: what fails here is the file or its preprocessing.
         if isinstance(item, (str, Path)):
             return load_image(item, self.min_size)
         if isinstance(item, Image.Image):
             return to_rgb(item)
-        if isinstance(item, np.ndarray):
-            if item.dtype != np.uint8 or item.ndim not in (2, 3):
-                raise DataError("arrays must be uint8 with shape (H, W) or (H, W, 3)")
-            return to_rgb(Image.fromarray(item))
-        raise DataError(f"cannot predict on an object of type {type(item).__name__}")
+        return to_rgb(Image.fromarray(item))
 
     def predict_tensor(self, batch: torch.Tensor) -> np.ndarray:
         """Calibrated ``p_fake`` of a preprocessed ``(B, 3, H, W)`` batch, or ``(B, V, 3, H, W)`` views averaged."""
         return p_fake_of(mean_over_views(self.engine, batch), self.temperature)
 
-    def predict(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 32) -> list[Prediction]:
-        """Predict each image; an unreadable one gets ``error`` set and never stops the batch."""
-        items = [images] if isinstance(images, (str, Path, Image.Image, np.ndarray)) else list(images)
+    def predict(
+        self, images: ImageInput | Iterable[ImageInput], batch_size: int = 32, progress: bool = False
+    ) -> list[Prediction]:
+        """Predict each image: paths, folders (every image file below them, sorted), PIL images or uint8 arrays.
+
+        Misuse raises before any work (see :func:`expand_image_inputs`): a missing path, an object of another
+        type, a malformed array, a folder without images. A file that exists but cannot be read or
+        preprocessed (corrupt, truncated, too small) gets ``error`` set in its result instead, and never
+        stops the others. ``progress``: a bar on stderr (see :func:`show_progress` for the CLI's choice).
+        """
+        items = expand_image_inputs(images)
         results = [Prediction(str(item) if isinstance(item, (str, Path)) else None) for item in items]
+        bar = tqdm(total=len(items), desc="predicting", unit="img", disable=not progress, leave=False, file=sys.stderr)
         for start in range(0, len(items), batch_size):
             tensors, slots = [], []
             for index in range(start, min(start + batch_size, len(items))):
@@ -195,4 +252,8 @@ class Detector:
                     results[index].p_fake = float(p_fake)
                     no_face = results[index].notice is not None
                     results[index].label = NO_FACE if no_face else self.card.label(float(p_fake), self.threshold)
+            bar.update(min(batch_size, len(items) - start))
+        bar.close()
         return results
+
+    __call__ = predict

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from facecheck.data.discovery import CLASS_NAMES
+from facecheck.data.sources import SOURCE
+from facecheck.evaluation.detector import Scores
+from facecheck.files import atomic_write_text
 from facecheck.reporting.html import figure_png, img, matplotlib_agg, page, table
 
 METRIC_ROWS = (
@@ -31,24 +38,112 @@ def _metrics_table(result: dict[str, Any]) -> str:
     return table(["metric", "value", "95% bootstrap interval"], rows)
 
 
+def _versions(versions: dict[str, str]) -> str:
+    return ", ".join(f"{name} {version}" for name, version in versions.items()) or "not recorded"
+
+
+def run_header(result: dict[str, Any], detector: Any) -> str:
+    """Which model this report describes, how it was trained and calibrated, on what, with which versions."""
+    from facecheck.card import current_versions
+
+    rows: list[list[Any]] = []
+    members = getattr(detector, "members", None) or ([detector] if detector is not None else [])
+    for number, member in enumerate(members, 1):
+        card, prefix = member.card, f"model {number}: " if len(members) > 1 else ""
+        training = card.training
+        rows += [
+            [f"{prefix}model", f"{member.source} ({card.model_name})"],
+            [f"{prefix}preset", card.preset],
+            [f"{prefix}trained on", ", ".join(card.trained_on)],
+            [f"{prefix}epochs", f"{training.total_epochs} planned; checkpoint from epoch {card.epoch}"],
+            [f"{prefix}temperature", f"{card.temperature:.4f}"],
+            [f"{prefix}model's threshold", f"{card.threshold:.4f}"],
+            [f"{prefix}test-time views", member.tta],
+            [f"{prefix}versions at training", _versions(card.versions)],
+        ]
+    own = [m.card.threshold for m in members]
+    used = result["threshold"]
+    overridden = bool(own) and not np.isclose(used, float(np.mean(own)))
+    rows += [
+        ["threshold used", f"{used:.4f}" + (" (set with --threshold)" if overridden else "")],
+        ["evaluated on", f"{result.get('data')}: {result['n']} images"],
+        ["of which", f"{result['n_real']} real, {result['n_fake']} fake"],
+        ["versions now", _versions(current_versions())],
+        ["written", time.strftime("%Y-%m-%d %H:%M:%S %Z")],
+    ]
+    return table(["", "value"], rows)
+
+
+def per_image_csv(scores: Scores, threshold: float) -> str:
+    """One row per scored image: path, source, true label, p_fake and the label it was given."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "source", "label", "p_fake", "predicted"])
+    for path, label, p_fake, metadata in zip(scores.paths, scores.labels, scores.p_fake, scores.metadata, strict=True):
+        predicted = CLASS_NAMES[int(p_fake >= threshold)]
+        writer.writerow([path, metadata.get(SOURCE, ""), CLASS_NAMES[int(label)], f"{p_fake:.6f}", predicted])
+    return buffer.getvalue()
+
+
+def _gradcam_figure(overlay_png: Path, caption: str) -> Any:
+    """A Grad-CAM overlay with its colour scale: what the colours mean (relative pull towards 'fake')."""
+    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from PIL import Image
+
+    figure, axis = plt.subplots(figsize=(3.6, 3.0))
+    axis.imshow(np.asarray(Image.open(overlay_png).convert("RGB")))
+    axis.set_axis_off()
+    axis.set_title(caption, fontsize=7)
+    bar = figure.colorbar(ScalarMappable(Normalize(0, 1), colormaps["jet"]), ax=axis, fraction=0.046, pad=0.04)
+    bar.set_label("Grad-CAM for 'fake' (1 = strongest in this image)", fontsize=7)
+    bar.ax.tick_params(labelsize=7)
+    return figure
+
+
+def training_figure(rows: list[dict[str, Any]]) -> Any:
+    """Losses and monitor metrics per epoch (rows of metrics.jsonl), readable for a single epoch too."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [r["epoch"] for r in rows]
+    split = rows[0]["eval_split"]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    left.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train loss")
+    left.plot(epochs, [r["val_loss"] for r in rows], "s-", label=f"{split} loss")
+    left.set(xlabel="epoch", ylabel="cross-entropy", yscale="log", title="Losses")
+    right.plot(epochs, [r["val_accuracy"] for r in rows], "o-", label="accuracy")
+    right.plot(epochs, [r["val_roc_auc"] or np.nan for r in rows], "s-", label="ROC AUC")
+    right.set(xlabel="epoch", title=f"{split} metrics")
+    for axis in (left, right):
+        # Whole epochs only, and room around a single one (a 1-epoch run is a point, not a line).
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        axis.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        axis.legend()
+    return figure
+
+
 def write_evaluation_report(
     result: dict[str, Any],
-    labels: np.ndarray,
-    p_fake: np.ndarray,
-    paths: list[str],
+    scores: Scores,
     path: Path,
     detector: Any = None,
     run_dir: Path | None = None,
     gallery: int = 8,
 ) -> Path:
-    """Write ``path`` (self-contained HTML) and its PNG figures beside it."""
+    """Write ``path`` (self-contained HTML), its PNG figures and ``<stem>-images.csv`` (one row per image)
+    beside it."""
     matplotlib_agg()
     import matplotlib.pyplot as plt
     from sklearn.calibration import calibration_curve
     from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
+    labels, p_fake, paths = scores.labels, scores.p_fake, scores.paths
     path.parent.mkdir(parents=True, exist_ok=True)
     stem = path.with_suffix("")
+    per_image = atomic_write_text(Path(f"{stem}-images.csv"), per_image_csv(scores, result["threshold"]))
 
     def save(figure: Any, name: str, caption: str) -> str:
         return img(figure_png(figure, Path(f"{stem}-{name}.png")), caption)
@@ -101,17 +196,8 @@ def write_evaluation_report(
     history_file = run_dir / "metrics.jsonl" if run_dir else None
     if history_file and history_file.is_file():
         rows = [json.loads(line) for line in history_file.read_text().splitlines() if line.strip()]
-        epochs = [r["epoch"] for r in rows]
-        figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
-        left.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train loss")
-        left.plot(epochs, [r["val_loss"] for r in rows], "o-", label=f"{rows[0]['eval_split']} loss")
-        left.set(xlabel="epoch", ylabel="cross-entropy", yscale="log", title="Losses")
-        left.legend()
-        right.plot(epochs, [r["val_accuracy"] for r in rows], "o-", label="accuracy")
-        right.plot(epochs, [r["val_roc_auc"] or np.nan for r in rows], "o-", label="ROC AUC")
-        right.set(xlabel="epoch", title=f"{rows[0]['eval_split']} metrics")
-        right.legend()
-        figures.append(save(figure, "training", "Training curves"))
+        if rows:
+            figures.append(save(training_figure(rows), "training", "Training curves"))
 
     perturbations = result.get("perturbations") or {}
     perturbation_section = ""
@@ -147,18 +233,21 @@ def write_evaluation_report(
         chosen = wrong[np.argsort(-confidence)][:gallery]
         overlays = explain_files(detector, [Path(paths[i]) for i in chosen], Path(f"{stem}-gradcam"))
         cells = []
-        for i, entry in zip(chosen, overlays, strict=True):
+        for number, (i, entry) in enumerate(zip(chosen, overlays, strict=True), 1):
             if "heatmap" in entry:
                 caption = f"{Path(paths[i]).name}: true {'fake' if labels[i] else 'real'}, p_fake {p_fake[i]:.3f}"
-                cells.append(img(Path(entry["heatmap"]).read_bytes(), caption))
+                cells.append(save(_gradcam_figure(Path(entry["heatmap"]), caption), f"mistake-{number}", caption))
         mistakes_section = "<h2>Most confident mistakes (Grad-CAM for 'fake')</h2>" + "".join(cells)
 
     header = (
         f"<p>Model <code>{html.escape(str(result.get('model')))}</code> on "
         f"<code>{html.escape(str(result.get('data')))}</code>: {result['n']} images "
-        f"({result['n_real']} real, {result['n_fake']} fake), threshold {result['threshold']:.3f}.</p>"
+        f"({result['n_real']} real, {result['n_fake']} fake), threshold {result['threshold']:.3f}. "
+        f"Every image's score: <code>{html.escape(per_image.name)}</code>.</p>"
     )
-    sections = [header, "<h2>Metrics</h2>", _metrics_table(result), "<h2>Figures</h2>", *figures]
+    warnings = [f'<div class="warning">WARNING: {html.escape(w)}</div>' for w in result.get("warnings", [])]
+    sections = [header, *warnings, "<h2>Run</h2>", run_header(result, detector), "<h2>Metrics</h2>"]
+    sections += [_metrics_table(result), "<h2>Figures</h2>", *figures]
     sections += [perturbation_section, mistakes_section]
     path.write_text(page("facecheck evaluation", sections), encoding="utf-8")
     return path

@@ -10,11 +10,17 @@ head has not fully arrived in time. Slow bodies are cut off by the app's
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
+from PIL import Image
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from facecheck.data.presets import input_size
+from facecheck.inference.predictor import Detector
 from facecheck.serving.app import ServeSettings
 
 
@@ -66,5 +72,31 @@ def uvicorn_config(app: Any, host: str, port: int, settings: ServeSettings, **op
     )
 
 
-def serve(app: Any, host: str, port: int, settings: ServeSettings) -> None:
-    uvicorn.Server(uvicorn_config(app, host, port, settings)).run()
+def warm_up(detector: Detector) -> float:
+    """One prediction on a plain grey image, so that the first request does not pay for lazy set-up (thread
+    pools, the ONNX Runtime session, the face detector); returns the seconds it took."""
+    size = input_size(detector.preprocess)
+    started = time.perf_counter()
+    detector.predict([Image.new("RGB", (size, size), (128, 128, 128))])
+    return time.perf_counter() - started
+
+
+def base_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+class AnnouncingServer(uvicorn.Server):
+    """uvicorn's server, calling ``on_ready`` once it listens (so "ready" is said only when it is true)."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self.on_ready is not None:
+            self.on_ready()
+
+
+def serve(app: Any, host: str, port: int, settings: ServeSettings, on_ready: Callable[[], None] | None = None) -> None:
+    AnnouncingServer(uvicorn_config(app, host, port, settings), on_ready).run()

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from facecheck.card import ModelCard
 from facecheck.checkpoint import build_model, model_kwargs, read_checkpoint, save_checkpoint
+from facecheck.choices import KEEP_CHECKPOINTS
 from facecheck.compute import configure_threads, resolve_precision, to_memory_format
 from facecheck.config import TrainConfig, validate
 from facecheck.data.dataset import ImageDataset, scan_readable
@@ -42,7 +43,7 @@ from facecheck.data.splits import make_split, read_split, write_split
 from facecheck.device import resolve_device
 from facecheck.errors import DataError
 from facecheck.evaluation.calibration import calibrate
-from facecheck.evaluation.metrics import classification_metrics, full_metrics
+from facecheck.evaluation.metrics import classification_metrics, full_metrics, result_warnings
 from facecheck.evaluation.scoring import loader_logits, mean_cross_entropy
 from facecheck.inference.outputs import p_fake_of
 from facecheck.models.registry import with_model_defaults
@@ -232,6 +233,7 @@ def train(
     progress: bool = True,
     quiet: bool = False,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    keep: str = "both",
 ) -> TrainResult:
     """Train ``config`` into ``run_dir``; with ``resume`` continue its last completed epoch.
 
@@ -239,7 +241,11 @@ def train(
     :class:`~facecheck.run_folder.RunFolder`); ``config`` may only change the
     epochs and compute settings. ``on_epoch`` is called with each epoch's
     metrics row after its checkpoints are written (tuning uses it to prune).
+    ``keep="best"`` removes ``last.pt`` once the run has finished (it is needed until then, to resume
+    after a crash): the folder is smaller, but the finished run can no longer be resumed or extended.
     """
+    if keep not in KEEP_CHECKPOINTS:
+        raise DataError(f"keep must be one of {', '.join(KEEP_CHECKPOINTS)}, not {keep!r}")
     run = RunFolder(run_dir)
     log = RunLog(quiet)
     progress = progress and not quiet
@@ -263,7 +269,12 @@ def train(
     run.save_config(config)
     session = TrainingSession(config, run, split, log, progress)
     session.run_phases(on_epoch)
-    return session.finish()
+    result = session.finish(keep)
+    if keep == "best":
+        # Only now: until the summary is written, last.pt is what a crashed run resumes from.
+        run.last.unlink(missing_ok=True)
+        log(f"removed {RunFolder.LAST} (--keep best): this run can no longer be resumed or extended")
+    return result
 
 
 class TrainingSession:
@@ -388,8 +399,8 @@ class TrainingSession:
         save_checkpoint(self.run.last, self.model, self.card(epoch, metrics), train_state=train_state)
         return row
 
-    def finish(self) -> TrainResult:
-        """Calibrate best.pt on validation, test it, and write the summary."""
+    def finish(self, keep: str = "both") -> TrainResult:
+        """Calibrate best.pt on validation, test it, and write the summary (``keep``: the checkpoints kept)."""
         config, run, split, log = self.config, self.run, self.split, self.log
         best_model = _load_best(run, config, self.device)
         calibration = None
@@ -410,6 +421,7 @@ class TrainingSession:
             "torch_threads": torch.get_num_threads(),
             "precision": "float32" if self.amp_dtype is None else str(self.amp_dtype).removeprefix("torch."),
             "channels_last": config.compute.channels_last,
+            "kept": [RunFolder.BEST] if keep == "best" else [RunFolder.BEST, RunFolder.LAST],
         }
         run.write_json(RunFolder.SUMMARY, summary)
         auc = "n/a" if test_metrics["roc_auc"] is None else f"{test_metrics['roc_auc']:.4f}"
@@ -421,19 +433,6 @@ class TrainingSession:
         for warning in result_warnings(test_metrics, "test"):
             log(f"WARNING: {warning}")
         return TrainResult(run.path, self.best_epoch, test_metrics, history)
-
-
-def result_warnings(metrics: dict[str, Any], where: str) -> list[str]:
-    """Plain-words warnings when a number should not be trusted."""
-    warnings = []
-    n = metrics.get("n", 0)
-    if n and n < 50:
-        warnings.append(f"only {n} {where} images: every metric here has a wide margin of error")
-    predicted_fake = metrics.get("predicted_fake_fraction")
-    if predicted_fake is not None and predicted_fake in (0.0, 1.0):
-        label = "fake" if predicted_fake == 1.0 else "real"
-        warnings.append(f"the model calls every {where} image {label}: its threshold or training failed")
-    return warnings
 
 
 def _load_best(run: RunFolder, config: TrainConfig, device: torch.device) -> torch.nn.Module:

@@ -1,0 +1,47 @@
+"""README.md's Python examples run as written, in a folder prepared the way the README describes."""
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from facecheck.data.synthetic import make_synthetic_dataset
+
+from .test_video import write_video
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_blocks(markdown: str) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", markdown, flags=re.MULTILINE | re.DOTALL)
+
+
+@pytest.fixture
+def readme_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """face.jpg, photos/, faces/ (labelled, synthetic) and clip.mp4, as the README's Python API section says."""
+    faces = make_synthetic_dataset(tmp_path / "faces", per_class=10)
+    Image.open(faces / "real" / "real_0000.png").convert("RGB").save(tmp_path / "face.jpg", quality=95)
+    (tmp_path / "photos").mkdir()
+    for name in ("real/real_0001.png", "fake/fake_0001.png", "fake/fake_0002.png"):
+        shutil.copy(faces / name, tmp_path / "photos" / Path(name).name)
+    write_video(tmp_path / "clip.mp4", frames=8)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_the_readme_has_python_examples():
+    blocks = python_blocks(README.read_text(encoding="utf-8"))
+    assert len(blocks) >= 3 and any("facecheck.load()" in block for block in blocks)
+
+
+def test_readme_python_examples_run_as_written(readme_folder: Path, capsys):
+    namespace: dict = {"__name__": "readme"}
+    for number, block in enumerate(python_blocks(README.read_text(encoding="utf-8")), 1):
+        # One namespace, in order, as a reader pasting them one after another would run them.
+        exec(compile(block, f"README.md python block {number}", "exec"), namespace)
+    printed = capsys.readouterr().out
+    assert "file not found: no-such-photo.jpg" in printed
+    assert (readme_folder / "runs" / "quick" / "best.pt").is_file()
+    assert len(namespace["both"]("photos/")) == 3
