@@ -63,6 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--print-config", action="store_true", help="print the settings this run would use (YAML) and exit"
     )
+    train.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train in N processes on this machine (DDP; gloo on CPUs, NCCL on GPUs); the batch size stays the "
+        "global batch and the threads are shared out. On a cluster use torchrun ... -m facecheck train instead",
+    )
+    train.add_argument(
+        "--sync-batchnorm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with several processes, BatchNorm statistics of the global batch (default off: per process)",
+    )
     add_recipe_options(train)
 
     crosseval = commands.add_parser("crosseval", help="train on each set, test on every set: ROC AUC matrix")
@@ -350,7 +364,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
             "face_margin": args.face_margin,
             "no_face": args.no_face,
         },
-        "compute": {"precision": args.precision},
+        "compute": {"precision": args.precision, "sync_batchnorm": getattr(args, "sync_batchnorm", None)},
     }
     updates: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     for section, values in nested.items():
@@ -364,14 +378,30 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def command_train(args: argparse.Namespace) -> int:
     from facecheck.api import train
+    from facecheck.training.launch import inside_launched_process, launch_local
 
     config = train_config_from_args(args)
     if args.print_config:
         print(config_yaml(config), end="")
         return EXIT_OK
+    if args.nproc_per_node < 1:
+        raise FacecheckError("--nproc-per-node must be at least 1")
+    if args.nproc_per_node > 1 and not inside_launched_process():
+        if config.batch_size % args.nproc_per_node:
+            raise FacecheckError(
+                f"batch size {config.batch_size} is the global batch and must divide among "
+                f"{args.nproc_per_node} processes"
+            )
+        argv = list(args.argv)
+        if not args.out:  # every process must write (rank 0) and read the same run folder
+            argv += ["--out", str(Path("runs") / f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}")]
+        return launch_local(argv, args.nproc_per_node)
     run_dir = Path(args.out) if args.out else Path("runs") / f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     result = train(config, run_dir, resume=args.resume, quiet=args.quiet)
-    print(json.dumps({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch, "test": result.test_metrics}))
+    if int(os.environ.get("RANK", "0") or 0) == 0:  # one answer on stdout, from rank 0
+        print(
+            json.dumps({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch, "test": result.test_metrics})
+        )
     return EXIT_OK
 
 
@@ -766,6 +796,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `kill` (SIGTERM) stops a run the same way as Ctrl-C: checkpoints so far stay usable.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     args = build_parser().parse_args(argv)
+    # What was asked, as given: `train --nproc-per-node N` runs it again in each process.
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     # File names need not be UTF-8 (Linux): print their bytes as they are, as ls does, instead of failing.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="surrogateescape")

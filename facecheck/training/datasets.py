@@ -6,6 +6,9 @@ epoch, ``pseudo_fake_ratio`` fakes per real image made from the training reals
 so that a resumed run sees the same ones. With ``balance: source-class`` the
 sampler weighs every (source, class) pair the same, pseudo-fakes counted as a
 class of their source.
+
+With several processes, the decode cache and the backbone features are built
+once (rank 0) and read by the others (:meth:`DistContext.build_once`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from facecheck.data.presets import eval_tensor_transform, eval_transform, train_
 from facecheck.data.sources import source_of
 from facecheck.errors import FacecheckError
 from facecheck.models import FaceClassifier
+from facecheck.training.distributed import DistContext
 from facecheck.training.features import cached_features, extract_features, features_key
 from facecheck.training.runners import FeatureRunner
 
@@ -62,7 +66,9 @@ class RunDatasets:
         monitor_name: str,
         progress: bool,
         data_dirs: list[str] | None = None,
+        dist: DistContext | None = None,
     ) -> None:
+        self.dist = dist or DistContext()
         self.config = config
         self.split = split
         self.monitor_name = monitor_name
@@ -78,7 +84,7 @@ class RunDatasets:
         records = self.split[name]
         pre, data = self.config.preprocess, self.config.data
         if data.decode_cache:
-            pixels = decoded_images(records, pre, data.min_image_size, self.progress)
+            pixels = self._decoded(records)
             transform = train_tensor_transform(pre) if training else eval_tensor_transform(pre, tta="none")
             return CachedImageDataset(pixels, [r.label for r in records], transform)
         transform = train_transform(pre) if training else eval_transform(pre, tta="none")
@@ -88,7 +94,7 @@ class RunDatasets:
         data, pre = self.config.data, self.config.preprocess
         records = self.train_records
         if data.decode_cache:
-            pixels = decoded_images(records, pre, data.min_image_size, self.progress)
+            pixels = self._decoded(records)
             transform = train_tensor_transform(pre)
             own = CachedImageDataset(pixels, [r.label for r in records], transform)
         else:
@@ -105,6 +111,11 @@ class RunDatasets:
         )  # fmt: skip
         self.pseudo_sources = [self._source(records[i]) for i in real_index]
         return ConcatDataset([own, self.pseudo])
+
+    def _decoded(self, records: list[ImageRecord]) -> np.ndarray:
+        """The decode cache of ``records``, built by one process and memory-mapped by all."""
+        pre, data = self.config.preprocess, self.config.data
+        return self.dist.build_once(lambda: decoded_images(records, pre, data.min_image_size, self.progress))
 
     def set_epoch(self, epoch: int) -> None:
         if self.pseudo is not None:
@@ -127,27 +138,42 @@ class RunDatasets:
         return self._dataset(self.monitor_name, training=False)
 
     def feature_runner(
-        self, model: FaceClassifier, device: torch.device, amp_dtype: torch.dtype | None
+        self,
+        model: FaceClassifier,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+        dist: DistContext | None = None,
     ) -> FeatureRunner:
-        """Backbone features of the train (plain and, with flips, mirrored) and monitor images."""
+        """Backbone features of the train (plain and, with flips, mirrored) and monitor images.
+
+        With several processes rank 0 extracts them (every image) into the feature cache and the others
+        load that file: the work is done once and every process trains on the same features.
+        """
         config = self.config
+        dist = dist or self.dist
 
         def features(name: str, mirrored: bool) -> torch.Tensor:
             records = self.split[name]
             key = features_key(model, config.model.name, records, config.preprocess, mirrored, amp_dtype)
-            return cached_features(
-                key,
-                lambda: extract_features(
-                    model,
-                    self._dataset(name, training=False),
-                    device=device,
-                    batch_size=config.eval_batch_size,
-                    mirrored=mirrored,
-                    amp_dtype=amp_dtype,
-                    channels_last=config.compute.channels_last,
-                    progress=self.progress,
-                    desc=f"features {name}{' mirrored' if mirrored else ''}",
-                ),
+            # Alone, the images are decoded only when the features are missing. With several processes the
+            # dataset (its decode cache is itself built once) is made first, outside build_once: one
+            # collective may not run inside another.
+            shared = self._dataset(name, training=False) if dist.enabled else None
+            return dist.build_once(
+                lambda: cached_features(
+                    key,
+                    lambda: extract_features(
+                        model,
+                        shared if shared is not None else self._dataset(name, training=False),
+                        device=device,
+                        batch_size=config.eval_batch_size,
+                        mirrored=mirrored,
+                        amp_dtype=amp_dtype,
+                        channels_last=config.compute.channels_last,
+                        progress=self.progress,
+                        desc=f"features {name}{' mirrored' if mirrored else ''}",
+                    ),
+                )
             )
 
         views = [features("train", False)]
@@ -160,4 +186,5 @@ class RunDatasets:
             torch.tensor([r.label for r in self.split[self.monitor_name]]),
             config,
             device,
+            dist,
         )
