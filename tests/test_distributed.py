@@ -148,6 +148,7 @@ def _rows(run: Path) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.distributed
 def test_two_processes_train_resume_and_evaluate_like_one(tmp_path: Path, capfd):
     data = write_face_set(tmp_path / "faces", per_class=12)
     split = _write_split(data, tmp_path / "split.csv")

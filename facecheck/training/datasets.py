@@ -25,6 +25,7 @@ from facecheck.data.dataset import ImageDataset
 from facecheck.data.decode_cache import CachedImageDataset, decoded_images
 from facecheck.data.discovery import FAKE, REAL, ImageRecord
 from facecheck.data.presets import eval_tensor_transform, eval_transform, train_tensor_transform, train_transform
+from facecheck.data.shards import ShardSet, ShardStream
 from facecheck.data.sources import source_of
 from facecheck.errors import FacecheckError
 from facecheck.models import FaceClassifier
@@ -137,6 +138,11 @@ class RunDatasets:
     def monitor(self) -> Dataset:
         return self._dataset(self.monitor_name, training=False)
 
+    def inference(self, name: str) -> Dataset:
+        """Split ``name`` through the inference pipeline (PIL, test-time views): calibration and the test."""
+        pre = self.config.preprocess
+        return ImageDataset(self.split[name], eval_transform(pre), self.config.data.min_image_size)
+
     def feature_runner(
         self,
         model: FaceClassifier,
@@ -188,3 +194,53 @@ class RunDatasets:
             device,
             dist,
         )
+
+
+class ShardDatasets:
+    """The datasets of a run trained on WebDataset shards: streams, with the same transforms as image folders.
+
+    Shards are streamed, not decoded into the decode cache: images go through the PIL pipeline of
+    ``data.decode_cache: false`` (same augmentations, JPEG normalisation and face crops; detections are
+    cached by pixel content as for files). Each process yields ``ceil(train count / processes)`` samples
+    an epoch, so the processes take the same number of steps.
+    """
+
+    def __init__(
+        self, config: TrainConfig, shards: ShardSet, monitor_name: str, dist: DistContext | None = None
+    ) -> None:
+        self.config, self.shards, self.monitor_name = config, shards, monitor_name
+        self.dist = dist or DistContext()
+        readers = self.dist.world_size * max(1, config.data.num_workers)
+        if len(shards.train) < readers:
+            raise FacecheckError(
+                f"{len(shards.train)} training shard(s) for {self.dist.world_size} process(es) x "
+                f"{max(1, config.data.num_workers)} loader worker(s): every reader needs a shard of its own; "
+                "write smaller shards (data shard --shard-size) or use fewer processes or workers"
+            )
+        self.stream: ShardStream | None = None
+
+    def train(self) -> Dataset:
+        data, pre = self.config.data, self.config.preprocess
+        per_process = -(-self.shards.count("train") // self.dist.world_size)
+        self.stream = ShardStream(self.shards.urls("train"), train_transform(pre), data.min_image_size,
+                                  per_process=per_process, seed=self.config.seed)  # fmt: skip
+        return self.stream
+
+    def monitor(self) -> Dataset:
+        pre = self.config.preprocess
+        return ShardStream(self.shards.urls(self.monitor_name), eval_transform(pre, tta="none"),
+                           self.config.data.min_image_size)  # fmt: skip
+
+    def inference(self, name: str) -> Dataset:
+        return ShardStream(self.shards.urls(name), eval_transform(self.config.preprocess),
+                           self.config.data.min_image_size)  # fmt: skip
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.stream is not None:
+            self.stream.set_epoch(epoch)
+
+    def sampler_weights(self) -> None:
+        return None
+
+    def feature_runner(self, *args: object, **kwargs: object) -> FeatureRunner:
+        raise FacecheckError("--freeze-backbone needs an image folder, not shards")

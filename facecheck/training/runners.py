@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, WeightedRandomSampler
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
@@ -133,10 +133,12 @@ class ImageRunner:
         self.channels_last = config.compute.channels_last
         self.progress = progress
         self.dist = dist = dist or DistContext()
-        # Validation in shards: process r scores items r, r + N, ...; score() gathers them back in order.
-        self.monitor_size = len(monitor_set)
+        # Validation in shards: process r scores items r, r + N, ... (a stream: its r-th shards); score() gathers.
         if dist.enabled:
-            monitor_set = Subset(monitor_set, range(dist.rank, self.monitor_size, dist.world_size))
+            if isinstance(monitor_set, IterableDataset):
+                monitor_set = monitor_set.for_rank(dist.rank, dist.world_size)
+            else:
+                monitor_set = Subset(monitor_set, range(dist.rank, len(monitor_set), dist.world_size))
         self.monitor_loader = DataLoader(
             monitor_set, batch_size=config.eval_batch_size, num_workers=config.data.num_workers
         )
@@ -172,10 +174,12 @@ class ImageRunner:
         desc: str,
         epoch: int = 1,
     ) -> EpochStats:
+        # A stream (shards) orders and divides itself among processes and workers (see ShardStream).
+        streamed = isinstance(self.train_set, IterableDataset)
         loader = DataLoader(
             self.train_set,
             batch_size=self.dist.local_batch_size(self.config.batch_size),
-            sampler=self.sampler(generator, epoch),
+            sampler=None if streamed else self.sampler(generator, epoch),
             generator=generator,
             num_workers=self.config.data.num_workers,
         )
@@ -196,7 +200,8 @@ class ImageRunner:
         return reduced_stats(self.dist, seen, loss_sum, time.perf_counter() - started)
 
     def score(self, model: FaceClassifier, desc: str) -> tuple[np.ndarray, np.ndarray, float]:
-        if len(self.monitor_loader.dataset) == 0:  # more processes than validation images
+        dataset = self.monitor_loader.dataset
+        if not isinstance(dataset, IterableDataset) and len(dataset) == 0:  # more processes than images
             p_fake, labels, loss = np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64), 0.0
         else:
             p_fake, labels, loss = score_loader(
@@ -210,14 +215,11 @@ class ImageRunner:
             )
         if not self.dist.enabled:
             return p_fake, labels, loss
-        shards = self.dist.gather((p_fake, labels, loss * len(labels)))
-        all_p = np.zeros(self.monitor_size, dtype=np.float64)
-        all_labels = np.zeros(self.monitor_size, dtype=np.int64)
-        for rank, (shard_p, shard_labels, _) in enumerate(shards):
-            all_p[rank :: self.dist.world_size] = shard_p
-            all_labels[rank :: self.dist.world_size] = shard_labels
-        total_loss = sum(shard[2] for shard in shards) / max(self.monitor_size, 1)
-        return all_p.astype(p_fake.dtype), all_labels, total_loss
+        # Metrics do not depend on the order of the images: the shards are joined in rank order.
+        shards = self.dist.gather((p_fake, labels, loss * len(labels) if len(labels) else 0.0))
+        count = sum(len(shard[1]) for shard in shards)
+        total_loss = sum(shard[2] for shard in shards) / max(count, 1)
+        return np.concatenate([s[0] for s in shards]), np.concatenate([s[1] for s in shards]), total_loss
 
 
 def reduced_stats(dist: DistContext, seen: int, loss_sum: float, seconds: float) -> EpochStats:

@@ -29,11 +29,11 @@ from facecheck.card import ModelCard
 from facecheck.checkpoint import build_model, model_kwargs, read_checkpoint, save_checkpoint
 from facecheck.compute import configure_threads, resolve_precision, to_memory_format
 from facecheck.config import TrainConfig, validate
-from facecheck.data.dataset import ImageDataset, scan_readable
+from facecheck.data.dataset import scan_readable
 from facecheck.data.discovery import ImageRecord, count_by_class, limit_per_class
 from facecheck.data.inspect import inspect_records, merge_groups, summary_lines
 from facecheck.data.layouts import Dataset, describe
-from facecheck.data.presets import eval_transform
+from facecheck.data.shards import ShardSet, is_shard_spec
 from facecheck.data.sources import (
     SOURCE,
     open_sources,
@@ -51,7 +51,7 @@ from facecheck.evaluation.scoring import loader_logits, mean_cross_entropy
 from facecheck.inference.outputs import p_fake_of
 from facecheck.models.registry import with_model_defaults
 from facecheck.run_folder import RunFolder
-from facecheck.training.datasets import RunDatasets
+from facecheck.training.datasets import RunDatasets, ShardDatasets
 from facecheck.training.distributed import RANK_SEED_STRIDE, DistContext, convert_sync_batchnorm
 from facecheck.training.runners import ImageRunner, Phase, plan_phases, set_trainable
 
@@ -102,6 +102,9 @@ class PreparedData:
     split: dict[str, list[ImageRecord]]
     unreadable: list[tuple[str, str]]
     inspection: dict[str, Any] | None = None
+    # Per image: its duplicate/identity group and its source (written into shards).
+    groups: dict[Path, str] | None = None
+    sources: dict[Path, str] | None = None
 
     def write(self, run: RunFolder) -> None:
         write_split(self.split, run / RunFolder.SPLIT, self.root)
@@ -165,7 +168,37 @@ def prepare_data(config: TrainConfig, log: Log, progress: bool) -> PreparedData:
     else:
         split = make_split(records, data.test_fraction, data.val_fraction, data.split_seed, groups)
     log("split: " + ", ".join(f"{name} {len(part)} {count_by_class(part)}" for name, part in split.items() if part))
-    return PreparedData(dataset.root, split, bad, inspection)
+    group_of = {r.path: str(g) for r, g in zip(records, groups, strict=True)} if groups else None
+    source_of_record = dict(zip((r.path for r in records), sources_of(records, dataset.metadata), strict=True))
+    return PreparedData(dataset.root, split, bad, inspection, group_of, source_of_record)
+
+
+def open_shards(config: TrainConfig) -> ShardSet | None:
+    """The run's WebDataset shards when its data are shards (``--data 'SHARDS/train-{...}.tar'``), else None."""
+    if not is_shard_spec(config.data.data_dirs):
+        return None
+    data, pre = config.data, config.preprocess
+    unsupported = [
+        (bool(data.pseudo_fakes), "pseudo-fakes (they are made from the decode cache)"),
+        (data.balance != "none", "balanced sampling (it weighs every image; a stream has no index)"),
+        (config.freeze_backbone, "--freeze-backbone (its feature cache is keyed by image files)"),
+        (bool(data.split_file), "--split-file (shards carry their split)"),
+        (pre.face_crop and pre.no_face == "fail", "--no-face fail (streams leave faceless images out: use skip)"),
+    ]
+    for used, what in unsupported:
+        if used:
+            raise DataError(f"training on shards does not support {what}; train on the image folder instead")
+    return ShardSet.open(config.data.data_dirs[0])
+
+
+def prepare_shards(shards: ShardSet, log: Log) -> PreparedData:
+    """A shard set's split (its index), for the run folder's split.csv and the log."""
+    split = shards.records()
+    log(f"streaming WebDataset shards from {shards.folder}: {len(shards.train)} training shard(s), "
+        f"{len(shards.urls('val'))} validation, {len(shards.urls('test'))} test")  # fmt: skip
+    log("split (from the shards): " + ", ".join(
+        f"{name} {len(part)} {count_by_class(part)}" for name, part in split.items() if part))  # fmt: skip
+    return PreparedData(Path(shards.manifest["root"]), split, [])
 
 
 def _own_split(
@@ -259,6 +292,7 @@ def train(
             config = run.resume_config(with_model_defaults(config))
             validate(config)
             dist.local_batch_size(config.batch_size)
+            shards = open_shards(config)
 
             def reopen() -> None:
                 log.attach(run.path)
@@ -268,15 +302,16 @@ def train(
                 log(f"resuming {run.path} from {state}")
 
             dist.on_main(reopen)
-            split = run.read_split(resolve_data_root(config, log))
+            split = shards.records() if shards else run.read_split(resolve_data_root(config, log))
         else:
             config = with_model_defaults(config)
             validate(config)
             dist.local_batch_size(config.batch_size)
+            shards = open_shards(config)
 
             def prepare() -> dict[str, list[ImageRecord]]:
                 run.check_new()
-                prepared = prepare_data(config, log, progress)
+                prepared = prepare_shards(shards, log) if shards else prepare_data(config, log, progress)
                 run.path.mkdir(parents=True, exist_ok=True)
                 log.attach(run.path)
                 prepared.write(run)
@@ -285,7 +320,7 @@ def train(
             # The other processes read the split rank 0 made (and wrote), rather than redoing the inspection.
             split = dist.on_main(prepare, share=False)
             if not dist.is_main:
-                split = run.read_split(resolve_data_root(config, log))
+                split = shards.records() if shards else run.read_split(resolve_data_root(config, log))
         if dist.is_main:
             run.save_config(config)
         session = TrainingSession(config, run, split, log, progress, dist)
@@ -351,8 +386,12 @@ class TrainingSession:
                 "NOTE: no validation split (data.val_fraction=0): per-epoch metrics are on the test split, "
                 "and best.pt is simply the last epoch so that no choice is made on test data"
             )
-        data_dirs = [str(d) for d in resolve_data_dirs(config, lambda _m: None)]
-        self.datasets = RunDatasets(config, split, self.monitor_name, progress, data_dirs, dist)
+        self.shards = open_shards(config)
+        if self.shards is not None:
+            self.datasets: RunDatasets | ShardDatasets = ShardDatasets(config, self.shards, self.monitor_name, dist)
+        else:
+            data_dirs = [str(d) for d in resolve_data_dirs(config, lambda _m: None)]
+            self.datasets = RunDatasets(config, split, self.monitor_name, progress, data_dirs, dist)
         if self.start_epoch > config.total_epochs:
             log(f"all {config.total_epochs} epochs are already done")
 
@@ -452,9 +491,12 @@ class TrainingSession:
         best_model = _load_best(run, config, self.device)
         calibration = None
         if config.calibrate and split["val"]:
-            calibration = _calibrate_best(best_model, run, split["val"], config, self.device, self.progress, log)
+            calibration = _calibrate_best(best_model, run, self.datasets.inference("val"), config, self.device,
+                                          self.progress, log)  # fmt: skip
         card = read_checkpoint(run.best)["card"]
-        test_metrics = _evaluate(best_model, split["test"], config, self.device, self.progress, card)
+        if not split["test"]:
+            raise DataError("the test split is empty")
+        test_metrics = _evaluate(best_model, self.datasets.inference("test"), config, self.device, self.progress, card)
         history = self.history
         summary = {
             "preset": config.preset,
@@ -504,32 +546,28 @@ def _load_best(run: RunFolder, config: TrainConfig, device: torch.device) -> tor
 
 def _inference_logits(
     model: torch.nn.Module,
-    records: list[ImageRecord],
+    dataset: torch.utils.data.Dataset,
     config: TrainConfig,
     device: torch.device,
     progress: bool,
     desc: str,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits as `facecheck evaluate` computes them: the PIL pipeline of inference, in float32."""
-    loader = DataLoader(
-        ImageDataset(records, eval_transform(config.preprocess), config.data.min_image_size),
-        batch_size=config.eval_batch_size,
-        num_workers=config.data.num_workers,
-    )
+    """Logits as `facecheck evaluate` computes them: the PIL pipeline of inference (``dataset``), in float32."""
+    loader = DataLoader(dataset, batch_size=config.eval_batch_size, num_workers=config.data.num_workers)
     return loader_logits(model, loader, device, progress, desc, channels_last=config.compute.channels_last)
 
 
 def _calibrate_best(
     model: torch.nn.Module,
     run: RunFolder,
-    val_records: list[ImageRecord],
+    val_set: torch.utils.data.Dataset,
     config: TrainConfig,
     device: torch.device,
     progress: bool,
     log: Log,
 ) -> dict[str, Any]:
     """Fit temperature, threshold and the uncertain band on validation and store them in best.pt's card."""
-    logits, labels = _inference_logits(model, val_records, config, device, progress, "calibration")
+    logits, labels = _inference_logits(model, val_set, config, device, progress, "calibration")
     result = calibrate(logits, labels, config.target_fpr)
     checkpoint = read_checkpoint(run.best)
     card: ModelCard = checkpoint["card"]
@@ -554,15 +592,13 @@ def _calibrate_best(
 
 def _evaluate(
     model: torch.nn.Module,
-    test_records: list[ImageRecord],
+    test_set: torch.utils.data.Dataset,
     config: TrainConfig,
     device: torch.device,
     progress: bool,
     card: ModelCard,
 ) -> dict[str, Any]:
-    if not test_records:
-        raise DataError("the test split is empty")
-    logits, labels = _inference_logits(model, test_records, config, device, progress, "test")
+    logits, labels = _inference_logits(model, test_set, config, device, progress, "test")
     p_fake = p_fake_of(logits, card.temperature)
     loss = mean_cross_entropy(logits, labels, card.temperature)
     # Every metric evaluate reports (bootstrap intervals aside), so cv can average them all.
