@@ -21,11 +21,11 @@ from facecheck.data.shards import ShardSet, ShardStream
 
 
 @pytest.fixture
-def shards(tmp_path: Path, capsys) -> tuple[Path, Path]:
+def shards(tmp_path: Path, capfd) -> tuple[Path, Path]:
     data = write_face_set(tmp_path / "faces", per_class=12)
     out = tmp_path / "shards"
     assert main(["data", "shard", str(data), "--out", str(out), "--shard-size", "4", "--no-inspect"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    summary = json.loads(capfd.readouterr().out)
     assert (
         summary["splits"]["train"]["images"] + summary["splits"]["val"]["images"] + summary["splits"]["test"]["images"]
         == 24
@@ -104,24 +104,24 @@ def test_a_pattern_naming_foreign_shards_is_refused(shards):
 
 
 @pytest.mark.slow
-def test_training_streams_shards_resumes_and_evaluates(shards, tmp_path: Path, capsys):
+def test_training_streams_shards_resumes_and_evaluates(shards, tmp_path: Path, capfd):
     _, out = shards
     run = tmp_path / "run"
     common = ["--preset", "seed-cnn", "--batch-size", "4", "--set", "preprocess.image_size=32", "--quiet"]
     pattern = str(out / "train-{000000..000003}.tar")
     assert main(["train", "--data", pattern, *common, "--epochs", "1", "--out", str(run)]) == 0
-    capsys.readouterr()
+    capfd.readouterr()
     log = (run / "train.log").read_text()
     assert "streaming WebDataset shards" in log and "4 training shard(s)" in log
     assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
-    capsys.readouterr()
+    capfd.readouterr()
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2] and all(r["train_loss"] > 0 for r in rows)
     summary = json.loads((run / "summary.json").read_text())
     test_count = json.loads((out / "shards.json").read_text())["splits"]["test"]["count"]
     assert summary["test"]["n"] == test_count  # tested on the test shards
     assert main(["evaluate", "--model", str(run), "--json"]) == 0  # the run's split names the original files
-    assert json.loads(capsys.readouterr().out)["n"] == test_count
+    assert json.loads(capfd.readouterr().out)["n"] == test_count
 
 
 @pytest.mark.slow

@@ -223,6 +223,8 @@ class ShardStream(IterableDataset):
 
         wds = require("webdataset", "distributed")
         urls = list(self.urls)
+        if not urls:  # a process with no validation shard of its own (fewer shards than processes)
+            return
         stages: list[Any] = [wds.SimpleShardList(urls)]
         if self.per_process is not None:
             # The same order in every process and round: each process keeps its own shards all epoch.
