@@ -155,7 +155,7 @@ def markdown(report: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", help="folder for distributed.{json,md} and the runs (required)")
     parser.add_argument("--data", help=f"labelled folder (default {SHARED}; --quick: the built-in synthetic set)")
     parser.add_argument("--preset", default="seed-mobilenet")
     parser.add_argument("--epochs", type=int, default=3)
@@ -167,6 +167,8 @@ def main() -> None:
     if args.probe:
         probe()
         return
+    if not args.out:
+        parser.error("--out is required")
     sys.path.insert(0, str(ROOT))
     from facecheck.compute import describe_machine
     from facecheck.data.synthetic import make_synthetic_dataset
