@@ -6,7 +6,7 @@ compares the loss curve with one process trained on the same global batches.
 The two can differ only by floating-point summation order (one process with
 2 threads against two with 1 each, a mean of two half-batch means): with
 augmentation and dropout off and BatchNorm synchronised, the losses agree to
-a relative 1e-4 (measured: about 1e-6). Without --sync-batchnorm each process
+a relative 1e-4 (measured: at most 5e-6). Without --sync-batchnorm each process
 normalises with its own half batch's statistics and the curves differ by
 percents, which is why the test synchronises them.
 """
