@@ -15,6 +15,7 @@ from facecheck.data.images import is_image_path
 from facecheck.data.inspect import inspect_records, merge_groups
 from facecheck.data.layouts import describe, open_dataset
 from facecheck.data.splits import fold_split, make_folds, make_split, write_split
+from facecheck.errors import DataError
 from facecheck.evaluation.detector import Scores, evaluate, evaluate_with_scores, evaluation_records
 from facecheck.evaluation.export_check import export_model
 from facecheck.inference.ensemble import Ensemble, load_detector
@@ -51,6 +52,63 @@ def expand_inputs(paths: list[str | Path]) -> list[Path]:
     A path that does not exist, or a folder without images, raises before any work (as ``Detector.predict``).
     """
     return [Path(item).expanduser() for item in expand_image_inputs([Path(p) for p in paths])]
+
+
+def batch_score(
+    model: str | Path | None,
+    inputs: list[str | Path],
+    out_dir: str | Path,
+    *,
+    address: str | None = None,
+    actors: int = 2,
+    num_cpus: int | None = None,
+    partition_size: int = 256,
+    batch_size: int = 32,
+    tta: str | None = None,
+    face_check: bool | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Score image files and folders on Ray into a folder of Parquet partitions (restartable); see
+    :mod:`facecheck.inference.ray_scoring`. Needs ``pip install 'facecheck[distributed]'``."""
+    from facecheck.inference.ray_scoring import score_with_ray
+    from facecheck.inference.video import is_video_path
+
+    paths = expand_inputs(inputs)
+    videos = [p for p in paths if is_video_path(p)]
+    if videos:
+        raise DataError(f"--engine ray scores images, not videos ({videos[0]}); score videos with the local engine")
+    return score_with_ray(
+        model, paths, out_dir, address=address, actors=actors, num_cpus=num_cpus, partition_size=partition_size,
+        batch_size=batch_size, tta=tta, face_check=face_check, progress=progress,
+    )  # fmt: skip
+
+
+def shard_data(
+    data_dirs: list[str | Path],
+    out_dir: str | Path,
+    *,
+    shard_size: int = 1000,
+    seed: int = 0,
+    test_fraction: float = 0.3,
+    val_fraction: float = 0.1,
+    split_file: str | Path | None = None,
+    inspect: bool = True,
+    log: Any = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Split a data set as `train` would (group-aware, stratified; or its own split, or ``split_file``) and
+    write it as WebDataset shards with a manifest (see :mod:`facecheck.data.shards`)."""
+    from facecheck.config import merge
+    from facecheck.data.shards import write_shards
+    from facecheck.training.trainer import prepare_data
+
+    dirs = [str(Path(d).expanduser().resolve()) for d in data_dirs]
+    data = {"data_dir": dirs[0] if len(dirs) == 1 else dirs, "split_seed": seed, "test_fraction": test_fraction,
+            "val_fraction": val_fraction, "inspect": inspect,
+            "split_file": str(Path(split_file).expanduser().resolve()) if split_file else None}  # fmt: skip
+    prepared = prepare_data(merge(TrainConfig(), {"data": data}), log or (lambda _m: None), progress)
+    return write_shards(prepared.split, prepared.root, Path(out_dir), shard_size, groups=prepared.groups,
+                        sources=prepared.sources, seed=seed)  # fmt: skip
 
 
 def inspect_data(data_dir: str | Path, progress: bool = False) -> dict[str, Any]:
@@ -98,6 +156,7 @@ __all__ = [
     "Ensemble",
     "Prediction",
     "Scores",
+    "batch_score",
     "evaluate",
     "evaluate_with_scores",
     "evaluation_records",
@@ -107,6 +166,7 @@ __all__ = [
     "is_image_path",
     "load",
     "load_detector",
+    "shard_data",
     "split_data",
     "train",
 ]

@@ -74,6 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--print-config", action="store_true", help="print the settings this run would use (YAML) and exit"
     )
+    train.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train in N processes on this machine (DDP; gloo on CPUs, NCCL on GPUs); the batch size stays the "
+        "global batch and the threads are shared out. On a cluster use torchrun ... -m facecheck train instead",
+    )
+    train.add_argument(
+        "--sync-batchnorm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with several processes, BatchNorm statistics of the global batch (default off: per process)",
+    )
     add_recipe_options(train)
 
     crosseval = commands.add_parser("crosseval", help="train on each set, test on every set: ROC AUC matrix")
@@ -144,10 +158,27 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--out",
         metavar="FILE",
-        help="write the results to FILE instead of stdout: CSV (.csv) or JSON (.json), written atomically",
+        help="write the results to FILE instead of stdout: CSV (.csv) or JSON (.json), written atomically; "
+        "with --engine ray a folder of Parquet partitions (path, p_fake, label, error), and rerunning the same "
+        "command skips finished partitions",
     )
     predict.add_argument("--frames", type=int, default=16, help="frames sampled evenly from each video (default 16)")
     add_engine_options(predict, batch_size=32)
+    predict.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="ray: score on a Ray cluster (or a local Ray) in a pool of ONNX Runtime actors into --out "
+        "(needs facecheck[distributed])",
+    )
+    predict.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: start a local Ray)")
+    predict.add_argument("--ray-actors", type=int, default=2, metavar="K", help="scoring actors (default 2)")
+    predict.add_argument(
+        "--ray-cpus", type=int, metavar="N", help="CPUs of the local Ray (default: this machine's cores)"
+    )
+    predict.add_argument(
+        "--partition-size", type=int, default=256, metavar="N", help="--engine ray: files per partition (default 256)"
+    )
 
     serve = commands.add_parser("serve", help="REST service and web page (FastAPI + uvicorn)")
     serve.add_argument("--model", help="run folder, checkpoint or exported .onnx file (default: the shipped model)")
@@ -202,6 +233,17 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument("--size", type=int, help="resize crops to SIZE x SIZE (default: keep)")
     crop.add_argument("--faces", choices=("largest", "all"), default="largest")
     crop.add_argument("--no-face", choices=NO_FACE_POLICIES, default="skip")
+    shard = data_commands.add_parser(
+        "shard", help="split a set as train would and write it as WebDataset tar shards (needs facecheck[distributed])"
+    )
+    shard.add_argument("data", metavar="DIR", nargs="+", help="labelled set(s), as train --data takes them")
+    shard.add_argument("--out", required=True, metavar="SHARDS", help="folder for {train,val,test}-NNNNNN.tar")
+    shard.add_argument("--shard-size", type=int, default=1000, metavar="N", help="images per shard (default 1000)")
+    shard.add_argument("--seed", type=int, default=0, help="split seed, and the order of the training samples")
+    shard.add_argument("--test-fraction", type=float, default=0.3)
+    shard.add_argument("--val-fraction", type=float, default=0.1)
+    shard.add_argument("--split-file", help="use this split (from `facecheck data split` or a run's split.csv)")
+    shard.add_argument("--no-inspect", action="store_true", help="skip the duplicate search (groups) before splitting")
     download = data_commands.add_parser("download", help="fetch a public set from Kaggle (needs internet)")
     download.add_argument(
         "name", help="140k-real-and-fake-faces, real-and-fake-face-detection, deepfake-and-real-images"
@@ -398,7 +440,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
             "face_margin": args.face_margin,
             "no_face": args.no_face,
         },
-        "compute": {"precision": args.precision},
+        "compute": {"precision": args.precision, "sync_batchnorm": getattr(args, "sync_batchnorm", None)},
     }
     updates: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     for section, values in nested.items():
@@ -412,14 +454,30 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def command_train(args: argparse.Namespace) -> int:
     from facecheck.api import train
+    from facecheck.training.launch import inside_launched_process, launch_local
 
     config = train_config_from_args(args)
     if args.print_config:
         print(config_yaml(config), end="")
         return EXIT_OK
+    if args.nproc_per_node < 1:
+        raise FacecheckError("--nproc-per-node must be at least 1")
+    if args.nproc_per_node > 1 and not inside_launched_process():
+        if config.batch_size % args.nproc_per_node:
+            raise FacecheckError(
+                f"batch size {config.batch_size} is the global batch and must divide among "
+                f"{args.nproc_per_node} processes"
+            )
+        argv = list(args.argv)
+        if not args.out:  # every process must write (rank 0) and read the same run folder
+            argv += ["--out", str(Path("runs") / f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}")]
+        return launch_local(argv, args.nproc_per_node)
     run_dir = Path(args.out) if args.out else Path("runs") / f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     result = train(config, run_dir, resume=args.resume, quiet=args.quiet, keep=args.keep)
-    print(json.dumps({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch, "test": result.test_metrics}))
+    if int(os.environ.get("RANK", "0") or 0) == 0:  # one answer on stdout, from rank 0
+        print(
+            json.dumps({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch, "test": result.test_metrics})
+        )
     return EXIT_OK
 
 
@@ -532,6 +590,10 @@ def _prediction_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def command_predict(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        return _predict_on_ray(args)
+    if args.ray_address:
+        raise FacecheckError("--ray-address is for --engine ray")
     from facecheck.api import expand_inputs, load_detector
     from facecheck.inference.predictor import show_progress
     from facecheck.inference.video import is_video_path, predict_video
@@ -579,6 +641,27 @@ def command_predict(args: argparse.Namespace) -> int:
     if failed:
         print(f"facecheck: {failed} of {len(rows)} file(s) could not be read", file=sys.stderr)
     return EXIT_FAILURE if failed == len(rows) else EXIT_OK
+
+
+def _predict_on_ray(args: argparse.Namespace) -> int:
+    from facecheck.api import batch_score
+
+    require_extra("distributed")
+    if not args.out:
+        raise FacecheckError("--engine ray writes its scores to a folder: give --out SCORES.parquet")
+    if args.model and len(args.model) > 1:
+        raise FacecheckError("--engine ray scores with one model (no ensembles)")
+    if args.backend not in ("torch", "onnx") or args.device not in ("auto", "cpu"):
+        raise FacecheckError("--engine ray runs the model in ONNX Runtime on CPUs (leave --backend and --device out)")
+    summary = batch_score(
+        args.model[0] if args.model else None, args.paths, args.out, address=args.ray_address,
+        actors=args.ray_actors, num_cpus=args.ray_cpus, partition_size=args.partition_size,
+        batch_size=args.batch_size, tta=args.tta, face_check=args.face_check,
+    )  # fmt: skip
+    print(json.dumps(summary))
+    if summary["errors"]:
+        print(f"facecheck: {summary['errors']} of {summary['images']} file(s) could not be read", file=sys.stderr)
+    return EXIT_FAILURE if summary["errors"] == summary["images"] else EXIT_OK
 
 
 def _scope_line(detector: Any) -> str:
@@ -709,6 +792,19 @@ def command_data(args: argparse.Namespace) -> int:
         )  # fmt: skip
         for path in written:
             print(path)
+        return EXIT_OK
+    if args.data_command == "shard":
+        from facecheck.api import shard_data
+
+        require_extra("distributed")
+        manifest = shard_data(
+            args.data, args.out, shard_size=args.shard_size, seed=args.seed, test_fraction=args.test_fraction,
+            val_fraction=args.val_fraction, split_file=args.split_file, inspect=not args.no_inspect,
+            log=lambda message: print(message, file=sys.stderr), progress=True,
+        )  # fmt: skip
+        counts = {name: {"images": part["count"], "shards": len(part["shards"])}
+                  for name, part in manifest["splits"].items()}  # fmt: skip
+        print(json.dumps({"out": str(args.out), "splits": counts}))
         return EXIT_OK
     if args.data_command == "crop":
         from facecheck.data.faces import crop_folder
@@ -890,6 +986,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `kill` (SIGTERM) stops a run the same way as Ctrl-C: checkpoints so far stay usable.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     args = build_parser().parse_args(argv)
+    # What was asked, as given: `train --nproc-per-node N` runs it again in each process.
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     # File names need not be UTF-8 (Linux): print their bytes as they are, as ls does, instead of failing.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="surrogateescape")

@@ -143,6 +143,11 @@ class ComputeConfig:
     num_threads: int = 0
     # Compile the training model with TorchInductor (CPU only; see facecheck.compute.compile_model).
     compile: bool = False
+    # Several processes (torchrun, --nproc-per-node): BatchNorm statistics of the global batch instead of
+    # each process's share. Off by default: it adds an all-reduce to every BatchNorm layer of every step,
+    # and per-process statistics over batches of 16 or more train as well; turn it on for small
+    # per-process batches, or to match a one-process run closely.
+    sync_batchnorm: bool = False
 
 
 @dataclass

@@ -20,6 +20,8 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "explain": ("captum", "matplotlib"),
     "video": ("av",),
     "tune": ("optuna", "matplotlib"),
+    # Ray batch scoring (its actors run ONNX Runtime) and WebDataset shards; torch.distributed needs nothing more.
+    "distributed": ("ray", "webdataset", "pyarrow", "onnxruntime"),
 }
 # Module -> the first extra that installs it.
 MODULE_EXTRAS: dict[str, str] = {}

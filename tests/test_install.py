@@ -61,6 +61,7 @@ def test_require_names_the_extra(monkeypatch):
         ("matplotlib", ["evaluate", "--model", "no-such-run", "--report", "r.html"], "report"),
         ("matplotlib", ["data", "inspect", "no-such-dir", "--report", "r.html"], "report"),
         ("optuna", ["tune", "--data", "d", "--out", "o"], "tune"),
+        ("ray", ["predict", "--engine", "ray", "x.png", "--out", "scores.parquet"], "distributed"),
     ],
 )
 def test_missing_extra_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path, missing, argv, extra):

@@ -103,7 +103,12 @@ def resolve_data_dirs(config: TrainConfig, log: Callable[[str], None]) -> list[P
 
 
 def resolve_data_root(config: TrainConfig, log: Callable[[str], None]) -> Path:
-    """The folder a run's split file is relative to (with several sources: their common parent)."""
+    """The folder a run's split file is relative to (with several sources: their common parent; with shards:
+    the folder their images were read from)."""
+    from facecheck.data.shards import is_shard_spec, shard_root
+
+    if is_shard_spec(config.data.data_dirs):
+        return shard_root(config.data.data_dirs[0])
     return common_root(resolve_data_dirs(config, log))
 
 

@@ -37,6 +37,8 @@ def loader_logits(
     for images, targets in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
         logits.append(mean_over_views(run, images).cpu().numpy())
         labels.append(targets.numpy())
+    if not logits:  # an empty stream (a process whose validation shard share is empty)
+        return np.zeros((0, 2), dtype=np.float32), np.zeros(0, dtype=np.int64)
     return np.concatenate(logits), np.concatenate(labels)
 
 

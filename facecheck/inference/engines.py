@@ -63,12 +63,16 @@ class TorchEngine:
 class OnnxEngine:
     name = "onnx"
 
-    def __init__(self, onnx_path: Path, threads: int = 0) -> None:
+    def __init__(self, onnx_path: Path | bytes, threads: int = 0) -> None:
+        """``onnx_path``: the file, or its bytes (a batch-scoring actor gets the model, not a path of another
+        machine)."""
         ort = require("onnxruntime", "export")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or configure_threads(0)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self.path = None if isinstance(onnx_path, bytes) else Path(onnx_path)
+        model = onnx_path if isinstance(onnx_path, bytes) else str(onnx_path)
+        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, batch: torch.Tensor) -> np.ndarray:

@@ -6,6 +6,9 @@ epoch, ``pseudo_fake_ratio`` fakes per real image made from the training reals
 so that a resumed run sees the same ones. With ``balance: source-class`` the
 sampler weighs every (source, class) pair the same, pseudo-fakes counted as a
 class of their source.
+
+With several processes, the decode cache and the backbone features are built
+once (rank 0) and read by the others (:meth:`DistContext.build_once`).
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from facecheck.data.dataset import ImageDataset
 from facecheck.data.decode_cache import CachedImageDataset, decoded_images
 from facecheck.data.discovery import FAKE, REAL, ImageRecord
 from facecheck.data.presets import eval_tensor_transform, eval_transform, train_tensor_transform, train_transform
+from facecheck.data.shards import ShardSet, ShardStream
 from facecheck.data.sources import source_of
 from facecheck.errors import FacecheckError
 from facecheck.models import FaceClassifier
+from facecheck.training.distributed import DistContext
 from facecheck.training.features import cached_features, extract_features, features_key
 from facecheck.training.runners import FeatureRunner
 
@@ -62,7 +67,9 @@ class RunDatasets:
         monitor_name: str,
         progress: bool,
         data_dirs: list[str] | None = None,
+        dist: DistContext | None = None,
     ) -> None:
+        self.dist = dist or DistContext()
         self.config = config
         self.split = split
         self.monitor_name = monitor_name
@@ -78,7 +85,7 @@ class RunDatasets:
         records = self.split[name]
         pre, data = self.config.preprocess, self.config.data
         if data.decode_cache:
-            pixels = decoded_images(records, pre, data.min_image_size, self.progress)
+            pixels = self._decoded(records)
             transform = train_tensor_transform(pre) if training else eval_tensor_transform(pre, tta="none")
             return CachedImageDataset(pixels, [r.label for r in records], transform)
         transform = train_transform(pre) if training else eval_transform(pre, tta="none")
@@ -88,7 +95,7 @@ class RunDatasets:
         data, pre = self.config.data, self.config.preprocess
         records = self.train_records
         if data.decode_cache:
-            pixels = decoded_images(records, pre, data.min_image_size, self.progress)
+            pixels = self._decoded(records)
             transform = train_tensor_transform(pre)
             own = CachedImageDataset(pixels, [r.label for r in records], transform)
         else:
@@ -105,6 +112,11 @@ class RunDatasets:
         )  # fmt: skip
         self.pseudo_sources = [self._source(records[i]) for i in real_index]
         return ConcatDataset([own, self.pseudo])
+
+    def _decoded(self, records: list[ImageRecord]) -> np.ndarray:
+        """The decode cache of ``records``, built by one process and memory-mapped by all."""
+        pre, data = self.config.preprocess, self.config.data
+        return self.dist.build_once(lambda: decoded_images(records, pre, data.min_image_size, self.progress))
 
     def set_epoch(self, epoch: int) -> None:
         if self.pseudo is not None:
@@ -126,28 +138,48 @@ class RunDatasets:
     def monitor(self) -> Dataset:
         return self._dataset(self.monitor_name, training=False)
 
+    def inference(self, name: str) -> Dataset:
+        """Split ``name`` through the inference pipeline (PIL, test-time views): calibration and the test."""
+        pre = self.config.preprocess
+        return ImageDataset(self.split[name], eval_transform(pre), self.config.data.min_image_size)
+
     def feature_runner(
-        self, model: FaceClassifier, device: torch.device, amp_dtype: torch.dtype | None
+        self,
+        model: FaceClassifier,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+        dist: DistContext | None = None,
     ) -> FeatureRunner:
-        """Backbone features of the train (plain and, with flips, mirrored) and monitor images."""
+        """Backbone features of the train (plain and, with flips, mirrored) and monitor images.
+
+        With several processes rank 0 extracts them (every image) into the feature cache and the others
+        load that file: the work is done once and every process trains on the same features.
+        """
         config = self.config
+        dist = dist or self.dist
 
         def features(name: str, mirrored: bool) -> torch.Tensor:
             records = self.split[name]
             key = features_key(model, config.model.name, records, config.preprocess, mirrored, amp_dtype)
-            return cached_features(
-                key,
-                lambda: extract_features(
-                    model,
-                    self._dataset(name, training=False),
-                    device=device,
-                    batch_size=config.eval_batch_size,
-                    mirrored=mirrored,
-                    amp_dtype=amp_dtype,
-                    channels_last=config.compute.channels_last,
-                    progress=self.progress,
-                    desc=f"features {name}{' mirrored' if mirrored else ''}",
-                ),
+            # Alone, the images are decoded only when the features are missing. With several processes the
+            # dataset (its decode cache is itself built once) is made first, outside build_once: one
+            # collective may not run inside another.
+            shared = self._dataset(name, training=False) if dist.enabled else None
+            return dist.build_once(
+                lambda: cached_features(
+                    key,
+                    lambda: extract_features(
+                        model,
+                        shared if shared is not None else self._dataset(name, training=False),
+                        device=device,
+                        batch_size=config.eval_batch_size,
+                        mirrored=mirrored,
+                        amp_dtype=amp_dtype,
+                        channels_last=config.compute.channels_last,
+                        progress=self.progress,
+                        desc=f"features {name}{' mirrored' if mirrored else ''}",
+                    ),
+                )
             )
 
         views = [features("train", False)]
@@ -160,4 +192,55 @@ class RunDatasets:
             torch.tensor([r.label for r in self.split[self.monitor_name]]),
             config,
             device,
+            dist,
         )
+
+
+class ShardDatasets:
+    """The datasets of a run trained on WebDataset shards: streams, with the same transforms as image folders.
+
+    Shards are streamed, not decoded into the decode cache: images go through the PIL pipeline of
+    ``data.decode_cache: false`` (same augmentations, JPEG normalisation and face crops; detections are
+    cached by pixel content as for files). Each process yields ``ceil(train count / processes)`` samples
+    an epoch, so the processes take the same number of steps.
+    """
+
+    def __init__(
+        self, config: TrainConfig, shards: ShardSet, monitor_name: str, dist: DistContext | None = None
+    ) -> None:
+        self.config, self.shards, self.monitor_name = config, shards, monitor_name
+        self.dist = dist or DistContext()
+        readers = self.dist.world_size * max(1, config.data.num_workers)
+        if len(shards.train) < readers:
+            raise FacecheckError(
+                f"{len(shards.train)} training shard(s) for {self.dist.world_size} process(es) x "
+                f"{max(1, config.data.num_workers)} loader worker(s): every reader needs a shard of its own; "
+                "write smaller shards (data shard --shard-size) or use fewer processes or workers"
+            )
+        self.stream: ShardStream | None = None
+
+    def train(self) -> Dataset:
+        data, pre = self.config.data, self.config.preprocess
+        per_process = -(-self.shards.count("train") // self.dist.world_size)
+        self.stream = ShardStream(self.shards.urls("train"), train_transform(pre), data.min_image_size,
+                                  per_process=per_process, seed=self.config.seed)  # fmt: skip
+        return self.stream
+
+    def monitor(self) -> Dataset:
+        pre = self.config.preprocess
+        return ShardStream(self.shards.urls(self.monitor_name), eval_transform(pre, tta="none"),
+                           self.config.data.min_image_size)  # fmt: skip
+
+    def inference(self, name: str) -> Dataset:
+        return ShardStream(self.shards.urls(name), eval_transform(self.config.preprocess),
+                           self.config.data.min_image_size)  # fmt: skip
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.stream is not None:
+            self.stream.set_epoch(epoch)
+
+    def sampler_weights(self) -> None:
+        return None
+
+    def feature_runner(self, *args: object, **kwargs: object) -> FeatureRunner:
+        raise FacecheckError("--freeze-backbone needs an image folder, not shards")

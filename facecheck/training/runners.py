@@ -4,6 +4,11 @@ A run is a list of phases (see :func:`plan_phases`): ordinary training is one
 ``full`` phase; frozen-backbone training is a ``head`` phase on cached
 features, optionally followed by an ``unfreeze`` phase that fine-tunes the
 last backbone blocks on images. Epoch numbers run on across phases.
+
+With several processes (see :mod:`facecheck.training.distributed`) each runner
+trains on its share of every global batch under DDP, reduces the epoch's loss
+sums and counts over the processes, and scores validation in shards that are
+gathered, so every process reports the same metrics.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, WeightedRandomSampler
+from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from facecheck.compute import autocast, compile_model, to_memory_format
@@ -22,6 +28,7 @@ from facecheck.config import TrainConfig
 from facecheck.errors import FacecheckError
 from facecheck.evaluation.scoring import score_loader
 from facecheck.models import FaceClassifier
+from facecheck.training.distributed import DistContext, ShardedWeightedSampler, seed_base
 
 
 @dataclass(frozen=True)
@@ -118,16 +125,45 @@ class ImageRunner:
         amp_dtype: torch.dtype | None,
         progress: bool,
         sampler_weights: torch.Tensor | None = None,
+        dist: DistContext | None = None,
     ) -> None:
         self.train_set, self.config, self.device, self.amp_dtype = train_set, config, device, amp_dtype
         # Per-item weights for balanced batches (None: a uniform shuffle).
         self.sampler_weights = sampler_weights
         self.channels_last = config.compute.channels_last
         self.progress = progress
+        self.dist = dist = dist or DistContext()
+        # Validation in shards: process r scores items r, r + N, ... (a stream: its r-th shards); score() gathers.
+        if dist.enabled:
+            if isinstance(monitor_set, IterableDataset):
+                monitor_set = monitor_set.for_rank(dist.rank, dist.world_size)
+            else:
+                monitor_set = Subset(monitor_set, range(dist.rank, len(monitor_set), dist.world_size))
         self.monitor_loader = DataLoader(
             monitor_set, batch_size=config.eval_batch_size, num_workers=config.data.num_workers
         )
         self.step: TrainStep | None = None
+
+    def sampler(self, generator: torch.Generator, epoch: int) -> torch.utils.data.Sampler:
+        """This process's share of the epoch's order.
+
+        A uniform shuffle is a DistributedSampler (one process: all of it) seeded so that epoch ``e``
+        permutes with the seed of :func:`~facecheck.training.trainer.seed_epoch`'s generator: N processes
+        split exactly the order one process would follow, so global batches hold the same images.
+        """
+        dist = self.dist
+        if self.sampler_weights is not None:
+            if not dist.enabled:
+                return WeightedRandomSampler(self.sampler_weights, len(self.train_set), generator=generator)
+            sampler = ShardedWeightedSampler(self.sampler_weights, seed_base(self.config.seed), dist.rank,
+                                             dist.world_size)  # fmt: skip
+        else:
+            sampler = DistributedSampler(
+                self.train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
+                seed=seed_base(self.config.seed), drop_last=False,
+            )  # fmt: skip
+        sampler.set_epoch(epoch)
+        return sampler
 
     def train_epoch(
         self,
@@ -136,22 +172,23 @@ class ImageRunner:
         optimizer: torch.optim.Optimizer,
         generator: torch.Generator,
         desc: str,
+        epoch: int = 1,
     ) -> EpochStats:
-        sampler = None
-        if self.sampler_weights is not None:
-            sampler = WeightedRandomSampler(self.sampler_weights, len(self.train_set), generator=generator)
+        # A stream (shards) orders and divides itself among processes and workers (see ShardStream).
+        streamed = isinstance(self.train_set, IterableDataset)
         loader = DataLoader(
             self.train_set,
-            batch_size=self.config.batch_size,
-            shuffle=sampler is None,
-            sampler=sampler,
+            batch_size=self.dist.local_batch_size(self.config.batch_size),
+            sampler=None if streamed else self.sampler(generator, epoch),
             generator=generator,
             num_workers=self.config.data.num_workers,
         )
         set_train_mode(model, phase)
         if self.step is None or self.step.optimizer is not optimizer:  # one compilation per phase at most
             compile_step = self.config.compute.compile and self.device.type == "cpu"
-            self.step = TrainStep(model, optimizer, self.device, self.amp_dtype, self.channels_last, compile_step)
+            # DDP is wrapped here, after set_trainable: it registers only the parameters the phase trains.
+            forward = self.dist.wrap(model)
+            self.step = TrainStep(forward, optimizer, self.device, self.amp_dtype, self.channels_last, compile_step)
         self.step.where = desc
         started, seen, loss_sum = time.perf_counter(), 0, 0.0
         bar = tqdm(loader, desc=desc, unit="batch", disable=not self.progress, leave=False)
@@ -160,18 +197,35 @@ class ImageRunner:
             seen += len(targets)
             loss_sum += loss * len(targets)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{seen / (time.perf_counter() - started):.1f}")
-        return EpochStats(seen, loss_sum, time.perf_counter() - started)
+        return reduced_stats(self.dist, seen, loss_sum, time.perf_counter() - started)
 
     def score(self, model: FaceClassifier, desc: str) -> tuple[np.ndarray, np.ndarray, float]:
-        return score_loader(
-            model,
-            self.monitor_loader,
-            self.device,
-            progress=self.progress,
-            desc=desc,
-            amp_dtype=self.amp_dtype,
-            channels_last=self.channels_last,
-        )
+        dataset = self.monitor_loader.dataset
+        if not isinstance(dataset, IterableDataset) and len(dataset) == 0:  # more processes than images
+            p_fake, labels, loss = np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64), 0.0
+        else:
+            p_fake, labels, loss = score_loader(
+                model,
+                self.monitor_loader,
+                self.device,
+                progress=self.progress,
+                desc=desc,
+                amp_dtype=self.amp_dtype,
+                channels_last=self.channels_last,
+            )
+        if not self.dist.enabled:
+            return p_fake, labels, loss
+        # Metrics do not depend on the order of the images: the shards are joined in rank order.
+        shards = self.dist.gather((p_fake, labels, loss * len(labels) if len(labels) else 0.0))
+        count = sum(len(shard[1]) for shard in shards)
+        total_loss = sum(shard[2] for shard in shards) / max(count, 1)
+        return np.concatenate([s[0] for s in shards]), np.concatenate([s[1] for s in shards]), total_loss
+
+
+def reduced_stats(dist: DistContext, seen: int, loss_sum: float, seconds: float) -> EpochStats:
+    """The epoch's image count and loss sum over all processes (each process's own when alone)."""
+    total_seen, total_loss = dist.sum([seen, loss_sum])
+    return EpochStats(int(total_seen), total_loss, seconds)
 
 
 class FeatureRunner:
@@ -190,7 +244,10 @@ class FeatureRunner:
         monitor_labels: torch.Tensor,
         config: TrainConfig,
         device: torch.device,
+        dist: DistContext | None = None,
     ) -> None:
+        self.dist = dist or DistContext()
+        self.head: nn.Module | None = None  # the head under DDP, made at the phase's first epoch
         self.views = torch.stack(train_views).to(device)
         self.labels = train_labels.to(device)
         self.monitor_features = monitor_features.to(device)
@@ -205,24 +262,32 @@ class FeatureRunner:
         optimizer: torch.optim.Optimizer,
         generator: torch.Generator,
         desc: str,
+        epoch: int = 1,
     ) -> EpochStats:
         set_train_mode(model, phase)
+        if self.head is None:
+            self.head = self.dist.wrap(model.head)
         loss_fn = nn.CrossEntropyLoss()
         started, seen, loss_sum = time.perf_counter(), 0, 0.0
         count = self.labels.shape[0]
         order = torch.randperm(count, generator=generator).to(self.views.device)
         view = torch.randint(len(self.views), (count,), generator=generator).to(self.views.device)
-        for start in range(0, count, self.batch_size):
-            index = order[start : start + self.batch_size]
+        # Each process takes every N-th of one shared order (padded to a multiple of N, as DistributedSampler
+        # pads), so that its k-th batch is its share of the k-th global batch of one process.
+        world, batch = self.dist.world_size, self.dist.local_batch_size(self.batch_size)
+        padding = -count % world
+        order = torch.cat([order, order[:padding]])[self.dist.rank :: world]
+        for start in range(0, len(order), batch):
+            index = order[start : start + batch]
             features, targets = self.views[view[index], index], self.labels[index]
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model.head(features), targets)
+            loss = loss_fn(self.head(features), targets)
             check_finite(loss, desc)
             loss.backward()
             optimizer.step()
             seen += len(index)
             loss_sum += loss.item() * len(index)
-        return EpochStats(seen, loss_sum, time.perf_counter() - started)
+        return reduced_stats(self.dist, seen, loss_sum, time.perf_counter() - started)
 
     @torch.inference_mode()
     def score(self, model: FaceClassifier, desc: str) -> tuple[np.ndarray, np.ndarray, float]:

@@ -3,6 +3,10 @@
 Every epoch reseeds the random generators from ``(seed, epoch)``, so a run
 resumed from the last completed epoch draws the same shuffles, augmentations
 and dropout masks as an uninterrupted run and ends with the same weights.
+
+Started by torchrun (or ``facecheck train --nproc-per-node N``), the same code
+trains one model in several processes: see :mod:`facecheck.training.distributed`
+for the rules (global batch, rank 0 writes, caches built once).
 """
 
 from __future__ import annotations
@@ -26,11 +30,11 @@ from facecheck.checkpoint import build_model, model_kwargs, read_checkpoint, sav
 from facecheck.choices import KEEP_CHECKPOINTS
 from facecheck.compute import configure_threads, resolve_precision, to_memory_format
 from facecheck.config import TrainConfig, validate
-from facecheck.data.dataset import ImageDataset, scan_readable
+from facecheck.data.dataset import scan_readable
 from facecheck.data.discovery import ImageRecord, count_by_class, limit_per_class
 from facecheck.data.inspect import inspect_records, merge_groups, summary_lines
 from facecheck.data.layouts import Dataset, describe
-from facecheck.data.presets import eval_transform
+from facecheck.data.shards import ShardSet, is_shard_spec
 from facecheck.data.sources import (
     SOURCE,
     open_sources,
@@ -48,7 +52,8 @@ from facecheck.evaluation.scoring import loader_logits, mean_cross_entropy
 from facecheck.inference.outputs import p_fake_of
 from facecheck.models.registry import with_model_defaults
 from facecheck.run_folder import RunFolder
-from facecheck.training.datasets import RunDatasets
+from facecheck.training.datasets import RunDatasets, ShardDatasets
+from facecheck.training.distributed import RANK_SEED_STRIDE, DistContext, convert_sync_batchnorm
 from facecheck.training.runners import ImageRunner, Phase, plan_phases, set_trainable
 
 Log = Callable[[str], None]
@@ -98,6 +103,9 @@ class PreparedData:
     split: dict[str, list[ImageRecord]]
     unreadable: list[tuple[str, str]]
     inspection: dict[str, Any] | None = None
+    # Per image: its duplicate/identity group and its source (written into shards).
+    groups: dict[Path, str] | None = None
+    sources: dict[Path, str] | None = None
 
     def write(self, run: RunFolder) -> None:
         write_split(self.split, run / RunFolder.SPLIT, self.root)
@@ -161,7 +169,37 @@ def prepare_data(config: TrainConfig, log: Log, progress: bool) -> PreparedData:
     else:
         split = make_split(records, data.test_fraction, data.val_fraction, data.split_seed, groups)
     log("split: " + ", ".join(f"{name} {len(part)} {count_by_class(part)}" for name, part in split.items() if part))
-    return PreparedData(dataset.root, split, bad, inspection)
+    group_of = {r.path: str(g) for r, g in zip(records, groups, strict=True)} if groups else None
+    source_of_record = dict(zip((r.path for r in records), sources_of(records, dataset.metadata), strict=True))
+    return PreparedData(dataset.root, split, bad, inspection, group_of, source_of_record)
+
+
+def open_shards(config: TrainConfig) -> ShardSet | None:
+    """The run's WebDataset shards when its data are shards (``--data 'SHARDS/train-{...}.tar'``), else None."""
+    if not is_shard_spec(config.data.data_dirs):
+        return None
+    data, pre = config.data, config.preprocess
+    unsupported = [
+        (bool(data.pseudo_fakes), "pseudo-fakes (they are made from the decode cache)"),
+        (data.balance != "none", "balanced sampling (it weighs every image; a stream has no index)"),
+        (config.freeze_backbone, "--freeze-backbone (its feature cache is keyed by image files)"),
+        (bool(data.split_file), "--split-file (shards carry their split)"),
+        (pre.face_crop and pre.no_face == "fail", "--no-face fail (streams leave faceless images out: use skip)"),
+    ]
+    for used, what in unsupported:
+        if used:
+            raise DataError(f"training on shards does not support {what}; train on the image folder instead")
+    return ShardSet.open(config.data.data_dirs[0])
+
+
+def prepare_shards(shards: ShardSet, log: Log) -> PreparedData:
+    """A shard set's split (its index), for the run folder's split.csv and the log."""
+    split = shards.records()
+    log(f"streaming WebDataset shards from {shards.folder}: {len(shards.train)} training shard(s), "
+        f"{len(shards.urls('val'))} validation, {len(shards.urls('test'))} test")  # fmt: skip
+    log("split (from the shards): " + ", ".join(
+        f"{name} {len(part)} {count_by_class(part)}" for name, part in split.items() if part))  # fmt: skip
+    return PreparedData(Path(shards.manifest["root"]), split, [])
 
 
 def _own_split(
@@ -214,9 +252,13 @@ def _split_from_file(config: TrainConfig, data_dir: Path, records: list[ImageRec
     return kept
 
 
-def seed_epoch(seed: int, epoch: int) -> torch.Generator:
-    """Seed the global RNG (augmentations, dropout) and return the shuffling generator for ``epoch``."""
-    torch.manual_seed(seed * 100_003 + epoch)
+def seed_epoch(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
+    """Seed the global RNG (augmentations, dropout) and return the shuffling generator for ``epoch``.
+
+    The global RNG differs per process (``rank``), so processes draw different augmentations;
+    the shuffling generator is the same in all of them (they split one shuffle between them).
+    """
+    torch.manual_seed(seed * 100_003 + epoch + RANK_SEED_STRIDE * rank)
     return torch.Generator().manual_seed(seed * 100_003 + epoch + 50_000)
 
 
@@ -247,50 +289,87 @@ def train(
     if keep not in KEEP_CHECKPOINTS:
         raise DataError(f"keep must be one of {', '.join(KEEP_CHECKPOINTS)}, not {keep!r}")
     run = RunFolder(run_dir)
-    log = RunLog(quiet)
-    progress = progress and not quiet
-    if resume:
-        config = run.resume_config(with_model_defaults(config))
-        validate(config)
-        log.attach(run.path)
-        for stale in run.remove_temporary_files():
-            log(f"removed {stale.name}, left by a run killed while writing it")
-        split = run.read_split(resolve_data_root(config, log))
-        log(f"resuming {run.path} from {run.last if run.last.is_file() else 'epoch 1 (no epoch had completed)'}")
-    else:
-        config = with_model_defaults(config)
-        validate(config)
-        run.check_new()
-        prepared = prepare_data(config, log, progress)
-        run.path.mkdir(parents=True, exist_ok=True)
-        log.attach(run.path)
-        prepared.write(run)
-        split = prepared.split
-    run.save_config(config)
-    session = TrainingSession(config, run, split, log, progress)
-    session.run_phases(on_epoch)
-    result = session.finish(keep)
-    if keep == "best":
-        # Only now: until the summary is written, last.pt is what a crashed run resumes from.
-        run.last.unlink(missing_ok=True)
-        log(f"removed {RunFolder.LAST} (--keep best): this run can no longer be resumed or extended")
-    return result
+    # Under torchrun: join the process group; only rank 0 logs, shows progress and writes the run folder.
+    dist = DistContext.from_env(resolve_device(config.device).type)
+    log = RunLog(quiet or not dist.is_main)
+    progress = progress and not quiet and dist.is_main
+    try:
+        if resume:
+            config = run.resume_config(with_model_defaults(config))
+            validate(config)
+            dist.local_batch_size(config.batch_size)
+            shards = open_shards(config)
+
+            def reopen() -> None:
+                log.attach(run.path)
+                for stale in run.remove_temporary_files():
+                    log(f"removed {stale.name}, left by a run killed while writing it")
+                state = run.last if run.last.is_file() else "epoch 1 (no epoch had completed)"
+                log(f"resuming {run.path} from {state}")
+
+            dist.on_main(reopen)
+            split = shards.records() if shards else run.read_split(resolve_data_root(config, log))
+        else:
+            config = with_model_defaults(config)
+            validate(config)
+            dist.local_batch_size(config.batch_size)
+            shards = open_shards(config)
+
+            def prepare() -> dict[str, list[ImageRecord]]:
+                run.check_new()
+                prepared = prepare_shards(shards, log) if shards else prepare_data(config, log, progress)
+                run.path.mkdir(parents=True, exist_ok=True)
+                log.attach(run.path)
+                prepared.write(run)
+                return prepared.split
+
+            # The other processes read the split rank 0 made (and wrote), rather than redoing the inspection.
+            split = dist.on_main(prepare, share=False)
+            if not dist.is_main:
+                split = shards.records() if shards else run.read_split(resolve_data_root(config, log))
+        if dist.is_main:
+            run.save_config(config)
+        session = TrainingSession(config, run, split, log, progress, dist)
+        session.run_phases(on_epoch)
+        result = session.finish(keep)
+        if keep == "best" and dist.is_main:
+            # Only now: until the summary is written, last.pt is what a crashed run resumes from.
+            run.last.unlink(missing_ok=True)
+            log(f"removed {RunFolder.LAST} (--keep best): this run can no longer be resumed or extended")
+        return result
+    finally:
+        dist.close()
 
 
 class TrainingSession:
     """One training run in steps: set-up, the epochs of each phase, then calibration and the test."""
 
     def __init__(
-        self, config: TrainConfig, run: RunFolder, split: dict[str, list[ImageRecord]], log: RunLog, progress: bool
+        self,
+        config: TrainConfig,
+        run: RunFolder,
+        split: dict[str, list[ImageRecord]],
+        log: RunLog,
+        progress: bool,
+        dist: DistContext | None = None,
     ) -> None:
         self.config, self.run, self.split, self.log, self.progress = config, run, split, log, progress
-        self.device = resolve_device(config.device)
-        threads = configure_threads(config.compute.num_threads) if self.device.type == "cpu" else 0
+        self.dist = dist = dist or DistContext()
+        self.device = dist.device(resolve_device(config.device))
+        threads = configure_threads(dist.threads(config.compute.num_threads)) if self.device.type == "cpu" else 0
         self.amp_dtype = resolve_precision(config.compute.precision, self.device)
+        processes = ""
+        if dist.enabled:
+            processes = (
+                f", {dist.world_size} processes ({dist.backend}), batch {dist.local_batch_size(config.batch_size)} "
+                f"per process (global {config.batch_size}), "
+                f"{'synchronised' if config.compute.sync_batchnorm else 'per-process'} BatchNorm statistics"
+            )
         log(
-            f"compute: {self.device}{f', {threads} threads' if threads else ''}, "
+            f"compute: {self.device}{f', {threads} threads' if threads else ''}"
+            f"{' per process' if threads and dist.enabled else ''}, "
             f"{'float32' if self.amp_dtype is None else str(self.amp_dtype).removeprefix('torch.') + ' autocast'}, "
-            f"{'channels-last' if config.compute.channels_last else 'contiguous'} tensors"
+            f"{'channels-last' if config.compute.channels_last else 'contiguous'} tensors{processes}"
         )
         self.model_kwargs = model_kwargs(config)
         resuming = run.last.is_file()
@@ -298,6 +377,9 @@ class TrainingSession:
         # are only needed for a fresh start; a resumed model gets its trained weights below.
         torch.manual_seed(config.seed)
         model = build_model(config, pretrained=config.model.pretrained and not resuming).to(self.device)
+        if dist.enabled and config.compute.sync_batchnorm:
+            # Same state dict as plain BatchNorm: checkpoints load into the ordinary model.
+            model = convert_sync_batchnorm(model, self.device)
         self.model = to_memory_format(model, config.compute.channels_last)
         self.start_epoch, self.best_score, self.best_epoch, self.saved_state = 1, float("-inf"), 0, None
         if resuming:
@@ -307,15 +389,20 @@ class TrainingSession:
             self.start_epoch = state["card"].epoch + 1
             self.best_score = float(self.saved_state["best_score"])
             self.best_epoch = int(self.saved_state["best_epoch"])
-        self.history = run.history(keep_through=self.start_epoch - 1)
+        # run.history also drops rows of an epoch cut short: rank 0's job (it owns the run folder).
+        self.history = run.history(keep_through=self.start_epoch - 1) if dist.is_main else []
         self.monitor_name = "val" if split["val"] else "test"
         if self.monitor_name == "test":
             log(
                 "NOTE: no validation split (data.val_fraction=0): per-epoch metrics are on the test split, "
                 "and best.pt is simply the last epoch so that no choice is made on test data"
             )
-        data_dirs = [str(d) for d in resolve_data_dirs(config, lambda _m: None)]
-        self.datasets = RunDatasets(config, split, self.monitor_name, progress, data_dirs)
+        self.shards = open_shards(config)
+        if self.shards is not None:
+            self.datasets: RunDatasets | ShardDatasets = ShardDatasets(config, self.shards, self.monitor_name, dist)
+        else:
+            data_dirs = [str(d) for d in resolve_data_dirs(config, lambda _m: None)]
+            self.datasets = RunDatasets(config, split, self.monitor_name, progress, data_dirs, dist)
         if self.start_epoch > config.total_epochs:
             log(f"all {config.total_epochs} epochs are already done")
 
@@ -336,12 +423,12 @@ class TrainingSession:
                 optimizer.load_state_dict(self.saved_state["optimizer"])
                 scheduler.load_state_dict(self.saved_state["scheduler"])
             if phase.name == "head":
-                runner = self.datasets.feature_runner(self.model, self.device, self.amp_dtype)
+                runner = self.datasets.feature_runner(self.model, self.device, self.amp_dtype, self.dist)
                 self.log(f"phase head: training the head on cached {config.model.name} features")
             else:
                 runner = ImageRunner(
                     self.datasets.train(), self.datasets.monitor(), config, self.device, self.amp_dtype, self.progress,
-                    sampler_weights=self.datasets.sampler_weights(),
+                    sampler_weights=self.datasets.sampler_weights(), dist=self.dist,
                 )  # fmt: skip
                 if phase.trainable_blocks:
                     self.log(
@@ -355,11 +442,14 @@ class TrainingSession:
     def run_epoch(self, runner: Any, phase: Phase, optimizer: Any, scheduler: Any, epoch: int) -> dict[str, Any]:
         config, name = self.config, self.monitor_name
         epoch_started = time.perf_counter()
-        generator = seed_epoch(config.seed, epoch)
+        generator = seed_epoch(config.seed, epoch, self.dist.rank)
         self.datasets.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
-        stats = runner.train_epoch(self.model, phase, optimizer, generator, f"epoch {epoch}/{config.total_epochs}")
+        desc = f"epoch {epoch}/{config.total_epochs}"
+        stats = runner.train_epoch(self.model, phase, optimizer, generator, desc, epoch=epoch)
         scheduler.step()
+        # Every process scores with the model rank 0 saves (its BatchNorm statistics included).
+        self.dist.sync_buffers(self.model)
         p_fake, labels, monitor_loss = runner.score(self.model, f"{name} {epoch}")
         scores = classification_metrics(labels, p_fake)
         row = {
@@ -376,19 +466,22 @@ class TrainingSession:
             "peak_rss_mb": peak_rss_mb(),
         }
         self.history.append(row)
-        self.run.append_metrics(row)
+        if self.dist.is_main:
+            self.run.append_metrics(row)
         auc = "n/a" if row["val_roc_auc"] is None else f"{row['val_roc_auc']:.4f}"
         self.log(
             f"epoch {epoch:>3}/{config.total_epochs}  train_loss {row['train_loss']:.4f}  "
             f"{name}_loss {monitor_loss:.4f}  {name}_acc {scores['accuracy']:.4f}  {name}_auc {auc}  "
             f"{row['train_images_per_s']:.1f} img/s  {row['epoch_seconds']:.0f}s"
         )
-        # Select on validation AUC (then loss); without a validation split, keep the last epoch.
+        # Select on validation AUC (then loss); without a validation split, keep the last epoch. Every process
+        # sees the same gathered scores, so all agree on the best epoch; rank 0 alone writes checkpoints.
         score = epoch if name == "test" else (scores["roc_auc"] or 0.0) - 1e-6 * monitor_loss
         metrics = {f"{name}_{k}": v for k, v in scores.items()} | {f"{name}_loss": monitor_loss}
         if score > self.best_score:
             self.best_score, self.best_epoch = score, epoch
-            save_checkpoint(self.run.best, self.model, self.card(epoch, metrics))
+            if self.dist.is_main:
+                save_checkpoint(self.run.best, self.model, self.card(epoch, metrics))
         train_state = {
             "phase": phase.name,
             "optimizer": optimizer.state_dict(),
@@ -396,18 +489,27 @@ class TrainingSession:
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
         }
-        save_checkpoint(self.run.last, self.model, self.card(epoch, metrics), train_state=train_state)
+        if self.dist.is_main:
+            save_checkpoint(self.run.last, self.model, self.card(epoch, metrics), train_state=train_state)
         return row
 
     def finish(self, keep: str = "both") -> TrainResult:
-        """Calibrate best.pt on validation, test it, and write the summary (``keep``: the checkpoints kept)."""
+        """Calibrate best.pt on validation, test it, and write the summary (rank 0; the others get its result).
+
+        ``keep``: the checkpoints kept, as recorded in the summary."""
+        return self.dist.on_main(lambda: self._finish(keep))
+
+    def _finish(self, keep: str) -> TrainResult:
         config, run, split, log = self.config, self.run, self.split, self.log
         best_model = _load_best(run, config, self.device)
         calibration = None
         if config.calibrate and split["val"]:
-            calibration = _calibrate_best(best_model, run, split["val"], config, self.device, self.progress, log)
+            calibration = _calibrate_best(best_model, run, self.datasets.inference("val"), config, self.device,
+                                          self.progress, log)  # fmt: skip
         card = read_checkpoint(run.best)["card"]
-        test_metrics = _evaluate(best_model, split["test"], config, self.device, self.progress, card)
+        if not split["test"]:
+            raise DataError("the test split is empty")
+        test_metrics = _evaluate(best_model, self.datasets.inference("test"), config, self.device, self.progress, card)
         history = self.history
         summary = {
             "preset": config.preset,
@@ -422,6 +524,8 @@ class TrainingSession:
             "precision": "float32" if self.amp_dtype is None else str(self.amp_dtype).removeprefix("torch."),
             "channels_last": config.compute.channels_last,
             "kept": [RunFolder.BEST] if keep == "best" else [RunFolder.BEST, RunFolder.LAST],
+            "processes": self.dist.world_size,
+            "sync_batchnorm": self.dist.enabled and config.compute.sync_batchnorm,
         }
         run.write_json(RunFolder.SUMMARY, summary)
         auc = "n/a" if test_metrics["roc_auc"] is None else f"{test_metrics['roc_auc']:.4f}"
@@ -443,32 +547,28 @@ def _load_best(run: RunFolder, config: TrainConfig, device: torch.device) -> tor
 
 def _inference_logits(
     model: torch.nn.Module,
-    records: list[ImageRecord],
+    dataset: torch.utils.data.Dataset,
     config: TrainConfig,
     device: torch.device,
     progress: bool,
     desc: str,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits as `facecheck evaluate` computes them: the PIL pipeline of inference, in float32."""
-    loader = DataLoader(
-        ImageDataset(records, eval_transform(config.preprocess), config.data.min_image_size),
-        batch_size=config.eval_batch_size,
-        num_workers=config.data.num_workers,
-    )
+    """Logits as `facecheck evaluate` computes them: the PIL pipeline of inference (``dataset``), in float32."""
+    loader = DataLoader(dataset, batch_size=config.eval_batch_size, num_workers=config.data.num_workers)
     return loader_logits(model, loader, device, progress, desc, channels_last=config.compute.channels_last)
 
 
 def _calibrate_best(
     model: torch.nn.Module,
     run: RunFolder,
-    val_records: list[ImageRecord],
+    val_set: torch.utils.data.Dataset,
     config: TrainConfig,
     device: torch.device,
     progress: bool,
     log: Log,
 ) -> dict[str, Any]:
     """Fit temperature, threshold and the uncertain band on validation and store them in best.pt's card."""
-    logits, labels = _inference_logits(model, val_records, config, device, progress, "calibration")
+    logits, labels = _inference_logits(model, val_set, config, device, progress, "calibration")
     result = calibrate(logits, labels, config.target_fpr)
     checkpoint = read_checkpoint(run.best)
     card: ModelCard = checkpoint["card"]
@@ -493,15 +593,13 @@ def _calibrate_best(
 
 def _evaluate(
     model: torch.nn.Module,
-    test_records: list[ImageRecord],
+    test_set: torch.utils.data.Dataset,
     config: TrainConfig,
     device: torch.device,
     progress: bool,
     card: ModelCard,
 ) -> dict[str, Any]:
-    if not test_records:
-        raise DataError("the test split is empty")
-    logits, labels = _inference_logits(model, test_records, config, device, progress, "test")
+    logits, labels = _inference_logits(model, test_set, config, device, progress, "test")
     p_fake = p_fake_of(logits, card.temperature)
     loss = mean_cross_entropy(logits, labels, card.temperature)
     # Every metric evaluate reports (bootstrap intervals aside), so cv can average them all.
