@@ -88,9 +88,10 @@ class RunFolder:
             raise FacecheckError(
                 f"nothing to resume in {self.path}: no prepared run ({self.CONFIG} and {self.SPLIT}); start it anew"
             )
-        if not self.last.is_file() and (self.path / self.SUMMARY).is_file():
+        summary = self.read_json(self.SUMMARY) or {}
+        if not self.last.is_file() and self.LAST not in summary.get("kept", [self.LAST]):
             raise FacecheckError(
-                f"{self.path} finished and {self.LAST} is gone (train --keep best removes it), so it cannot be "
+                f"{self.path} finished with train --keep best, which removed {self.LAST}, so it cannot be "
                 "resumed or extended; train a new run"
             )
         saved = self.load_config()
