@@ -8,8 +8,6 @@ optimizer, scheduler and best-so-far state needed to resume.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from facecheck.card import ModelCard
 from facecheck.config import TrainConfig
 from facecheck.data.presets import input_size
 from facecheck.errors import CheckpointError, ConfigError
+from facecheck.files import atomic_open
 from facecheck.models import FaceClassifier, create_model
 
 FORMAT = "facecheck-checkpoint"
@@ -85,17 +84,8 @@ def atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
     A crash mid-write leaves the previous file intact, never a truncated one;
     the run folder removes temporary files that a hard kill left behind.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as stream:
+        torch.save(payload, stream)
 
 
 def resolve_checkpoint_path(model: str | Path) -> Path:

@@ -1,27 +1,39 @@
-"""Writing result files atomically: a reader (or a crash) never sees half a file."""
+"""Writing files atomically: a reader (or a crash) never sees half a file."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, fsync it, then rename it over ``path``.
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """A stream to a temporary file beside ``path``; on success it is fsynced and renamed over ``path``.
 
-    File names that are not UTF-8 (kept as surrogates) are written back as their own bytes.
+    On any error (or interruption) the temporary file is removed and ``path`` is left as it was. Text
+    mode writes UTF-8, and file names that are not UTF-8 (kept as surrogates) as their own bytes.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    text = {} if "b" in mode else {"encoding": "utf-8", "errors": "surrogateescape", "newline": ""}
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", errors="surrogateescape", newline="") as stream:
-            stream.write(text)
+        with os.fdopen(handle, mode, **text) as stream:
+            yield stream
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_open`)."""
+    with atomic_open(path) as stream:
+        stream.write(text)
+    return Path(path)
