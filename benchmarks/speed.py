@@ -15,7 +15,8 @@ where the CPU has native bf16, for bf16.
 Training variants (same split, same number of epochs, test accuracy after them), for the
 report's two models (cnn, mobilenet) and the default preset's EfficientNet-Lite0 (lite0):
   *-naive      the report's pipeline: PIL decode and transforms every epoch, float32, contiguous tensors
-  *-fp32       facecheck's trainer in float32: decode cache, tensor augmentations, the preset's compute settings
+  *-fp32       facecheck's trainer in float32: decode cache, tensor augmentations, the preset's compute settings;
+               the whole network trained
   *-bf16       the same with bf16 autocast; only where the CPU has native bf16 (emulated bf16 is far slower)
   *-last8      float32, only the backbone's last 8 blocks (and the head) trained: no backward through the rest
   mobilenet-frozen  --freeze-backbone: features computed once (timed apart), then 15 head-only epochs
@@ -26,6 +27,12 @@ File-to-verdict variants (the default preset's model, trained briefly once into 
   file-torch, file-onnx, file-onnx-int8, file-openvino, file-openvino-int8: one image file in, calibrated
   p_fake out (decode, JPEG normalisation, the model's test-time views, engine), median over test images;
   int8 is ONNX Runtime static quantisation calibrated on training images, with its test accuracy.
+  shipped-torch, shipped-openvino, shipped-openvino-int8: the same for the shipped model (what `facecheck
+  predict` uses by default), on the same images, without its face check; shipped-torch also times that face
+  check (MTCNN) on its own.
+Evaluation variants (the same model, `evaluate` on its test split, batch 64, after one warm-up pass):
+  evaluate-torch, evaluate-openvino, evaluate-openvino-serial (images prepared on one thread, as before
+  facecheck prepared a batch's images on two).
 """
 
 from __future__ import annotations
@@ -75,6 +82,12 @@ INFER_VARIANTS = [
 # File to verdict with the default preset's model (trained once, briefly, by the benchmark): one image file in,
 # calibrated p_fake out, with the model's own test-time augmentation, per engine.
 FILE_VARIANTS = ["file-torch", "file-onnx", "file-onnx-int8", "file-openvino", "file-openvino-int8"]
+# The same for the model that `facecheck predict` uses when none is named (shipped inside the package: the general
+# preset, 224 px with the `fit` rule); int8 is calibrated on the benchmark's training images.
+SHIPPED_VARIANTS = ["shipped-torch", "shipped-openvino", "shipped-openvino-int8"]
+# Scoring a labelled set (what `evaluate` and leave-one-out spend their time on) with the default preset's model:
+# torch against OpenVINO, and OpenVINO with images prepared on the calling thread alone (as before threads).
+EVAL_VARIANTS = ["evaluate-torch", "evaluate-openvino", "evaluate-openvino-serial"]
 PRESET_OF = {"cnn": "seed-cnn", "mobilenet": "seed-mobilenet", "lite0": "lite0-native-jpeg"}
 BF16_ONLY_WHERE_NATIVE = "skipped: this CPU has no native bf16 (emulated bf16 is several times slower than float32)"
 
@@ -111,8 +124,8 @@ def run_facecheck_training(variant: str, args: argparse.Namespace, work: Path) -
         config = merge(config, {"freeze_backbone": True, "epochs": 15})
     elif mode == f"last{LAST_BLOCKS}":
         config = merge(config, {"compute": {"precision": "fp32"}, "model": {"trainable_blocks": LAST_BLOCKS}})
-    else:  # the precision is part of the variant's name: fp32 or bf16
-        config = merge(config, {"compute": {"precision": mode}})
+    else:  # the precision is part of the variant's name: fp32 or bf16; the whole network trained
+        config = merge(config, {"compute": {"precision": mode}, "model": {"trainable_blocks": None}})
     started = time.perf_counter()
     result = train(config, work / "run", quiet=True)
     wall = time.perf_counter() - started
@@ -325,6 +338,7 @@ def run_file_latency(variant: str, args: argparse.Namespace, work: Path) -> dict
 
     from facecheck.api import export_model
     from facecheck.compute import configure_threads
+    from facecheck.data.images import load_image
     from facecheck.data.splits import read_split
     from facecheck.inference.predictor import Detector
 
@@ -333,7 +347,8 @@ def run_file_latency(variant: str, args: argparse.Namespace, work: Path) -> dict
     split = read_split(run_dir / "split.csv", args.data)
     test = split["test"][: 40 if args.quick else 200]
     paths, labels = [r.path for r in test], np.array([r.label for r in test])
-    engine = variant.removeprefix("file-").removesuffix("-int8")
+    model, engine = variant.removesuffix("-int8").split("-", 1)
+    model_path = None if model == "shipped" else run_dir  # None: the shipped model
     started = time.perf_counter()
     extra: dict[str, Any] = {}
     if variant.endswith("-int8"):
@@ -341,13 +356,16 @@ def run_file_latency(variant: str, args: argparse.Namespace, work: Path) -> dict
         calibration.mkdir()
         for index, record in enumerate(split["train"][:128]):
             (calibration / f"{index:04d}{record.path.suffix}").symlink_to(record.path.resolve())
-        report = export_model(run_dir, work / "model.int8.onnx", quantize="int8", calibration=calibration)
+        check = {} if model_path else {"check_data": args.data}  # the shipped model has no test split of its own
+        report = export_model(model_path, work / "model.int8.onnx", quantize="int8", calibration=calibration, **check)
         extra = {k: report[k] for k in ("accuracy_change", "roc_auc_change", "int8_max_abs_p_fake_difference")}
         detector = Detector.load(work / "model.int8.onnx", backend=engine)
     else:
-        detector = Detector.load(run_dir, backend=engine)
+        detector = Detector.load(model_path, backend=engine)
     setup_seconds = time.perf_counter() - started
-    reference = Detector.load(run_dir, backend="torch") if engine != "torch" else detector
+    reference = Detector.load(model_path, backend="torch") if engine != "torch" else detector
+    # The file path itself: the shipped model's face check (MTCNN) is timed apart, on images new to it.
+    detector.face_check = reference.face_check = False
     reference_scores = np.array([p.p_fake for p in reference.predict(paths)])
     for path in paths[:5]:  # warm-up
         detector.predict(path)
@@ -357,6 +375,16 @@ def run_file_latency(variant: str, args: argparse.Namespace, work: Path) -> dict
         scores.append(detector.predict(path)[0].p_fake)
         times.append(time.perf_counter() - begun)
         cpu_times.append(time.process_time() - cpu_begun)
+    if variant == "shipped-torch":  # the shipped model's card asks for a face check: MTCNN, on images new to it
+        from facecheck.inference.predictor import _has_face
+
+        face_times = []
+        for path in paths:
+            image = load_image(path)
+            begun = time.perf_counter()
+            _has_face(image)
+            face_times.append(time.perf_counter() - begun)
+        extra["face_check_ms_median"] = 1000 * statistics.median(face_times)
     scores_array = np.array(scores)
     accuracy = float(((scores_array >= detector.threshold).astype(int) == labels).mean())
     return {
@@ -375,12 +403,39 @@ def run_file_latency(variant: str, args: argparse.Namespace, work: Path) -> dict
     }
 
 
+def run_evaluation_speed(variant: str, args: argparse.Namespace) -> dict[str, Any]:
+    """``evaluate`` on the file model's test split: images/s from files to metrics."""
+    from facecheck.compute import configure_threads
+    from facecheck.evaluation.detector import evaluate
+    from facecheck.inference import predictor
+
+    threads = configure_threads(args.threads)
+    backend = variant.split("-")[1]
+    if variant.endswith("-serial"):
+        predictor.PREPARE_THREADS = 1
+    detector = predictor.Detector.load(file_model_dir(args), backend=backend)
+    evaluate(detector, batch_size=64)  # warm-up (and the same images in the page cache for every variant)
+    started = time.perf_counter()
+    result = evaluate(detector, batch_size=64)
+    seconds = time.perf_counter() - started
+    return {
+        "variant": variant,
+        "threads": threads,
+        "tta": detector.tta,
+        "images": result["n"],
+        "evaluate_images_per_s": result["n"] / seconds,
+        "test_roc_auc": result["roc_auc"],
+    }
+
+
 def run_variant(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="facecheck-bench-") as tmp:
         work = Path(tmp)
         if variant == "file-model":
             result = train_file_model(args)
-        elif variant in FILE_VARIANTS:
+        elif variant in EVAL_VARIANTS:
+            result = run_evaluation_speed(variant, args)
+        elif variant in FILE_VARIANTS + SHIPPED_VARIANTS:
             result = run_file_latency(variant, args, work)
         elif variant in INFER_VARIANTS:
             result = run_inference(variant, args, work)
@@ -453,7 +508,8 @@ def markdown(report: dict[str, Any]) -> str:
     files = [r for r in report["results"] if "file_latency_ms_median" in r]
     if files:
         lines += [
-            "| file to verdict (default preset's model, batch 1) | median ms | p90 ms | median CPU ms | views "
+            "| file to verdict, batch 1 (file-*: default preset's model; shipped-*: shipped model) "
+            "| median ms | p90 ms | median CPU ms | views "
             "| test accuracy | max abs p_fake diff vs torch | setup s |",
             "|---|---:|---:|---:|---|---:|---:|---:|",
         ]
@@ -462,6 +518,15 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {r['variant']} | {r['file_latency_ms_median']:.2f} | {r['file_latency_ms_p90']:.2f} | "
                 f"{r.get('file_cpu_ms_median', float('nan')):.2f} | {r['tta']} | "
                 f"{r['test_accuracy']:.4f} | {r['max_abs_p_fake_difference']:.2e} | {r['setup_seconds']:.1f} |"
+            )
+        lines.append("")
+    evaluations = [r for r in report["results"] if "evaluate_images_per_s" in r]
+    if evaluations:
+        lines += ["| evaluate (default preset's model, test split, batch 64) | images/s | views | ROC AUC |",
+                  "|---|---:|---|---:|"]  # fmt: skip
+        for r in evaluations:
+            lines.append(
+                f"| {r['variant']} | {r['evaluate_images_per_s']:.1f} | {r['tta']} | {r['test_roc_auc']:.4f} |"
             )
         lines.append("")
     for r in report["results"]:
@@ -508,15 +573,27 @@ def ratios(results: list[dict[str, Any]]) -> dict[str, str]:
             )
         fastest1 = min([*torch_paths, *runtimes], key=lambda r: r["batch1_latency_ms_median"])
         out["lowest batch-1 latency"] = f"{fastest1['variant']}: {fastest1['batch1_latency_ms_median']:.2f} ms"
-    files = [r for r in by.values() if "file_latency_ms_median" in r]
-    if files:
+    for model, label in (("file", "default preset's model"), ("shipped", "shipped model")):
+        files = [r for r in by.values() if r["variant"].startswith(f"{model}-") and "file_latency_ms_median" in r]
+        if not files:
+            continue
         fastest = min(files, key=lambda r: r["file_latency_ms_median"])
-        base = by.get("file-torch")
+        base = by.get(f"{model}-torch")
         versus = f", {base['file_latency_ms_median'] / fastest['file_latency_ms_median']:.2f}x torch" if base else ""
-        out["lowest file-to-verdict latency (default model)"] = (
+        out[f"lowest file-to-verdict latency ({label})"] = (
             f"{fastest['variant']}: {fastest['file_latency_ms_median']:.2f} ms{versus} "
             f"(test accuracy {fastest['test_accuracy']:.4f})"
         )
+    base = by.get("evaluate-torch")
+    for variant in ("evaluate-openvino", "evaluate-openvino-serial"):
+        if base and variant in by:
+            out[f"{variant} / evaluate-torch"] = (
+                f"{by[variant]['evaluate_images_per_s'] / base['evaluate_images_per_s']:.2f}x "
+                f"({by[variant]['evaluate_images_per_s']:.1f} vs {base['evaluate_images_per_s']:.1f} images/s)"
+            )
+    shipped = by.get("shipped-torch")
+    if shipped and "face_check_ms_median" in shipped:
+        out["shipped model's face check (MTCNN, new images)"] = f"{shipped['face_check_ms_median']:.1f} ms more"
     return out
 
 
@@ -546,14 +623,16 @@ def main() -> int:
         print(f"speed benchmark: data folder {args.data} is absent; pass --data DIR (real/ and fake/ inside)")
         return 2
     variants = (TRAIN_VARIANTS if args.only != "infer" else []) + (
-        INFER_VARIANTS + FILE_VARIANTS if args.only != "train" else []
+        INFER_VARIANTS + FILE_VARIANTS + SHIPPED_VARIANTS + EVAL_VARIANTS if args.only != "train" else []
     )
     if args.quick:
         variants = [v for v in variants if v != "torch-compile"]  # its compile alone takes minutes
     if args.variants:
         variants = [v for v in args.variants.split(",") if v]
-    if any(v in FILE_VARIANTS for v in variants) and not (file_model_dir(args) / "best.pt").is_file():
-        variants.insert(min(i for i, v in enumerate(variants) if v in FILE_VARIANTS), "file-model")
+    # The file-* variants time its model; the shipped-* ones take their test images from its split.
+    needs_file_model = [i for i, v in enumerate(variants) if v in FILE_VARIANTS + SHIPPED_VARIANTS + EVAL_VARIANTS]
+    if needs_file_model and not (file_model_dir(args) / "best.pt").is_file():
+        variants.insert(min(needs_file_model), "file-model")
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("FACECHECK_CACHE_DIR", tempfile.mkdtemp(prefix="facecheck-bench-cache-"))
     report: dict[str, Any] = {

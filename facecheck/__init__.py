@@ -13,7 +13,7 @@ from facecheck.version import __version__
 
 
 def load(
-    path: str | Path | None = None, device: str = "auto", backend: str = "torch", tta: str | None = None
+    path: str | Path | None = None, device: str = "auto", backend: str = "auto", tta: str | None = None
 ) -> Detector:
     """Load a detector: a run folder, checkpoint or ``.onnx`` file, or with no ``path`` the shipped model.
 

@@ -25,12 +25,13 @@ from facecheck.training.trainer import train as _train
 
 
 def load(
-    path: str | Path | None = None, device: str = "auto", backend: str = "torch", tta: str | None = None
+    path: str | Path | None = None, device: str = "auto", backend: str = "auto", tta: str | None = None
 ) -> Detector:
     """Load a detector from a run folder (its best.pt), a checkpoint, an exported ``.onnx`` file, or, with
     no ``path``, the model shipped with facecheck.
 
-    ``backend``: torch, onnx or openvino; ``tta``: test-time augmentation
+    ``backend``: torch, onnx or openvino; ``auto`` (default): the fastest installed on a CPU (OpenVINO, then
+    ONNX Runtime; the ONNX export is made once and cached), torch on a GPU. ``tta``: test-time augmentation
     (none, flip, five-crop, five-crop-flip; default: the model's own).
     """
     return Detector.load(path, device=device, backend=backend, tta=tta)

@@ -317,8 +317,9 @@ def add_engine_options(parser: argparse.ArgumentParser, batch_size: int) -> None
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
-        default="torch",
-        help="onnx: ONNX Runtime; openvino: OpenVINO (CPU); auto: the fastest installed",
+        default="auto",
+        help="onnx: ONNX Runtime; openvino: OpenVINO (CPU); auto: the fastest installed (OpenVINO, ONNX Runtime, "
+        "torch), torch on a GPU or for predict on fewer than 16 images (an engine's set-up would cost more)",
     )
     parser.add_argument(
         "--tta",
@@ -601,13 +602,18 @@ def command_predict(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in RESULT_FILE_TYPES:
         raise FacecheckError(f"--out {out}: the file name must end in .csv or .json (the format follows it)")
-    detector = load_detector(args.model or [None], device=args.device, backend=args.backend, tta=args.tta)
-    inputs = expand_inputs(args.paths)  # a missing path or an empty folder stops here (exit 2)
+    from facecheck.device import resolve_device
+    from facecheck.inference.engines import resolve_backend
+
+    inputs = expand_inputs(args.paths)  # a missing path or an empty folder stops here (exit 2), before loading
+    images = [p for p in inputs if not is_video_path(p)]
+    frames = args.frames * (len(inputs) - len(images))  # each video is scored on that many frames
+    backend = resolve_backend(args.backend, resolve_device(args.device), images=len(images) + frames)
+    detector = load_detector(args.model or [None], device=args.device, backend=backend, tta=args.tta)
     _override_threshold(detector, args.threshold)
     if args.face_check is not None:
         for member in getattr(detector, "members", [detector]):
             member.face_check = args.face_check
-    images = [p for p in inputs if not is_video_path(p)]
     by_path: dict[Path, dict] = {}
     predictions = detector.predict(images, batch_size=args.batch_size, progress=show_progress(len(images)))
     for prediction in predictions:
@@ -651,7 +657,7 @@ def _predict_on_ray(args: argparse.Namespace) -> int:
         raise FacecheckError("--engine ray writes its scores to a folder: give --out SCORES.parquet")
     if args.model and len(args.model) > 1:
         raise FacecheckError("--engine ray scores with one model (no ensembles)")
-    if args.backend not in ("torch", "onnx") or args.device not in ("auto", "cpu"):
+    if args.backend not in ("auto", "torch", "onnx") or args.device not in ("auto", "cpu"):
         raise FacecheckError("--engine ray runs the model in ONNX Runtime on CPUs (leave --backend and --device out)")
     summary = batch_score(
         args.model[0] if args.model else None, args.paths, args.out, address=args.ray_address,
@@ -964,6 +970,9 @@ COMMANDS = {
     "cache": command_cache,
 }
 
+# Long CPU-bound work whose threads should not spin while other processes need the cores (see facecheck.openmp).
+TRAINING_COMMANDS = ("train", "crosseval", "cv", "tune")
+
 
 def interrupted_message(args: argparse.Namespace) -> str:
     """What an interruption (Ctrl-C, SIGTERM) left behind, and how to go on, for the command that was running."""
@@ -991,6 +1000,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # File names need not be UTF-8 (Linux): print their bytes as they are, as ls does, instead of failing.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="surrogateescape")
+    if args.command in TRAINING_COMMANDS and "torch" not in sys.modules:
+        from facecheck.openmp import choose_wait_policy
+
+        reason = choose_wait_policy()
+        if reason:
+            print(f"facecheck: the CPU is shared: {reason}", file=sys.stderr)
     try:
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, not as a warning at exit

@@ -17,6 +17,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "serve": ("fastapi", "uvicorn", "python_multipart", "prometheus_client"),
     "report": ("matplotlib",),
     "export": ("onnx", "onnxscript", "onnxruntime"),
+    "openvino": ("openvino",),
     "explain": ("captum", "matplotlib"),
     "video": ("av",),
     "tune": ("optuna", "matplotlib"),

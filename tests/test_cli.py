@@ -171,13 +171,22 @@ def test_real_entry_point_exit_codes(tmp_path: Path):
     ok = subprocess.run([sys.executable, "-m", "facecheck", "models", "--json"], capture_output=True, text=True)
     assert ok.returncode == 0
     assert {m["name"] for m in json.loads(ok.stdout)["models"]} == {"seed_cnn", "mobilenet_v2", "efficientnet_lite0"}
+    image = tmp_path / "a.png"
+    Image.new("RGB", (64, 64)).save(image)
     bad = subprocess.run(
-        [sys.executable, "-m", "facecheck", "predict", "--model", str(tmp_path / "x"), "a.jpg"],
+        [sys.executable, "-m", "facecheck", "predict", "--model", str(tmp_path / "x"), str(image)],
         capture_output=True,
         text=True,
     )
     assert bad.returncode == 2
     assert bad.stderr.startswith("facecheck: error: model not found") and "Traceback" not in bad.stderr
+    # Inputs are checked first: a missing image fails before the model is loaded.
+    missing = subprocess.run(
+        [sys.executable, "-m", "facecheck", "predict", "--model", str(tmp_path / "x"), str(tmp_path / "b.jpg")],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and missing.stderr.startswith("facecheck: error: file not found")
 
 
 def test_data_synthetic_prints_its_folder(tmp_path: Path, capsys):

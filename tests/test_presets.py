@@ -70,3 +70,24 @@ def test_model_defaults_fill_normalisation_from_the_registry():
     # a preset's explicit choice wins
     explicit = merge(get_preset("seed-cnn"), {"preprocess": {"mean": [0.1, 0.2, 0.3], "std": [1, 1, 1]}})
     assert with_model_defaults(explicit).preprocess.mean == (0.1, 0.2, 0.3)
+
+
+def test_numpy_views_equal_torchvisions_totensor_normalize_and_views():
+    """ToViews computes evaluation tensors in NumPy; they must be torchvision's, to the last bit."""
+    from torchvision import transforms as T
+
+    from facecheck.data.presets import ToViews, Views
+
+    rng = np.random.default_rng(0)
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    cases = [(None, "none", 31, 29), (None, "flip", 32, 32), (24, "none", 33, 30), (24, "flip", 32, 27),
+             (24, "five-crop", 32, 32), (24, "five-crop-flip", 33, 31), (40, "flip", 32, 32)]  # fmt: skip
+    for crop, tta, width, height in cases:
+        image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        views = Views(crop, tta)
+        expected = views(T.Normalize(mean, std)(T.ToTensor()(image)))
+        got = ToViews(mean, std, views)(image)
+        assert got.dtype == torch.float32 and got.shape == expected.shape, (crop, tta)
+        assert torch.equal(got, expected), (crop, tta, (got - expected).abs().max())
+    grey = Image.fromarray(rng.integers(0, 256, (20, 20), dtype=np.uint8))
+    assert ToViews(mean, std, Views(None, "flip"))(grey).shape == (2, 3, 20, 20)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from facecheck.checkpoint import build_model, read_checkpoint
 from facecheck.compute import cpu_features, parse_cpu_flags, resolve_precision
@@ -205,8 +206,69 @@ def test_auto_backend_picks_the_fastest_installed_engine(monkeypatch):
 
     assert engines.resolve_backend("onnx") == "onnx"
     assert engines.resolve_backend("auto", torch.device("cuda")) == "torch"
-    installed = {"openvino": False, "onnxruntime": True, "torch": True}
+    installed = {"openvino": False, "onnxruntime": True, "torch": True, "onnx": True, "onnxscript": True}
     monkeypatch.setattr(engines, "runtime_installed", lambda module: installed[module])
     assert engines.resolve_backend("auto", torch.device("cpu")) == "onnx"
-    installed["onnxruntime"] = False
+    # A few images: an engine's export and compile cost more than they save.
+    assert engines.resolve_backend("auto", images=engines.AUTO_MIN_IMAGES - 1) == "torch"
+    assert engines.resolve_backend("auto", images=engines.AUTO_MIN_IMAGES) == "onnx"
+    installed["openvino"] = True
+    assert engines.resolve_backend("auto") == "openvino"
+    installed["onnx"] = False  # no exporter: neither ONNX engine can be built
     assert engines.resolve_backend("auto") == "torch"
+    installed["onnx"], installed["openvino"], installed["onnxruntime"] = True, False, False
+    assert engines.resolve_backend("auto") == "torch"
+
+
+def test_predict_cli_picks_its_engine_by_workload(tmp_path, monkeypatch):
+    """predict's default --backend auto: torch for a few images, the fastest installed engine for many."""
+    from facecheck import cli
+    from facecheck.inference import engines
+
+    chosen = []
+
+    def fake_load_detector(paths, device="auto", backend="torch", tta=None):
+        chosen.append(backend)
+        raise SystemExit(0)  # stop before predicting: only the choice matters here
+
+    monkeypatch.setattr("facecheck.api.load_detector", fake_load_detector)
+    monkeypatch.setattr(engines, "runtime_installed", lambda module: True)
+    for count in (1, engines.AUTO_MIN_IMAGES):
+        folder = tmp_path / f"n{count}"
+        folder.mkdir()
+        for index in range(count):
+            Image.new("RGB", (8, 8)).save(folder / f"{index}.png")
+        with pytest.raises(SystemExit):
+            cli.main(["predict", str(folder)])
+    assert chosen == ["torch", "openvino"]
+
+
+def test_wait_policy_turns_passive_only_on_a_busy_cpu():
+    from facecheck.openmp import choose_wait_policy
+
+    quiet: dict[str, str] = {}
+    assert choose_wait_policy(quiet, load=0.4, cores=2) is None and quiet == {}
+    busy: dict[str, str] = {}
+    assert "load average 1.5 on 2 cores" in choose_wait_policy(busy, load=1.5, cores=2)
+    assert busy == {"OMP_WAIT_POLICY": "PASSIVE"}
+    users_own = {"OMP_WAIT_POLICY": "ACTIVE"}
+    assert choose_wait_policy(users_own, load=8.0, cores=2) is None and users_own["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_train_on_a_busy_cpu_sets_the_wait_policy_before_torch_loads(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys\n"
+        "os.getloadavg = lambda: (64.0, 64.0, 64.0)\n"  # a crowded machine
+        "from facecheck.cli import main\n"
+        f"code = main(['train', '--data', {str(tmp_path / 'absent')!r}, '--out', {str(tmp_path / 'run')!r}])\n"
+        "import torch\n"  # loaded after the choice: OpenMP read the policy then
+        "print('policy', os.environ.get('OMP_WAIT_POLICY'), 'code', code)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert "the CPU is shared" in done.stderr and "PASSIVE" in done.stderr
+    assert "policy PASSIVE code 2" in done.stdout

@@ -27,16 +27,24 @@ from facecheck.paths import cache_dir
 # What ``auto`` picks: the first of these whose runtime is installed. The order is benchmarks/speed.py's
 # batch-1 latency ranking (MobileNetV2); its file-* variants measure it for the default model.
 AUTO_ORDER = ("openvino", "onnx", "torch")
-_RUNTIME_MODULE = {"openvino": "openvino", "onnx": "onnxruntime", "torch": "torch"}
+# What each engine needs installed, the ONNX export included (``auto`` picks only an engine it can build).
+_RUNTIME_MODULES = {"openvino": ("openvino", "onnx", "onnxscript"), "onnx": ("onnxruntime", "onnx", "onnxscript"),
+                    "torch": ("torch",)}  # fmt: skip
+# Below this many images ``auto`` keeps torch: exporting (once per checkpoint, ~1 s) and compiling (~0.5 s per
+# load) an engine costs more than it saves on a few images at ~20-50 ms each (benchmarks/speed.py, file-*).
+AUTO_MIN_IMAGES = 16
 
 
-def resolve_backend(backend: str, device: torch.device | None = None) -> str:
-    """``backend``, or for ``auto`` the fastest installed CPU engine (``torch`` on a GPU)."""
+def resolve_backend(backend: str, device: torch.device | None = None, images: int | None = None) -> str:
+    """``backend``, or for ``auto`` the fastest installed CPU engine (``torch`` on a GPU, and for a known
+    workload of fewer than :data:`AUTO_MIN_IMAGES` images)."""
     if backend != "auto":
         return backend
     if device is not None and device.type != "cpu":
         return "torch"
-    return next(name for name in AUTO_ORDER if runtime_installed(_RUNTIME_MODULE[name]))
+    if images is not None and images < AUTO_MIN_IMAGES:
+        return "torch"
+    return next(name for name in AUTO_ORDER if all(map(runtime_installed, _RUNTIME_MODULES[name])))
 
 
 def runtime_installed(module: str) -> bool:

@@ -12,6 +12,7 @@ for the rules (global batch, rank 0 writes, caches built once).
 from __future__ import annotations
 
 import csv
+import os
 import resource
 import sys
 import time
@@ -370,6 +371,7 @@ class TrainingSession:
             f"{' per process' if threads and dist.enabled else ''}, "
             f"{'float32' if self.amp_dtype is None else str(self.amp_dtype).removeprefix('torch.') + ' autocast'}, "
             f"{'channels-last' if config.compute.channels_last else 'contiguous'} tensors{processes}"
+            f"{wait_policy_note()}"
         )
         self.model_kwargs = model_kwargs(config)
         resuming = run.last.is_file()
@@ -589,6 +591,12 @@ def _calibrate_best(
     for warning in report.get("warnings", []):
         log(f"WARNING: {warning}")
     return report
+
+
+def wait_policy_note() -> str:
+    """How OpenMP's idle threads wait, when set (facecheck.openmp sets PASSIVE on a shared CPU)."""
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    return f", OpenMP wait policy {policy}" if policy else ""
 
 
 def _evaluate(
