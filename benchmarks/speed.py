@@ -31,8 +31,7 @@ File-to-verdict variants (the default preset's model, trained briefly once into 
   predict` uses by default), on the same images, without its face check; shipped-torch also times that face
   check (MTCNN) on its own.
 Evaluation variants (the same model, `evaluate` on its test split, batch 64, after one warm-up pass):
-  evaluate-torch, evaluate-openvino, evaluate-openvino-serial (images prepared on one thread, as before
-  facecheck prepared a batch's images on two).
+  evaluate-torch, evaluate-openvino.
 """
 
 from __future__ import annotations
@@ -86,8 +85,8 @@ FILE_VARIANTS = ["file-torch", "file-onnx", "file-onnx-int8", "file-openvino", "
 # preset, 224 px with the `fit` rule); int8 is calibrated on the benchmark's training images.
 SHIPPED_VARIANTS = ["shipped-torch", "shipped-openvino", "shipped-openvino-int8"]
 # Scoring a labelled set (what `evaluate` and leave-one-out spend their time on) with the default preset's model:
-# torch against OpenVINO, and OpenVINO with images prepared on the calling thread alone (as before threads).
-EVAL_VARIANTS = ["evaluate-torch", "evaluate-openvino", "evaluate-openvino-serial"]
+# torch against OpenVINO.
+EVAL_VARIANTS = ["evaluate-torch", "evaluate-openvino"]
 PRESET_OF = {"cnn": "seed-cnn", "mobilenet": "seed-mobilenet", "lite0": "lite0-native-jpeg"}
 BF16_ONLY_WHERE_NATIVE = "skipped: this CPU has no native bf16 (emulated bf16 is several times slower than float32)"
 
@@ -411,8 +410,6 @@ def run_evaluation_speed(variant: str, args: argparse.Namespace) -> dict[str, An
 
     threads = configure_threads(args.threads)
     backend = variant.split("-")[1]
-    if variant.endswith("-serial"):
-        predictor.PREPARE_THREADS = 1
     detector = predictor.Detector.load(file_model_dir(args), backend=backend)
     evaluate(detector, batch_size=64)  # warm-up (and the same images in the page cache for every variant)
     started = time.perf_counter()
@@ -585,12 +582,12 @@ def ratios(results: list[dict[str, Any]]) -> dict[str, str]:
             f"(test accuracy {fastest['test_accuracy']:.4f})"
         )
     base = by.get("evaluate-torch")
-    for variant in ("evaluate-openvino", "evaluate-openvino-serial"):
-        if base and variant in by:
-            out[f"{variant} / evaluate-torch"] = (
-                f"{by[variant]['evaluate_images_per_s'] / base['evaluate_images_per_s']:.2f}x "
-                f"({by[variant]['evaluate_images_per_s']:.1f} vs {base['evaluate_images_per_s']:.1f} images/s)"
-            )
+    fast = by.get("evaluate-openvino")
+    if base and fast:
+        out["evaluate-openvino / evaluate-torch"] = (
+            f"{fast['evaluate_images_per_s'] / base['evaluate_images_per_s']:.2f}x "
+            f"({fast['evaluate_images_per_s']:.1f} vs {base['evaluate_images_per_s']:.1f} images/s)"
+        )
     shipped = by.get("shipped-torch")
     if shipped and "face_check_ms_median" in shipped:
         out["shipped model's face check (MTCNN, new images)"] = f"{shipped['face_check_ms_median']:.1f} ms more"

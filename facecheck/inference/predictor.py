@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,6 @@ from facecheck.models import FaceClassifier
 
 ImageInput = str | Path | Image.Image | np.ndarray
 NO_FACE = "no face"
-# Threads that decode and preprocess a batch's images while none is being scored (2-core CPUs have two).
-PREPARE_THREADS = 2
 # More inputs than this get a progress bar (on stderr) even when stderr is not a terminal.
 FEW_IMAGES = 8
 
@@ -236,30 +233,18 @@ class Detector:
         items = expand_image_inputs(images)
         results = [Prediction(str(item) if isinstance(item, (str, Path)) else None) for item in items]
         bar = tqdm(total=len(items), desc="predicting", unit="img", disable=not progress, leave=False, file=sys.stderr)
-        workers = min(PREPARE_THREADS, len(items))
-        # Decoding and preprocessing (PIL and NumPy, which release the GIL) run on several threads for
-        # batches; one image is prepared on the calling thread (a pool would only add its start-up).
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="facecheck-prepare") if workers > 1 else None
-
-        def prepare(index: int) -> torch.Tensor | None:
-            return self._prepare(items[index], results[index])
-
-        try:
-            for start in range(0, len(items), batch_size):
-                indices = range(start, min(start + batch_size, len(items)))
-                prepared = list(pool.map(prepare, indices) if pool else map(prepare, indices))
-                slots = [index for index, tensor in zip(indices, prepared, strict=True) if tensor is not None]
-                if slots:
-                    batch = torch.stack([tensor for tensor in prepared if tensor is not None])
-                    for index, p_fake in zip(slots, self.predict_tensor(batch), strict=True):
-                        results[index].p_fake = float(p_fake)
-                        no_face = results[index].notice is not None
-                        results[index].label = NO_FACE if no_face else self.card.label(float(p_fake), self.threshold)
-                bar.update(len(indices))
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
-            bar.close()
+        for start in range(0, len(items), batch_size):
+            indices = range(start, min(start + batch_size, len(items)))
+            prepared = [self._prepare(items[index], results[index]) for index in indices]
+            slots = [index for index, tensor in zip(indices, prepared, strict=True) if tensor is not None]
+            if slots:
+                batch = torch.stack([tensor for tensor in prepared if tensor is not None])
+                for index, p_fake in zip(slots, self.predict_tensor(batch), strict=True):
+                    results[index].p_fake = float(p_fake)
+                    no_face = results[index].notice is not None
+                    results[index].label = NO_FACE if no_face else self.card.label(float(p_fake), self.threshold)
+            bar.update(len(indices))
+        bar.close()
         return results
 
     def _prepare(self, item: ImageInput, result: Prediction) -> torch.Tensor | None:
