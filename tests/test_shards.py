@@ -89,7 +89,10 @@ def test_loader_workers_split_a_process_s_shards(shards):
     shard_set = ShardSet.open(str(out))
     count = shard_set.count("train")
     stream = ShardStream(shard_set.urls("train"), _fingerprint, per_process=count, seed=0, buffer=8)
-    items = [item for item, _label in DataLoader(stream, batch_size=None, num_workers=2)]
+    # Spawned workers: forking the test process, which earlier tests left with OpenVINO and Ray threads, once
+    # crashed it (a segfault in CI that did not recur).
+    loader = DataLoader(stream, batch_size=None, num_workers=2, multiprocessing_context="spawn")
+    items = [item for item, _label in loader]
     # Two workers, each its own shards and half the quota: together the process's quota. Shards of 4, 4, 4 and
     # 3 images give the workers 8 and 7 images for quotas of 8 and 7 (or 7 and 8: one then repeats one image).
     assert len(items) == count and len(set(items)) >= count - 1

@@ -204,6 +204,8 @@ def test_same_padding_without_a_padded_copy_gives_the_same_outputs():
 def test_auto_backend_picks_the_fastest_installed_engine(monkeypatch):
     from facecheck.inference import engines
 
+    monkeypatch.setattr(engines, "AUTO_ORDER", ("openvino", "onnx", "torch"))  # the real order (conftest drops one)
+
     assert engines.resolve_backend("onnx") == "onnx"
     assert engines.resolve_backend("auto", torch.device("cuda")) == "torch"
     installed = {"openvino": False, "onnxruntime": True, "torch": True, "onnx": True, "onnxscript": True}
@@ -233,6 +235,7 @@ def test_predict_cli_picks_its_engine_by_workload(tmp_path, monkeypatch):
 
     monkeypatch.setattr("facecheck.api.load_detector", fake_load_detector)
     monkeypatch.setattr(engines, "runtime_installed", lambda module: True)
+    monkeypatch.setattr(engines, "AUTO_ORDER", ("openvino", "onnx", "torch"))  # the real order (conftest drops one)
     for count in (1, engines.AUTO_MIN_IMAGES):
         folder = tmp_path / f"n{count}"
         folder.mkdir()
