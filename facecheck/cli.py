@@ -970,7 +970,7 @@ COMMANDS = {
     "cache": command_cache,
 }
 
-# Long CPU-bound work whose threads should not spin while other processes need the cores (see facecheck.openmp).
+# Long CPU-bound work whose threads should not spin while other processes need the cores (see facecheck.cpu).
 TRAINING_COMMANDS = ("train", "crosseval", "cv", "tune")
 
 
@@ -1001,7 +1001,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="surrogateescape")
     if args.command in TRAINING_COMMANDS and "torch" not in sys.modules:
-        from facecheck.openmp import choose_wait_policy
+        from facecheck.cpu import choose_wait_policy
 
         reason = choose_wait_policy()
         if reason:

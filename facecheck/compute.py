@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from facecheck.config import PRECISIONS
+from facecheck.cpu import available_cores
 from facecheck.errors import ConfigError
 
 # /proc/cpuinfo flags that matter for facecheck's arithmetic, under the names we report them by.
@@ -113,7 +114,7 @@ def compile_model(model: nn.Module) -> nn.Module:
 def configure_threads(num_threads: int = 0) -> int:
     """Use ``num_threads`` intra-op threads (0: one per available core); returns the number set."""
     if num_threads <= 0:
-        num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        num_threads = available_cores()
         # An explicit OMP_NUM_THREADS from the user wins over the core count.
         num_threads = int(os.environ.get("OMP_NUM_THREADS", num_threads))
     torch.set_num_threads(num_threads)
@@ -140,7 +141,7 @@ def describe_machine() -> dict[str, object]:
         memory_gib = None
     return {
         "cpu": cpu,
-        "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cores_available": available_cores(),
         "memory_gib": round(memory_gib, 1) if memory_gib else None,
         "native_bf16": cpu_has_native_bf16(),
         "cpu_features": cpu_features(),

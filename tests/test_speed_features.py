@@ -247,7 +247,7 @@ def test_predict_cli_picks_its_engine_by_workload(tmp_path, monkeypatch):
 
 
 def test_wait_policy_turns_passive_only_on_a_busy_cpu():
-    from facecheck.openmp import choose_wait_policy
+    from facecheck.cpu import choose_wait_policy
 
     quiet: dict[str, str] = {}
     assert choose_wait_policy(quiet, load=0.4, cores=2) is None and quiet == {}

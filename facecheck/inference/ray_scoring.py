@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from facecheck.cpu import available_cores
 from facecheck.errors import DataError, FacecheckError
 from facecheck.extras import require
 
@@ -161,7 +162,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     if address:
         ray.init(address=address, **quiet)
     else:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = available_cores()
         ray.init(num_cpus=num_cpus or cores, include_dashboard=False, **quiet)
     return True
 

@@ -30,6 +30,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Sampler
 
+from facecheck.cpu import available_cores
 from facecheck.errors import ConfigError, FacecheckError
 
 T = TypeVar("T")
@@ -100,7 +101,7 @@ class DistContext:
         """
         if requested > 0 or not self.enabled:
             return requested
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = available_cores()
         return max(1, cores // self.local_world_size)
 
     def local_batch_size(self, global_batch: int) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from facecheck.cpu import available_cores
 from facecheck.errors import ConfigError
 
 LAUNCH_OPTION = "--nproc-per-node"
@@ -44,7 +45,7 @@ def launch_local(argv: list[str], nproc: int) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = available_cores()
     # torchrun would otherwise set OMP_NUM_THREADS=1 (and say so); the processes set their own thread counts.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))
     args = get_args_parser().parse_args(

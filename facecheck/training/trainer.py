@@ -594,7 +594,7 @@ def _calibrate_best(
 
 
 def wait_policy_note() -> str:
-    """How OpenMP's idle threads wait, when set (facecheck.openmp sets PASSIVE on a shared CPU)."""
+    """How OpenMP's idle threads wait, when set (facecheck.cpu sets PASSIVE on a shared CPU)."""
     policy = os.environ.get("OMP_WAIT_POLICY")
     return f", OpenMP wait policy {policy}" if policy else ""
 

@@ -1,4 +1,7 @@
-"""OpenMP's wait policy for training on a shared CPU, chosen before torch loads its OpenMP runtime.
+"""The CPU as this process sees it, read before torch loads: usable cores, and OpenMP's wait policy.
+
+Usable cores are those this process may run on (its affinity mask, e.g. under taskset or a container's
+cpuset), not all the machine has. OpenMP's wait policy is chosen for training on a shared CPU.
 
 By default OpenMP's idle threads spin for a while before they sleep, which is fastest on a quiet machine
 but wastes the cores another process needs: a training step on 2 cores with one other busy process took
@@ -19,6 +22,7 @@ SHARED_LOAD_PER_CORE = 0.5
 
 
 def available_cores() -> int:
+    """Cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
