@@ -110,6 +110,7 @@ def main() -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--skip-all", action="store_true", help="skip step 1 (training on all sources)")
     parser.add_argument("--skip-loo", action="store_true", help="skip step 2 (leave-one-source-out)")
+    parser.add_argument("--held-out", action="append", metavar="NAME", help="step 2: only the fold leaving out NAME")
     parser.add_argument(
         "--large-images", type=int, default=40, help="step 3: test images per class and source (0: skip)"
     )
@@ -155,7 +156,7 @@ def main() -> int:
         (out / "benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
     if not args.skip_loo:
         started = time.perf_counter()
-        loo = leave_one_out(config, data, out / "loo", progress=sys.stderr.isatty())
+        loo = leave_one_out(config, data, out / "loo", progress=sys.stderr.isatty(), held_out=args.held_out)
         report["leave_one_out"] = loo | {"wall_seconds_this_call": time.perf_counter() - started}
         print((out / "loo" / "leave-one-out.md").read_text())
     (out / "benchmark.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on all sources but one and test on the one left out, for each in turn (needs 3+ --data); "
         "writes leave-one-out.{json,md,png}",
     )
+    crosseval.add_argument(
+        "--held-out",
+        action="append",
+        metavar="NAME",
+        help="with --leave-one-out: run only the fold that leaves out this source (its folder name); repeatable",
+    )
     add_recipe_options(crosseval)
 
     cv = commands.add_parser("cv", help="K-fold cross-validation (stratified, group-aware)")
@@ -682,10 +688,15 @@ def command_crosseval(args: argparse.Namespace) -> int:
     from facecheck.experiments import crosseval
 
     require_extra("report")  # the heatmaps
+    if args.held_out and not args.leave_one_out:
+        raise FacecheckError("--held-out needs --leave-one-out")
     if args.leave_one_out:
         from facecheck.experiments import leave_one_out
 
-        loo = leave_one_out(train_config_from_args(args), args.data, Path(args.out), quiet=args.quiet, progress=True)
+        loo = leave_one_out(
+            train_config_from_args(args), args.data, Path(args.out), quiet=args.quiet, progress=True,
+            held_out=args.held_out,
+        )  # fmt: skip
         print((Path(args.out) / "leave-one-out.md").read_text())
         return EXIT_OK if loo["folds"] else EXIT_FAILURE
     summary = crosseval(train_config_from_args(args), args.data, Path(args.out), quiet=args.quiet)

@@ -11,10 +11,11 @@ import torch
 
 from facecheck.api import evaluate
 from facecheck.cli import main
-from facecheck.config import merge
+from facecheck.config import get_preset, merge
 from facecheck.data.discovery import FAKE, REAL
 from facecheck.data.sources import open_sources, sources_of, split_by_source
 from facecheck.errors import ConfigError, DataError
+from facecheck.experiments import leave_one_out
 from facecheck.training.datasets import PseudoFakeDataset, RunDatasets
 from facecheck.training.trainer import train
 from tests.conftest import quick_config, write_face_set
@@ -113,3 +114,28 @@ def test_leave_one_out_trains_on_the_others_and_tests_on_the_one_left_out(tmp_pa
     assert (tmp_path / "loo" / "leave-one-out.png").stat().st_size > 0
     assert "| a |" in (tmp_path / "loo" / "leave-one-out.md").read_text()
     assert REAL == 0  # the table's ROC AUC has fake as the positive class
+
+
+@pytest.mark.slow
+def test_leave_one_out_held_out_runs_only_that_fold(tmp_path: Path, capsys):
+    sources = three_sources(tmp_path / "data", per_class=8)
+    args = ["crosseval", "--leave-one-out", "--held-out", "b", "--preset", "seed-cnn", "--epochs", "1",
+            "--out", str(tmp_path / "loo"), "--set", "preprocess.image_size=32", "--set", "data.val_fraction=0.25",
+            "--quiet"]  # fmt: skip
+    for source in sources:
+        args += ["--data", str(source)]
+    assert main(args) == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "loo" / "leave-one-out.json").read_text())
+    assert set(summary["folds"]) == {"b"} and summary["folds"]["b"]["trained_on"] == ["a", "c"]
+    assert summary["mean_held_out_roc_auc"] is None  # one fold's AUC is not the protocol's mean
+    assert sorted(p.name for p in (tmp_path / "loo").glob("without-*")) == ["without-b"]
+
+
+def test_leave_one_out_rejects_an_unknown_held_out_source(tmp_path: Path, capsys):
+    sources = three_sources(tmp_path / "data", per_class=2)
+    with pytest.raises(DataError, match="--held-out x is not one of the sources: a, b, c"):
+        leave_one_out(get_preset("seed-cnn"), [str(s) for s in sources], tmp_path / "loo", held_out=["x"])
+    args = ["crosseval", "--held-out", "a", "--out", str(tmp_path / "cx")] + [f"--data={s}" for s in sources]
+    assert main(args) != 0
+    assert "--held-out needs --leave-one-out" in capsys.readouterr().err
+    assert not (tmp_path / "loo").exists()
