@@ -120,3 +120,13 @@ def test_sigterm_during_export_leaves_no_partial_file(tmp_path: Path, trained_ru
     assert "export interrupted: no partial file was left" in err
     assert "--resume" not in err and "epochs" not in err and "Traceback" not in err
     assert list(out.iterdir()) == []
+
+
+def test_batches_are_stacked_as_torch_would():
+    import torch
+
+    from facecheck.inference.predictor import _stack
+
+    tensors = [torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)]
+    assert torch.equal(_stack(tensors), torch.stack(tensors))
+    assert torch.equal(_stack(tensors[:1]), torch.stack(tensors[:1])) and _stack(tensors[:1]).shape == (1, 2, 3, 8, 8)

@@ -238,7 +238,7 @@ class Detector:
             prepared = [self._prepare(items[index], results[index]) for index in indices]
             slots = [index for index, tensor in zip(indices, prepared, strict=True) if tensor is not None]
             if slots:
-                batch = torch.stack([tensor for tensor in prepared if tensor is not None])
+                batch = _stack([tensor for tensor in prepared if tensor is not None])
                 for index, p_fake in zip(slots, self.predict_tensor(batch), strict=True):
                     results[index].p_fake = float(p_fake)
                     no_face = results[index].notice is not None
@@ -262,3 +262,11 @@ class Detector:
             return None
 
     __call__ = predict
+
+
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """One batch of prepared inputs, made without torch's thread pool: a copy that large wakes its threads,
+    which then spin against the inference engine's own on a small CPU (as in :class:`ToViews`)."""
+    if len(tensors) == 1:
+        return tensors[0][None]
+    return torch.from_numpy(np.stack([tensor.numpy() for tensor in tensors]))
