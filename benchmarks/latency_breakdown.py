@@ -8,7 +8,9 @@ Times, over the same images (median in ms): ``predict(path)`` whole, as `faceche
 ``load_image``; the model's preprocessing (JPEG normalisation, resize, views) on decoded images; the
 engine alone on prepared inputs, called back to back. ``predict`` minus the parts is what calling them in
 turn costs (the engine's threads wake after preprocessing ran alone; caches are cold). ``--rounds``
-repeats the whole set of timings, since a virtual machine's speed can drift between minutes. The face
+repeats the whole set of timings, since a virtual machine's speed can drift between minutes.
+``--ab-batch-assembly`` times ``predict(path)`` with its batch made by ``torch.stack`` (as before
+2026-11-30) against the NumPy/view assembly now used, alternating per file, in the same process. The face
 check is off: `benchmarks/speed.py`'s shipped-torch times MTCNN on its own. Exits 2 without images.
 """
 
@@ -41,6 +43,7 @@ def main() -> int:
     parser.add_argument("--tta", help="none or flip (default: the model's own views)")
     parser.add_argument("--count", type=int, default=90, help="images timed")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--ab-batch-assembly", action="store_true", help="torch.stack against the current way")
     args = parser.parse_args()
     if not args.data.is_dir():
         print(f"latency breakdown: no image folder at {args.data}; pass --data DIR", file=sys.stderr)
@@ -70,7 +73,34 @@ def main() -> int:
         engine = median_ms(lambda path: detector.predict_tensor(prepared[path][None]), paths)
         left = whole - load - prepare - engine
         print(f"| {round_index} | {whole:.2f} | {load:.2f} | {prepare:.2f} | {engine:.2f} | {left:.2f} |")
+    if args.ab_batch_assembly:
+        ab_batch_assembly(detector, paths, args.rounds)
     return 0
+
+
+def ab_batch_assembly(detector: object, paths: list[Path], rounds: int) -> None:
+    import torch
+
+    from facecheck.inference import predictor
+
+    current = predictor._stack
+    variants = {"torch.stack": torch.stack, "current": current}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    try:
+        for round_index in range(rounds):
+            order = list(variants) if round_index % 2 == 0 else list(reversed(variants))
+            for path in paths:
+                for name in order:
+                    predictor._stack = variants[name]
+                    started = time.perf_counter()
+                    detector.predict(path)
+                    times[name].append(time.perf_counter() - started)
+    finally:
+        predictor._stack = current
+    ratios = [a / b for a, b in zip(times["torch.stack"], times["current"], strict=True)]
+    for name, values in times.items():
+        print(f"batch assembly {name}: median {1000 * statistics.median(values):.2f} ms")
+    print(f"ratio torch.stack / current, median per file: {statistics.median(ratios):.3f}")
 
 
 if __name__ == "__main__":
