@@ -55,7 +55,13 @@ def main() -> int:
 
     paths = expand_image_inputs([args.data])
     paths = paths[:: max(1, len(paths) // args.count)][: args.count]
-    detector = Detector.load(args.model, backend=args.backend, tta=args.tta)
+    from facecheck.errors import FacecheckError
+
+    try:
+        detector = Detector.load(args.model, backend=args.backend, tta=args.tta)
+    except FacecheckError as exc:
+        print(f"latency breakdown: {exc}", file=sys.stderr)
+        return 2
     detector.face_check = False
     machine = describe_machine()
     print(f"{machine['cpu']}, {machine['cores_available']} cores; model {args.model or 'shipped'}, "

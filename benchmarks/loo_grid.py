@@ -28,9 +28,9 @@ import sys
 import time
 from pathlib import Path
 
+from generalisation import SHARED, SOURCES  # the benchmark each recipe runs (this folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-SOURCES = ("ffhq-stylegan", "lfw-faceswap", "dfdc-faces")
 
 # name -> (preset, overrides, what it tests). Ordered by priority: with a deadline, the first ones run first.
 RECIPES: dict[str, tuple[str, list[str], str]] = {
@@ -70,12 +70,15 @@ def launch(
     for text in settings:
         command += ["--set", text]
     (out / name).mkdir(parents=True, exist_ok=True)
-    log = open(out / name / "log.txt", "a")  # noqa: SIM115 (closed when the process ends, by the OS)
-    log.write(f"$ {' '.join(command)}\n")
-    log.flush()
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    # Its own process group, so that stopping it at the deadline stops its data-loading workers too.
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+    # The child keeps its own copy of the log's descriptor; this one is closed when the block ends.
+    with open(out / name / "log.txt", "a") as log:
+        log.write(f"$ {' '.join(command)}\n")
+        log.flush()
+        # Its own process group, so that stopping it at the deadline stops its data-loading workers too.
+        return subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+        )
 
 
 def collect(out: Path, names: list[str], status: dict[str, str]) -> dict[str, object]:

@@ -344,6 +344,7 @@ def run_file_latency(variant: str, args: argparse.Namespace, work: Path) -> dict
     from facecheck.compute import configure_threads
     from facecheck.data.images import load_image
     from facecheck.data.splits import read_split
+    from facecheck.evaluation.metrics import classification_metrics
     from facecheck.inference.predictor import Detector
 
     threads = configure_threads(args.threads)
@@ -393,12 +394,10 @@ def run_file_latency(variant: str, args: argparse.Namespace, work: Path) -> dict
             face_times.append(time.perf_counter() - begun)
         extra["face_check_ms_median"] = 1000 * statistics.median(face_times)
     scores_array = np.array(scores)
-    accuracy = float(((scores_array >= detector.threshold).astype(int) == labels).mean())
-    from sklearn.metrics import roc_auc_score
-
-    both_classes = len(set(labels.tolist())) == 2
-    extra["test_roc_auc"] = float(roc_auc_score(labels, scores_array)) if both_classes else None
-    extra["reference_test_roc_auc"] = float(roc_auc_score(labels, reference_scores)) if both_classes else None
+    measured = classification_metrics(labels, scores_array, detector.threshold)
+    accuracy = measured["accuracy"]
+    extra["test_roc_auc"] = measured["roc_auc"]
+    extra["reference_test_roc_auc"] = classification_metrics(labels, reference_scores)["roc_auc"]
     return {
         "variant": variant,
         "threads": threads,
