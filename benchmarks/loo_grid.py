@@ -1,8 +1,8 @@
 """Leave-one-source-out for several recipes at once: which ideas pay on kinds of fake never seen.
 
     .venv/bin/python benchmarks/loo_grid.py --out runs/loo-grid                      # every recipe, one at a time
-    .venv/bin/python benchmarks/loo_grid.py --recipes general,general-sbi --out runs/loo-grid
-    .venv/bin/python benchmarks/loo_grid.py --recipes general-sbi,general-resynth --held-out dfdc-faces --out runs/g
+    .venv/bin/python benchmarks/loo_grid.py --recipes general,general-sbi-resynth --out runs/loo-grid
+    .venv/bin/python benchmarks/loo_grid.py --recipes general,general-resynth --held-out dfdc-faces --out runs/g
     python3 benchmarks/loo_grid.py --parallel 4 --workers 3 --deadline 540 --out /tmp/grid   # a GPU machine
 
 Each recipe is a preset plus overrides (:data:`RECIPES`); each runs `benchmarks/generalisation.py
@@ -34,12 +34,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # name -> (preset, overrides, what it tests). Ordered by priority: with a deadline, the first ones run first.
 RECIPES: dict[str, tuple[str, list[str], str]] = {
-    "general": ("general-sbi-lite0", [], "the general preset as it stands (SBI + re-synthesis, 3 epochs)"),
+    "general": ("general-sbi-lite0", [], "the general preset as it stands (SBI pseudo-fakes, 3 epochs)"),
     "lite0-native-jpeg": ("lite0-native-jpeg", [], "the default preset (one source's recipe)"),
     "seed-mobilenet": ("seed-mobilenet", [], "the report's MobileNetV2 recipe"),
     "seed-cnn": ("seed-cnn", [], "the report's two-conv CNN recipe"),
-    "general-sbi": ("general-sbi-lite0", ["data.pseudo_fakes=[sbi]"], "SBI pseudo-fakes alone"),
-    "general-resynth": ("general-sbi-lite0", ["data.pseudo_fakes=[resynth]"], "re-synthesis pseudo-fakes alone"),
+    "general-sbi-resynth": (
+        "general-sbi-lite0",
+        ["data.pseudo_fakes=[sbi,resynth]"],
+        "SBI and re-synthesis (the preset until 2026-11-30, and the shipped model v1)",
+    ),
+    "general-resynth": ("general-sbi-lite0", ["data.pseudo_fakes=[resynth]"], "re-synthesis instead of SBI"),
     "general-reals-only": (
         "general-sbi-lite0",
         ["data.use_fakes=false", "data.pseudo_fake_ratio=1.0"],

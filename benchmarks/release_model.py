@@ -5,7 +5,9 @@
 
 The release is the general preset trained with seed 0 on every shared source
 (`ffhq-stylegan`, `lfw-faceswap`, `dfdc-faces`). The script trains it (or
-reuses a finished run given with --run), measures it on each source's
+reuses a finished run given with --run): with --write, the preset as it stands
+now; to check, the recipe recorded in the shipped card (so a preset that has
+moved on since the release does not fail the check). It measures it on each source's
 held-out test split (ROC AUC, accuracy, ROC AUC after re-encoding at JPEG 50)
 and then either writes the release files (--write: float16 safetensors, the
 card with those numbers and the leave-one-source-out table, the manifest) or
@@ -105,8 +107,12 @@ def main() -> int:
     run = Path(args.run)
     started = time.perf_counter()
     if not (run / "summary.json").is_file():
-        config = merge(get_preset(PRESET), {"seed": 0, "data": {"data_dir": [str(d) for d in data], "split_seed": 0}})
-        train(config, run, resume=(run / "config.yaml").is_file())
+        # A check rebuilds the shipped model's own recipe (its card keeps the whole training config);
+        # a new release is the preset as it stands.
+        recipe = get_preset(PRESET) if args.write else read_release_card(release()).training
+        print(f"release_model: training {'the preset ' + PRESET if args.write else 'the shipped card recipe'}")
+        sources = {"seed": 0, "data": {"data_dir": [str(d) for d in data], "split_seed": 0}}
+        train(merge(recipe, sources), run, resume=(run / "config.yaml").is_file())
     train_seconds = json.loads((run / "summary.json").read_text())["train_seconds"]
     saved = run / "release_measure.json"
     if args.write and saved.is_file():  # measured by an earlier --write of this run

@@ -230,15 +230,16 @@ PRESETS: dict[str, TrainConfig] = {
         optim=OptimConfig(lr=1e-3, weight_decay=1e-4, step_size=5, gamma=0.1),
     ),
     # The general-purpose detector (issue 15): trained on several sources at once with batches balanced
-    # across (source, class), plus pseudo-fakes made from the reals (self-blended faces for blending
-    # traces, re-synthesised images for upsampling traces); EfficientNet-Lite0 with only its last five
+    # across (source, class), plus self-blended pseudo-fakes made from the reals (SBI: blending traces;
+    # re-synthesis was measured too and left out: on top of SBI it gained nothing on any left-out source,
+    # docs/results.md "Which pseudo-fakes and which recipes pay"); EfficientNet-Lite0 with only its last five
     # blocks trained (3x faster steps on a CPU, and less room to memorise one source); images of the
     # model's size or smaller keep their native pixels, larger ones are shrunk to fit (never judged from
     # a central patch); JPEG normalisation and random JPEG as the recommended preset.
     "general-sbi-lite0": TrainConfig(
         preset="general-sbi-lite0",
         epochs=3,
-        data=DataConfig(pseudo_fakes=["sbi", "resynth"], pseudo_fake_ratio=0.5, balance="source-class"),
+        data=DataConfig(pseudo_fakes=["sbi"], pseudo_fake_ratio=0.5, balance="source-class"),
         preprocess=replace(_LITE0_JPEG, image_size=224, resize="fit"),
         model=replace(_LITE0, trainable_blocks=5),
         optim=OptimConfig(lr=1e-3, weight_decay=1e-4, step_size=2, gamma=0.1),

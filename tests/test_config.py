@@ -45,7 +45,7 @@ def test_recommended_preset_is_the_measured_recipe():
 
 def test_general_preset_trains_on_sources_with_pseudo_fakes():
     general = with_model_defaults(get_preset("general-sbi-lite0"))
-    assert general.data.pseudo_fakes == ["sbi", "resynth"] and general.data.balance == "source-class"
+    assert general.data.pseudo_fakes == ["sbi"] and general.data.balance == "source-class"
     assert (general.preprocess.resize, general.preprocess.image_size) == ("fit", 224)
     assert general.model.trainable_blocks == 5
     validate(general)
