@@ -52,6 +52,11 @@ RECIPES: dict[str, tuple[str, list[str], str]] = {
     "general-10ep": ("general-sbi-lite0", ["epochs=10", "optim.step_size=5"], "trained 10 epochs instead of 3"),
     "general-npr": ("general-sbi-lite0", ["model.input_filter=npr"], "NPR residual input"),
     "general-none": ("general-sbi-lite0", ["data.pseudo_fakes=[]"], "no pseudo-fakes"),
+    "general-crops": (
+        "general-sbi-lite0",
+        ["preprocess.crop_size=192", "preprocess.tta=five-crop-flip"],
+        "random 192 px crops in training, scored on five crops and their mirror images",
+    ),
     "general-whole": (
         "general-sbi-lite0",
         ["model.trainable_blocks=null", "epochs=10", "optim.step_size=5"],
