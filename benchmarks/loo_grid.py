@@ -125,11 +125,11 @@ def write_report(
         domain = []
         for held_name in sources:
             for source, values in folds.get(held_name, {}).get("in_domain", {}).items():
-                domain.append(f"{source[:4]}/-{held_name[:4]} {_auc(values.get('roc_auc'))} "
+                domain.append(f"{source} without {held_name}: {_auc(values.get('roc_auc'))} "
                               f"({_auc(values.get('roc_auc_jpeg50'))})")  # fmt: skip
         mean = row["mean_held_out_roc_auc"] if len(folds) == len(sources) else None
         lines.append(f"| {name} | " + " | ".join(held) + f" | {_auc(mean)} | {'; '.join(domain)} | {row['status']} |")
-    lines += ["", "Recipes:", ""] + [f"- `{n}`: {r['what']} (`{r['preset']}` {' '.join(r['overrides'])})"
+    lines += ["", "Recipes:", ""] + [f"- `{n}`: {r['what']} (`{' '.join([r['preset'], *r['overrides']])}`)"
                                      for n, r in rows.items()]  # fmt: skip
     (out / "grid.md").write_text("\n".join(lines) + "\n")
     if not plot:
