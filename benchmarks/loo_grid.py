@@ -8,7 +8,7 @@
 Each recipe is a preset plus overrides (:data:`RECIPES`); each runs `benchmarks/generalisation.py
 --skip-all --large-images 0` (train on all sources but one, test on every image of the one left out,
 plus the in-domain test splits and their ROC AUC at JPEG 50) in its own process, ``--parallel`` at a
-time, its output in ``OUT/<recipe>/log.txt``. Finished folds are kept, so a rerun continues where an
+time, its output in ``OUT/<recipe>/log.txt``. Finished folds and their scores are kept, so a rerun continues where an
 earlier one stopped. ``--deadline`` (seconds) stops unfinished recipes then; their finished folds are
 still reported. Writes ``OUT/grid.json``, ``OUT/grid.md`` (one row per recipe and held-out source) and
 ``OUT/grid.png`` (held-out ROC AUC per recipe and source). Exits 2 (saying so) without the data.

@@ -105,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="with --leave-one-out: run only the fold that leaves out this source (its folder name); repeatable",
     )
+    crosseval.add_argument(
+        "--rescore",
+        action="store_true",
+        help="with --leave-one-out: score finished folds again instead of reusing their stored scores",
+    )
     add_recipe_options(crosseval)
 
     cv = commands.add_parser("cv", help="K-fold cross-validation (stratified, group-aware)")
@@ -688,14 +693,15 @@ def command_crosseval(args: argparse.Namespace) -> int:
     from facecheck.experiments import crosseval
 
     require_extra("report")  # the heatmaps
-    if args.held_out and not args.leave_one_out:
-        raise FacecheckError("--held-out needs --leave-one-out")
+    for flag, given in (("--held-out", args.held_out), ("--rescore", args.rescore)):
+        if given and not args.leave_one_out:
+            raise FacecheckError(f"{flag} needs --leave-one-out")
     if args.leave_one_out:
         from facecheck.experiments import leave_one_out
 
         loo = leave_one_out(
             train_config_from_args(args), args.data, Path(args.out), quiet=args.quiet, progress=True,
-            held_out=args.held_out,
+            held_out=args.held_out, rescore=args.rescore,
         )  # fmt: skip
         print((Path(args.out) / "leave-one-out.md").read_text())
         return EXIT_OK if loo["folds"] else EXIT_FAILURE

@@ -5,6 +5,7 @@ Each writes its runs and a summary (JSON and Markdown) into one output folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 from pathlib import Path
@@ -18,6 +19,8 @@ from facecheck.config import TrainConfig, merge
 from facecheck.errors import ConfigError, DataError
 from facecheck.evaluation.perturb import parse_perturbations
 from facecheck.extras import require
+from facecheck.files import atomic_write_text
+from facecheck.run_folder import RunFolder
 from facecheck.training.trainer import train
 
 __all__ = ["SUMMARY_METRICS", "cross_validate", "crosseval", "leave_one_out", "tune"]
@@ -81,6 +84,7 @@ def leave_one_out(
     jpeg_quality: int | None = 50,
     progress: bool = False,
     held_out: list[str] | None = None,
+    rescore: bool = False,
 ) -> dict[str, Any]:
     """Leave-one-source-out: for each source, train on all the others together and test on every image of
     the one left out; also the in-domain test splits (and their ROC AUC at JPEG ``jpeg_quality``).
@@ -89,7 +93,9 @@ def leave_one_out(
     machine; the mean held-out ROC AUC is reported only when every fold was run.
 
     This is the field's protocol for fakes of a kind never seen in training. A finished fold (its run
-    folder holds summary.json) is not trained again, so an interrupted experiment continues.
+    folder holds summary.json) is not trained again, so an interrupted experiment continues. Its scores
+    are kept beside it (:data:`FOLD_SCORES`, tied to the model file's sha256 and the evaluation settings)
+    and reused, unless ``rescore``; folds outside ``held_out`` that were scored before are reported too.
     """
     if len(data_dirs) < 3:
         raise DataError("leave-one-out needs at least three --data sources (two to train on, one to test)")
@@ -103,10 +109,16 @@ def leave_one_out(
     perturbations = parse_perturbations([f"jpeg:{jpeg_quality}"]) if jpeg_quality else None
     folds: dict[str, dict[str, Any]] = {}
     for held_dir, held_name in zip(dirs, names, strict=True):
-        if held_out and held_name not in held_out:
-            continue
         run_dir = out_dir / f"without-{held_name}"
         training = [d for d in dirs if d != held_dir]
+        selected = not held_out or held_name in held_out
+        if not selected or (not rescore and (run_dir / "summary.json").is_file()):
+            cached = _cached_fold(run_dir, held_dir, training, jpeg_quality)
+            if cached is not None:
+                folds[held_name] = cached
+                continue
+        if not selected:
+            continue
         if not (run_dir / "summary.json").is_file():
             if (run_dir / "config.yaml").is_file():
                 train(merge(config, {"data": {"data_dir": training}}), run_dir, resume=True, quiet=quiet)
@@ -128,8 +140,43 @@ def leave_one_out(
                 row["jpeg_drop"] = None if perturbed is None or row["roc_auc"] is None else row["roc_auc"] - perturbed
             fold["in_domain"][source_name] = row
         folds[held_name] = fold
+        _store_fold(run_dir, held_dir, training, jpeg_quality, fold)
         _write_leave_one_out(out_dir, config, names, folds, jpeg_quality)
     return _write_leave_one_out(out_dir, config, names, folds, jpeg_quality)
+
+
+# A fold's scores, kept in its run folder: scoring 4,000-6,500 images a fold costs minutes on a CPU.
+FOLD_SCORES = "leave-one-out-scores.json"
+
+
+def _fold_key(run_dir: Path, held_dir: str, training: list[str], jpeg_quality: int | None) -> dict[str, Any] | None:
+    """What the scores depend on: the model file's content and the evaluation settings."""
+    model = RunFolder(run_dir).best
+    if not model.is_file():
+        return None
+    digest = hashlib.sha256()
+    with model.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"model_sha256": digest.hexdigest(), "held_out": held_dir, "trained_on": training, "jpeg": jpeg_quality}
+
+
+def _cached_fold(run_dir: Path, held_dir: str, training: list[str], jpeg_quality: int | None) -> dict[str, Any] | None:
+    path = run_dir / FOLD_SCORES
+    if not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # unreadable: score again
+    key = _fold_key(run_dir, held_dir, training, jpeg_quality)
+    return stored.get("fold") if key is not None and stored.get("key") == key else None
+
+
+def _store_fold(run_dir: Path, held_dir: str, training: list[str], jpeg_quality: int | None, fold: dict) -> None:
+    key = _fold_key(run_dir, held_dir, training, jpeg_quality)
+    if key is not None:
+        atomic_write_text(run_dir / FOLD_SCORES, json.dumps({"key": key, "fold": fold}, indent=2) + "\n")
 
 
 def _write_leave_one_out(

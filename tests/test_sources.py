@@ -131,6 +131,39 @@ def test_leave_one_out_held_out_runs_only_that_fold(tmp_path: Path, capsys):
     assert sorted(p.name for p in (tmp_path / "loo").glob("without-*")) == ["without-b"]
 
 
+@pytest.mark.slow
+def test_leave_one_out_keeps_fold_scores_and_reports_folds_from_earlier_calls(tmp_path: Path, monkeypatch):
+    import facecheck.experiments as experiments
+
+    sources = [str(s) for s in three_sources(tmp_path / "data", per_class=8)]
+    config = quick_config("seed-cnn", None, preprocess={"image_size": 32}, data={"val_fraction": 0.25})
+    out = tmp_path / "loo"
+    first = leave_one_out(config, sources, out, quiet=True, held_out=["b"])
+    second = leave_one_out(config, sources, out, quiet=True, held_out=["c"])
+    assert set(second["folds"]) == {"b", "c"} and second["folds"]["b"] == first["folds"]["b"]
+    table = (out / "leave-one-out.md").read_text()
+    assert "| b |" in table and "| c |" in table and "| a |" not in table  # a was never run
+    scored: list[str] = []
+    real_evaluate = experiments.evaluate
+
+    def counting_evaluate(detector, data, **kwargs):
+        scored.append(Path(data).name)
+        return real_evaluate(detector, data, **kwargs)
+
+    monkeypatch.setattr(experiments, "evaluate", counting_evaluate)
+    again = leave_one_out(config, sources, out, quiet=True, held_out=["b", "c"])
+    assert scored == [] and again["folds"] == second["folds"]  # stored scores, nothing scored again
+    leave_one_out(config, sources, out, quiet=True, held_out=["b"], rescore=True)
+    assert scored == ["b", "a", "c"]  # forced: the held-out source, then each training source
+    scored.clear()
+    leave_one_out(config, sources, out, quiet=True, held_out=["c"], jpeg_quality=30)
+    assert scored == ["c", "a", "b"]  # other evaluation settings: the stored scores do not apply
+    (out / "without-b" / experiments.FOLD_SCORES).write_text("{not json")
+    scored.clear()
+    leave_one_out(config, sources, out, quiet=True, held_out=["b"])
+    assert scored == ["b", "a", "c"]  # an unreadable store is scored again, not trusted
+
+
 def test_leave_one_out_rejects_an_unknown_held_out_source(tmp_path: Path, capsys):
     sources = three_sources(tmp_path / "data", per_class=2)
     with pytest.raises(DataError, match="--held-out x is not one of the sources: a, b, c"):
@@ -138,4 +171,6 @@ def test_leave_one_out_rejects_an_unknown_held_out_source(tmp_path: Path, capsys
     args = ["crosseval", "--held-out", "a", "--out", str(tmp_path / "cx")] + [f"--data={s}" for s in sources]
     assert main(args) != 0
     assert "--held-out needs --leave-one-out" in capsys.readouterr().err
+    assert main(["crosseval", "--rescore", "--out", str(tmp_path / "cx")] + [f"--data={s}" for s in sources]) != 0
+    assert "--rescore needs --leave-one-out" in capsys.readouterr().err
     assert not (tmp_path / "loo").exists()
