@@ -5,7 +5,6 @@ Each writes its runs and a summary (JSON and Markdown) into one output folder.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import statistics
 from pathlib import Path
@@ -19,7 +18,7 @@ from facecheck.config import TrainConfig, merge
 from facecheck.errors import ConfigError, DataError
 from facecheck.evaluation.perturb import parse_perturbations
 from facecheck.extras import require
-from facecheck.files import atomic_write_text
+from facecheck.files import atomic_write_text, file_sha256
 from facecheck.run_folder import RunFolder
 from facecheck.training.trainer import train
 
@@ -154,11 +153,7 @@ def _fold_key(run_dir: Path, held_dir: str, training: list[str], jpeg_quality: i
     model = RunFolder(run_dir).best
     if not model.is_file():
         return None
-    digest = hashlib.sha256()
-    with model.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"model_sha256": digest.hexdigest(), "held_out": held_dir, "trained_on": training, "jpeg": jpeg_quality}
+    return {"model_sha256": file_sha256(model), "held_out": held_dir, "trained_on": training, "jpeg": jpeg_quality}
 
 
 def _cached_fold(run_dir: Path, held_dir: str, training: list[str], jpeg_quality: int | None) -> dict[str, Any] | None:

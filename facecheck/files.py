@@ -1,7 +1,8 @@
-"""Writing files atomically: a reader (or a crash) never sees half a file."""
+"""Files: written atomically (a reader, or a crash, never sees half a file) and identified by content."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -37,3 +38,12 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     with atomic_open(path) as stream:
         stream.write(text)
     return Path(path)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's content (hex), read in blocks: checkpoints and weights can be large."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from facecheck.errors import DataError, WeightsError
+from facecheck.files import file_sha256
 from facecheck.paths import cache_dir
 
 # Digests of the files in the facenet-pytorch 2.6.0 wheel (measured on its PyPI wheel).
@@ -65,7 +66,7 @@ def verify_mtcnn_weights() -> Path:
         path = folder / name
         if not path.is_file():
             raise WeightsError(f"MTCNN weights missing: {path}")
-        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        actual = file_sha256(path)
         if actual != expected:
             raise WeightsError(f"{path} does not match facenet-pytorch 2.6.0's file (sha256 {actual[:12]}...)")
     return folder

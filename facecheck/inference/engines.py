@@ -9,7 +9,6 @@ the export is made once per checkpoint and kept in the facecheck cache.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from pathlib import Path
@@ -21,6 +20,7 @@ from facecheck.compute import configure_threads, to_memory_format
 from facecheck.config import PreprocessConfig
 from facecheck.errors import FacecheckError
 from facecheck.extras import require
+from facecheck.files import file_sha256
 from facecheck.models import FaceClassifier
 from facecheck.paths import cache_dir
 
@@ -115,19 +115,11 @@ class OpenVinoEngine:
             return np.asarray(self.compiled(batch.cpu().numpy().astype(np.float32, copy=False))[self.output])
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:32]
-
-
 def cached_onnx_export(checkpoint_path: Path, model: FaceClassifier, preprocess: PreprocessConfig) -> Path:
     """The ONNX export of ``checkpoint_path``, made on first use and reused while the file is unchanged."""
     from facecheck.inference.export import export_onnx
 
-    target = cache_dir() / "onnx" / f"{file_digest(checkpoint_path)}.onnx"
+    target = cache_dir() / "onnx" / f"{file_sha256(checkpoint_path)[:32]}.onnx"
     if not target.is_file():
         temporary = target.with_suffix(f".{os.getpid()}.tmp.onnx")
         export_onnx(model, preprocess, temporary)

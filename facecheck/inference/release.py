@@ -8,7 +8,6 @@ with :func:`write_release` (see ``benchmarks/release_model.py``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from facecheck.card import ModelCard
 from facecheck.checkpoint import build_from_card, load_weights, read_checkpoint
 from facecheck.errors import CheckpointError
+from facecheck.files import file_sha256
 from facecheck.models import FaceClassifier
 
 RELEASE_DIR = Path(__file__).resolve().parents[1] / "release"
@@ -33,10 +33,6 @@ class Release:
     card: Path
     weights_sha256: str
     card_sha256: str
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def releases(folder: Path = RELEASE_DIR) -> dict[str, Release]:
@@ -60,7 +56,7 @@ def release(name: str = DEFAULT_MODEL, folder: Path = RELEASE_DIR) -> Release:
 
 
 def read_release_card(entry: Release) -> ModelCard:
-    if not entry.card.is_file() or _sha256(entry.card) != entry.card_sha256:
+    if not entry.card.is_file() or file_sha256(entry.card) != entry.card_sha256:
         raise CheckpointError(f"{entry.card}: missing or changed (sha256 differs from the manifest)")
     return ModelCard.from_dict(json.loads(entry.card.read_text(encoding="utf-8")), str(entry.card))
 
@@ -71,7 +67,7 @@ def load_release(name: str = DEFAULT_MODEL, folder: Path = RELEASE_DIR) -> tuple
 
     entry = release(name, folder)
     card = read_release_card(entry)
-    if not entry.weights.is_file() or _sha256(entry.weights) != entry.weights_sha256:
+    if not entry.weights.is_file() or file_sha256(entry.weights) != entry.weights_sha256:
         raise CheckpointError(f"{entry.weights}: missing or changed (sha256 differs from the manifest)")
     model = build_from_card(card, str(entry.weights))
     return load_weights(model, load_file(str(entry.weights)), str(entry.weights)), card
@@ -107,8 +103,8 @@ def write_release(
     manifest[name] = {
         "weights": weights.name,
         "card": card_file.name,
-        "weights_sha256": _sha256(weights),
-        "card_sha256": _sha256(card_file),
+        "weights_sha256": file_sha256(weights),
+        "card_sha256": file_sha256(card_file),
     }
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return release(name, folder)

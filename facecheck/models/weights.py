@@ -11,7 +11,6 @@ use and loaded with ``weights_only=True``, so it can never run code.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 
 from facecheck.errors import WeightsError
+from facecheck.files import file_sha256
 
 
 @dataclass(frozen=True)
@@ -57,16 +57,8 @@ EFFICIENTNET_LITE0_IMAGENET = WeightsSpec(
 )
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify(path: Path, spec: WeightsSpec) -> None:
-    actual = sha256_of(path)
+    actual = file_sha256(path)
     if not actual.startswith(spec.sha256_prefix):
         raise WeightsError(f"{path} is not {spec.name}: its sha256 starts {actual[:8]}, expected {spec.sha256_prefix}")
 
