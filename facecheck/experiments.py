@@ -164,6 +164,8 @@ def _cached_fold(run_dir: Path, held_dir: str, training: list[str], jpeg_quality
         stored = json.loads(path.read_text())
     except (OSError, ValueError):
         return None  # unreadable: score again
+    if not isinstance(stored, dict):
+        return None
     key = _fold_key(run_dir, held_dir, training, jpeg_quality)
     return stored.get("fold") if key is not None and stored.get("key") == key else None
 

@@ -158,10 +158,11 @@ def test_leave_one_out_keeps_fold_scores_and_reports_folds_from_earlier_calls(tm
     scored.clear()
     leave_one_out(config, sources, out, quiet=True, held_out=["c"], jpeg_quality=30)
     assert scored == ["c", "a", "b"]  # other evaluation settings: the stored scores do not apply
-    (out / "without-b" / experiments.FOLD_SCORES).write_text("{not json")
-    scored.clear()
-    leave_one_out(config, sources, out, quiet=True, held_out=["b"])
-    assert scored == ["b", "a", "c"]  # an unreadable store is scored again, not trusted
+    for damaged in ("{not json", "[1, 2]"):
+        (out / "without-b" / experiments.FOLD_SCORES).write_text(damaged)
+        scored.clear()
+        leave_one_out(config, sources, out, quiet=True, held_out=["b"])
+        assert scored == ["b", "a", "c"]  # an unreadable store is scored again, not trusted
 
 
 def test_leave_one_out_rejects_an_unknown_held_out_source(tmp_path: Path, capsys):
