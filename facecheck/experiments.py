@@ -111,11 +111,10 @@ def leave_one_out(
         run_dir = out_dir / f"without-{held_name}"
         training = [d for d in dirs if d != held_dir]
         selected = not held_out or held_name in held_out
-        if not selected or (not rescore and (run_dir / "summary.json").is_file()):
-            cached = _cached_fold(run_dir, held_dir, training, jpeg_quality)
-            if cached is not None:
-                folds[held_name] = cached
-                continue
+        cached = None if selected and rescore else _cached_fold(run_dir, held_dir, training, jpeg_quality)
+        if cached is not None:
+            folds[held_name] = cached
+            continue
         if not selected:
             continue
         if not (run_dir / "summary.json").is_file():
