@@ -15,6 +15,7 @@ import yaml
 from facecheck.api import evaluate, load, split_data
 from facecheck.choices import SUMMARY_METRICS
 from facecheck.config import TrainConfig, merge
+from facecheck.data.layouts import open_dataset
 from facecheck.errors import ConfigError, DataError
 from facecheck.evaluation.perturb import parse_perturbations
 from facecheck.extras import require
@@ -34,6 +35,12 @@ def _set_name(path: str | Path) -> str:
     return Path(path).expanduser().resolve().name
 
 
+def _open_every_set(data_dirs: list[str]) -> None:
+    """Fail on a missing or unreadable set before the first run trains (each fold costs minutes to hours)."""
+    for data_dir in data_dirs:
+        open_dataset(data_dir)
+
+
 def crosseval(config: TrainConfig, data_dirs: list[str], out_dir: Path, quiet: bool = False) -> dict[str, Any]:
     """Train on each set (its own leak-free split) and test on every set.
 
@@ -45,6 +52,7 @@ def crosseval(config: TrainConfig, data_dirs: list[str], out_dir: Path, quiet: b
     names = [_set_name(d) for d in data_dirs]
     if len(set(names)) != len(names):
         raise DataError(f"data sets need distinct folder names, got {names}")
+    _open_every_set(data_dirs)
     matrix: dict[str, dict[str, dict[str, Any]]] = {}
     for train_dir, train_name in zip(data_dirs, names, strict=True):
         run_dir = out_dir / f"train-{train_name}"
@@ -105,6 +113,7 @@ def leave_one_out(
     unknown = sorted(set(held_out or []) - set(names))
     if unknown:
         raise DataError(f"--held-out {', '.join(unknown)} is not one of the sources: {', '.join(names)}")
+    _open_every_set(dirs)
     perturbations = parse_perturbations([f"jpeg:{jpeg_quality}"]) if jpeg_quality else None
     folds: dict[str, dict[str, Any]] = {}
     for held_dir, held_name in zip(dirs, names, strict=True):

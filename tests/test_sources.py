@@ -172,6 +172,10 @@ def test_leave_one_out_rejects_an_unknown_held_out_source(tmp_path: Path, capsys
     args = ["crosseval", "--held-out", "a", "--out", str(tmp_path / "cx")] + [f"--data={s}" for s in sources]
     assert main(args) != 0
     assert "--held-out needs --leave-one-out" in capsys.readouterr().err
+    missing = [str(sources[0]), str(sources[1]), str(tmp_path / "nowhere")]
+    with pytest.raises(DataError, match="data folder not found"):  # before the first fold trains
+        leave_one_out(get_preset("seed-cnn"), missing, tmp_path / "loo-missing")
+    assert not (tmp_path / "loo-missing").exists()
     assert main(["crosseval", "--rescore", "--out", str(tmp_path / "cx")] + [f"--data={s}" for s in sources]) != 0
     assert "--rescore needs --leave-one-out" in capsys.readouterr().err
     assert not (tmp_path / "loo").exists()
