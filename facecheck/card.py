@@ -57,8 +57,8 @@ class ModelCard:
     versions: dict[str, str] = field(default_factory=dict)
 
     # ---- reading the output ---------------------------------------------------------------
-    def label(self, p_fake: float, threshold: float | None = None) -> str:
-        """``real``, ``fake``, or ``uncertain`` inside the band around the threshold.
+    def decide(self, p_fake: float, threshold: float | None = None) -> str:
+        """The one decision rule: ``real``, ``fake``, or ``uncertain`` inside the band around the threshold.
 
         A ``threshold`` other than the card's own (a user's override) drops the band, which was fitted
         around the card's threshold.

@@ -111,8 +111,8 @@ def test_card_round_trips_and_reads_format_1(tmp_path: Path):
     card = card_for(config, epoch=2, metrics={"val_accuracy": 0.75}, threshold=0.4, uncertain_band=(0.3, 0.5))
     again = ModelCard.from_dict(json.loads(json.dumps(card.to_dict())))
     assert again == card
-    assert again.label(0.45) == "uncertain" and again.label(0.55) == "fake" and again.label(0.2) == "real"
-    assert again.label(0.45, threshold=0.6) == "real"  # another threshold drops the band fitted around 0.4
+    assert again.decide(0.45) == "uncertain" and again.decide(0.55) == "fake" and again.decide(0.2) == "real"
+    assert again.decide(0.45, threshold=0.6) == "real"  # another threshold drops the band fitted around 0.4
     # facecheck 0.1 checkpoints kept the card's fields at the top level; they still load
     legacy = {"format": "facecheck-checkpoint", "format_version": 1, "model_name": "seed_cnn",
               "model_kwargs": card.model_kwargs, "class_names": ["real", "fake"],

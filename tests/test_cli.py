@@ -74,7 +74,7 @@ def test_train_evaluate_predict_round_trip(tmp_path: Path, capsys, preset: str):
     assert [r["path"] for r in rows] == [*map(str, images), str(tmp_path / "bad.jpg")]
     card = read_checkpoint(run_dir / "best.pt")["card"]
     for row in rows[:2]:
-        assert 0.0 <= row["p_fake"] <= 1.0 and row["label"] == card.label(row["p_fake"])
+        assert 0.0 <= row["p_fake"] <= 1.0 and row["label"] == card.decide(row["p_fake"])
         if row["label"] != "uncertain":  # the threshold chosen on validation decides
             assert row["label"] == ("fake" if row["p_fake"] >= card.threshold else "real")
     assert "not a readable image" in rows[2]["error"]

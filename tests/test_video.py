@@ -66,3 +66,13 @@ def test_bad_videos_get_clear_errors_and_never_stop_a_batch(tmp_path: Path, mode
     assert "unreadable video" in rows[0]["error"] or "no video stream" in rows[0]["error"]
     assert any(words in rows[1]["error"] for words in ("no frames", "no video stream"))
     assert rows[2]["n_frames"] == 6 and len(rows[2]["frames"]) == 3
+
+
+def test_video_verdict_uses_the_cards_uncertain_band(tmp_path: Path, model_file: Path):
+    """A video whose mean score lies inside the band is `uncertain`, as each such frame would be."""
+    detector = Detector.load(model_file)
+    video = write_video(tmp_path / "v.mp4", 8)
+    p_fake = predict_video(detector, video, frames=4).p_fake
+    detector.card = detector.card.with_values(threshold=p_fake, uncertain_band=(p_fake - 0.01, p_fake + 0.01))
+    detector.threshold = p_fake
+    assert predict_video(detector, video, frames=4).label == "uncertain"

@@ -97,7 +97,7 @@ def explain_files(detector: Any, paths: list[Path], out_dir: Path) -> list[dict[
             {
                 "path": str(path),
                 "p_fake": p_fake,
-                "label": detector.card.label(p_fake, detector.threshold),
+                "label": detector.card.decide(p_fake, detector.threshold),
                 "heatmap": str(target),
             }
         )

@@ -75,7 +75,7 @@ class Ensemble:
                 results.append(Prediction(first.path, error=failed.error))
                 continue
             p_fake = float(np.mean([p.p_fake for p in predictions]))
-            results.append(Prediction(first.path, p_fake, self.card.label(p_fake, self.threshold)))
+            results.append(Prediction(first.path, p_fake, self.card.decide(p_fake, self.threshold)))
         return results
 
     __call__ = predict

@@ -242,7 +242,7 @@ class Detector:
                 for index, p_fake in zip(slots, self.predict_tensor(batch), strict=True):
                     results[index].p_fake = float(p_fake)
                     no_face = results[index].notice is not None
-                    results[index].label = NO_FACE if no_face else self.card.label(float(p_fake), self.threshold)
+                    results[index].label = NO_FACE if no_face else self.card.decide(float(p_fake), self.threshold)
             bar.update(len(indices))
         bar.close()
         return results

@@ -103,5 +103,6 @@ def predict_video(detector: Any, path: Path, frames: int = 16) -> VideoPredictio
         result.error = f"{path}: no sampled frame could be scored ({result.frames[0].get('error')})"
         return result
     result.p_fake = float(np.mean(scores))
-    result.label = detector.class_names[int(result.p_fake >= detector.threshold)]
+    # The same rule as every frame's verdict (the uncertain band included).
+    result.label = detector.card.decide(result.p_fake, detector.threshold)
     return result
