@@ -1,8 +1,9 @@
 """Command-line interface: parse arguments, call the library, print results.
 
-Exit codes: 0 success; 1 unexpected failure; 2 bad input or configuration, or a
-missing optional package (one-line reason on stderr); 130 interrupted; 141 output
-pipe closed early (``facecheck evaluate --json | head``), as for Unix tools.
+Exit codes: 0 success; 1 unexpected failure; 2 bad input or configuration, a bad
+argument, a missing optional package or a port that cannot be listened on (each one
+line on stderr, ``facecheck: error: ...``); 130 interrupted; 141 output pipe closed
+early (``facecheck evaluate --json | head``), as for Unix tools.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from facecheck.choices import (
     AUGMENTATIONS,
@@ -48,8 +49,17 @@ from facecheck.version import __version__
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr (exit 2), not the usage block and then the message."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("facecheck").strip()
+        where = f"{command}: " if command else ""
+        self.exit(EXIT_USAGE, f"facecheck: error: {where}{message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facecheck", description="Tell real face photographs from fake ones.")
+    parser = OneLineParser(prog="facecheck", description="Tell real face photographs from fake ones.")
     parser.add_argument("--version", action="version", version=f"facecheck {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -194,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="REST service and web page (FastAPI + uvicorn)")
     serve.add_argument("--model", help="run folder, checkpoint or exported .onnx file (default: the shipped model)")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=port_number, default=8000, help="TCP port, 1-65535")
     serve.add_argument("--backend", choices=BACKENDS, default="torch")
     serve.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the model's own)")
     serve.add_argument("--api-key", help="require this key (X-API-Key header); default: $FACECHECK_API_KEY if set")
@@ -311,6 +321,17 @@ def unit_interval(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0.0 <= value <= 1.0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"{text} is outside [0, 1]")
+    return value
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port a server can listen on."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number (1-65535)")
     return value
 
 
@@ -735,10 +756,13 @@ def command_serve(args: argparse.Namespace) -> int:
     require_extra("serve")
     from facecheck.api import load
     from facecheck.serving.app import ServeSettings, create_app
-    from facecheck.serving.server import base_url, serve, warm_up
+    from facecheck.serving.server import base_url, listen, serve, warm_up
 
     def say(line: str) -> None:
         print(f"facecheck: {line}", file=sys.stderr, flush=True)
+
+    # Take the port before the model loads: a port in use or a bad host is one line (exit 2) at once.
+    sock = listen(args.host, args.port)
 
     say(f"loading the model ({args.model or 'the shipped model'}, backend {args.backend}) ...")
     started = time.perf_counter()
@@ -755,7 +779,10 @@ def command_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     url = base_url(args.host, args.port)
     app = create_app(detector, settings)
-    serve(app, args.host, args.port, settings, on_ready=lambda: say(f"ready: serving on {url} (docs at {url}docs)"))
+    from facecheck.serving.app import docs_available
+
+    docs = f" (API docs at {url}docs)" if docs_available() else ""
+    serve(app, args.host, args.port, settings, on_ready=lambda: say(f"ready: serving on {url}{docs}"), sock=sock)
     return EXIT_OK
 
 
@@ -788,10 +815,11 @@ def command_explain(args: argparse.Namespace) -> int:
     from facecheck.evaluation.explain import explain_files
 
     require_extra("explain")
+    inputs = expand_inputs(args.images)  # a missing path stops here (exit 2), before the model loads
     detector = load(args.model, device="cpu")
     if detector.model is None:
         raise FacecheckError("Grad-CAM needs the PyTorch checkpoint (run folder or .pt), not an .onnx export")
-    results = explain_files(detector, expand_inputs(args.images), Path(args.out))
+    results = explain_files(detector, inputs, Path(args.out))
     if args.json:
         print(json.dumps(results, indent=2))
     else:

@@ -129,6 +129,11 @@ def swagger_assets() -> Path | None:
     return folder if (folder / "swagger-ui-bundle.js").is_file() and (folder / "swagger-ui.css").is_file() else None
 
 
+def docs_available() -> bool:
+    """Whether ``/docs`` shows the interactive API docs here (else it says how to get them)."""
+    return swagger_assets() is not None
+
+
 def _data_uri(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")

@@ -10,6 +10,7 @@ head has not fully arrived in time. Slow bodies are cut off by the app's
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from PIL import Image
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from facecheck.data.presets import input_size
+from facecheck.errors import FacecheckError
 from facecheck.inference.predictor import Detector
 from facecheck.serving.app import ServeSettings
 
@@ -98,5 +100,33 @@ class AnnouncingServer(uvicorn.Server):
             self.on_ready()
 
 
-def serve(app: Any, host: str, port: int, settings: ServeSettings, on_ready: Callable[[], None] | None = None) -> None:
-    AnnouncingServer(uvicorn_config(app, host, port, settings), on_ready).run()
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, taken before the model loads: a port in use or a host that is not
+    this machine's is one line (exit 2) at once, not a traceback after the model has loaded."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise FacecheckError(f"--host {host}: not a host name or address this machine can resolve ({exc})") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restarts need no wait
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        hint = "; another server uses it: stop it or choose another --port" if exc.errno == errno.EADDRINUSE else ""
+        raise FacecheckError(f"cannot listen on {base_url(host, port)}: {reason}{hint}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    app: Any,
+    host: str,
+    port: int,
+    settings: ServeSettings,
+    on_ready: Callable[[], None] | None = None,
+    sock: socket.socket | None = None,
+) -> None:
+    """Run the app until stopped, on ``sock`` (from :func:`listen`) when given, else binding ``host:port``."""
+    AnnouncingServer(uvicorn_config(app, host, port, settings), on_ready).run(sockets=[sock] if sock else None)
