@@ -610,7 +610,8 @@ def _override_threshold(detector: Any, threshold: float | None) -> None:
         detector.threshold = threshold
 
 
-PREDICTION_COLUMNS = ["path", "p_fake", "label", "error"]
+# notice: what limits the verdict (no face, no face check here, a picture far from the model's size).
+PREDICTION_COLUMNS = ["path", "p_fake", "label", "notice", "error"]
 RESULT_FILE_TYPES = (".csv", ".json")
 
 
@@ -643,9 +644,15 @@ def command_predict(args: argparse.Namespace) -> int:
     backend = resolve_backend(args.backend, resolve_device(args.device), images=len(images) + frames)
     detector = load_detector(args.model or [None], device=args.device, backend=backend, tta=args.tta)
     _override_threshold(detector, args.threshold)
+    members = getattr(detector, "members", [detector])
     if args.face_check is not None:
-        for member in getattr(detector, "members", [detector]):
+        for member in members:
             member.face_check = args.face_check
+    problem = next((m.face_check_problem for m in members if m.face_check_problem), None)
+    if problem and args.face_check:
+        raise FacecheckError(f"--face-check: {problem}")
+    if problem:  # the card promises a face check this install cannot make: said once here, and beside each verdict
+        print(f"facecheck: WARNING: pictures are not checked for a face: {problem}", file=sys.stderr)
     by_path: dict[Path, dict] = {}
     predictions = detector.predict(images, batch_size=args.batch_size, progress=show_progress(len(images)))
     for prediction in predictions:
@@ -654,6 +661,8 @@ def command_predict(args: argparse.Namespace) -> int:
         if is_video_path(path):
             by_path[path] = predict_video(detector, path, args.frames).to_dict()
     rows = [by_path[path] for path in inputs]
+    if out is not None or args.format != "table":  # machine output on stdout or in a file: the scope on stderr
+        print(f"facecheck: model: {_scope_line(detector)}", file=sys.stderr)
     if out is not None:
         from facecheck.files import atomic_write_text
 
@@ -768,6 +777,8 @@ def command_serve(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     detector = load(args.model, device="auto", backend=args.backend, tta=args.tta)
     say(f"loaded {detector.source} in {time.perf_counter() - started:.1f} s; warming up (one prediction) ...")
+    if detector.face_check_problem:
+        say(f"WARNING: pictures are not checked for a face (each answer says so): {detector.face_check_problem}")
     say(f"warmed up in {warm_up(detector):.1f} s; starting the server ...")
     settings = ServeSettings(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),

@@ -1,9 +1,14 @@
 """Face detection (MTCNN from facenet-pytorch) and cropping, the same at training and inference.
 
 The MTCNN weights ship inside the ``facenet-pytorch==2.6.0`` wheel; their
-sha256 digests are checked before they are loaded. Detections are cached on
-disk keyed by the image's pixels and the detector settings, so a second run
-(or a resumed crop job) does not detect again.
+sha256 digests are checked before they are loaded. That package cannot be a
+dependency of facecheck (it pins torch < 2.3), so it is installed by hand
+(``pip install --no-deps facenet-pytorch==2.6.0 requests``, as ``make`` does);
+without it :func:`face_detector_problem` says why and a prediction says that no
+face check was made. Detections are cached on disk keyed by the image's pixels
+and the detector's identity (package version and weights), and the cache is read
+only once the detector is known to be there, so an answer never depends on what
+another install left in the cache.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ MTCNN_WEIGHTS = {
     "onet.pt": "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
 }
 DETECTOR_VERSION = "mtcnn-facenet-pytorch-2.6.0-v1"
+INSTALL_HINT = "pip install --no-deps facenet-pytorch==2.6.0 requests"
 NO_FACE_POLICIES = ("keep", "skip", "fail")
 MIN_FACE_PROBABILITY = 0.9
 
@@ -51,13 +57,37 @@ _detector_lock = threading.Lock()
 _detector = None
 
 
+_verified: dict[Path, str] = {}  # weights folder -> the detector identity, once its files have been checked
+
+
 def _weights_dir() -> Path:
     spec = importlib.util.find_spec("facenet_pytorch")
     if spec is None or not spec.submodule_search_locations:
-        raise WeightsError(
-            "face cropping needs MTCNN from facenet-pytorch: pip install --no-deps facenet-pytorch==2.6.0 requests"
-        )
+        raise WeightsError(f"the face detector (MTCNN from facenet-pytorch) is not installed: {INSTALL_HINT}")
+    if importlib.util.find_spec("requests") is None:  # facenet_pytorch imports it at import time
+        raise WeightsError(f"the face detector needs the package requests, not installed: {INSTALL_HINT}")
     return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def detector_identity() -> str:
+    """What detections are cached under: the detector's version and its verified weights.
+
+    Raises :class:`WeightsError` when the detector is missing or its weights do not verify.
+    """
+    folder = _weights_dir()
+    if folder not in _verified:
+        verify_mtcnn_weights()
+        _verified[folder] = DETECTOR_VERSION + "|" + "|".join(MTCNN_WEIGHTS.values())
+    return _verified[folder]
+
+
+def face_detector_problem() -> str | None:
+    """None when faces can be looked for here; otherwise why not, in one line with the fix."""
+    try:
+        detector_identity()
+    except WeightsError as exc:
+        return str(exc)
+    return None
 
 
 def verify_mtcnn_weights() -> Path:
@@ -86,14 +116,19 @@ def _get_detector():  # facenet_pytorch has no type information
 
 
 def _cache_path(image: Image.Image) -> Path:
-    digest = hashlib.sha256(f"{DETECTOR_VERSION}|{image.size}".encode())
+    # The identity raises when there is no detector: a detection cached by another install is never used.
+    digest = hashlib.sha256(f"{detector_identity()}|{image.size}".encode())
     digest.update(np.asarray(image, dtype=np.uint8).tobytes())
     key = digest.hexdigest()
     return cache_dir() / "faces" / key[:2] / f"{key}.json"
 
 
 def detect_faces(image: Image.Image, use_cache: bool = True) -> list[Face]:
-    """Faces in an RGB image, most probable first (cached by pixel content)."""
+    """Faces in an RGB image, most probable first (cached by pixel content and detector identity).
+
+    Raises :class:`WeightsError` when the face detector is not installed (see :func:`face_detector_problem`).
+    """
+    detector_identity()  # no detector here: fail before anything is read from the cache
     path = _cache_path(image) if use_cache else None
     if path is not None and path.is_file():
         try:

@@ -97,6 +97,34 @@ def resize_step(cfg: PreprocessConfig) -> T.Resize | T.CenterCrop | ShrinkToFit:
     return T.Resize((side(cfg), side(cfg)))
 
 
+# A picture this many times larger than the model's input (or this many times smaller) is out of its scope.
+FAR_LARGER, FAR_SMALLER = 4, 2
+
+
+def size_notice(cfg: PreprocessConfig, size: tuple[int, int]) -> str | None:
+    """What the resize step does to a picture of ``size`` (width, height) that the user should know: that only
+    its centre is judged, or that it is far larger or smaller than what the model sees; None when nothing."""
+    if cfg.face_crop:
+        return None  # the face crop is what gets judged, whatever the picture's size
+    width, height = size
+    s = side(cfg)
+    picture = f"this {width}x{height} px picture"
+    if max(width, height) < s / FAR_SMALLER:
+        how = "padded with black" if cfg.resize in ("none", "fit") else "enlarged"
+        return f"{picture} is far smaller than the model's {s} px input ({how}): the verdict means little"
+    if cfg.resize == "none" and max(width, height) > s:
+        return (
+            f"only the central {min(width, s)}x{min(height, s)} px of {picture} were judged (the model reads native "
+            f"pixels); crop the face to about {s} px to have it judged"
+        )
+    if min(width, height) >= FAR_LARGER * s:
+        return (
+            f"{picture} was shrunk to {s} px, far below its own size: fine detail is lost and a small face is "
+            "judged on a few pixels (crop the face first)"
+        )
+    return None
+
+
 def source_and_resize(cfg: PreprocessConfig) -> T.Compose:
     return T.Compose([*source_steps(cfg), resize_step(cfg)])
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from facecheck.errors import DataError
-from facecheck.inference.predictor import Detector, ImageInput, Prediction, expand_image_inputs
+from facecheck.inference.predictor import NO_FACE, Detector, ImageInput, Prediction, expand_image_inputs
 
 
 class Ensemble:
@@ -75,7 +75,12 @@ class Ensemble:
                 results.append(Prediction(first.path, error=failed.error))
                 continue
             p_fake = float(np.mean([p.p_fake for p in predictions]))
-            results.append(Prediction(first.path, p_fake, self.card.decide(p_fake, self.threshold)))
+            label = self.card.decide(p_fake, self.threshold)
+            if any(p.label == NO_FACE for p in predictions):
+                label = NO_FACE
+            # Each member's notices (no face, no face check, size), said once.
+            notices = dict.fromkeys(part for p in predictions if p.notice for part in p.notice.split("; "))
+            results.append(Prediction(first.path, p_fake, label, notice="; ".join(notices) or None))
         return results
 
     __call__ = predict

@@ -18,7 +18,7 @@ from facecheck.checkpoint import load_model, resolve_checkpoint_path
 from facecheck.choices import BACKENDS
 from facecheck.data.discovery import iter_images
 from facecheck.data.images import load_image, to_rgb
-from facecheck.data.presets import eval_transform
+from facecheck.data.presets import eval_transform, size_notice
 from facecheck.device import resolve_device
 from facecheck.errors import CheckpointError, DataError, InputError, InputNotFoundError, InputTypeError
 from facecheck.inference.engines import (
@@ -94,6 +94,14 @@ def _has_face(image: Image.Image) -> bool | None:
         return None
 
 
+NO_FACE_NOTICE = "no face found: the verdict of a face detector means nothing here"
+
+
+def no_face_check_notice(problem: str) -> str:
+    """The notice beside every verdict when the card promises a face check that cannot be made here."""
+    return f"not checked for a face ({problem}): the verdict assumes a face photo"
+
+
 Engine = Callable[[torch.Tensor], np.ndarray]
 
 
@@ -149,7 +157,20 @@ class Detector:
         self.min_size = card.min_image_size
         # Look for a face (MTCNN) first and answer "no face" without one; default: as the card says.
         self.face_check = bool(card.scope.get("face_check", False)) if face_check is None else face_check
+        if face_check:  # asked for by name: without the detector that is an error, not a silent skip
+            from facecheck.data.faces import detector_identity
+
+            detector_identity()
         self.source = "<in memory>"
+
+    @property
+    def face_check_problem(self) -> str | None:
+        """Why the face check this detector should make cannot be made here (None: it can, or is not asked for)."""
+        if not self.face_check:
+            return None
+        from facecheck.data.faces import face_detector_problem
+
+        return face_detector_problem()
 
     @classmethod
     def load(
@@ -236,30 +257,42 @@ class Detector:
         for start in range(0, len(items), batch_size):
             indices = range(start, min(start + batch_size, len(items)))
             prepared = [self._prepare(items[index], results[index]) for index in indices]
-            slots = [index for index, tensor in zip(indices, prepared, strict=True) if tensor is not None]
+            slots = [index for index, (tensor, _) in zip(indices, prepared, strict=True) if tensor is not None]
+            faceless = {index for index, (_, no_face) in zip(indices, prepared, strict=True) if no_face}
             if slots:
-                batch = _stack([tensor for tensor in prepared if tensor is not None])
+                batch = _stack([tensor for tensor, _ in prepared if tensor is not None])
                 for index, p_fake in zip(slots, self.predict_tensor(batch), strict=True):
                     results[index].p_fake = float(p_fake)
-                    no_face = results[index].notice is not None
+                    no_face = index in faceless
                     results[index].label = NO_FACE if no_face else self.card.decide(float(p_fake), self.threshold)
             bar.update(len(indices))
         bar.close()
         return results
 
-    def _prepare(self, item: ImageInput, result: Prediction) -> torch.Tensor | None:
-        """The model's input views of one item, or None with ``result.error`` set; notes a missing face."""
+    def _prepare(self, item: ImageInput, result: Prediction) -> tuple[torch.Tensor | None, bool]:
+        """The model's input views of one item (None with ``result.error`` set), and whether no face was found.
+
+        ``result.notice`` says what limits the verdict: no face, no face check possible here, a picture far
+        from the size the model judges (see :func:`facecheck.data.presets.size_notice`).
+        """
         try:
             image = self._to_image(item)
+            notices = []
             found = _has_face(image) if self.face_check else True
             if found is False:
-                result.notice = "no face found: the verdict of a face detector means nothing here"
-            return self.transform(image)
+                notices.append(NO_FACE_NOTICE)
+            elif found is None:
+                notices.append(no_face_check_notice(self.face_check_problem or "no face detector"))
+            sized = size_notice(self.preprocess, image.size)
+            if sized and found is not False:
+                notices.append(sized)
+            result.notice = "; ".join(notices) or None
+            return self.transform(image), found is False
         except DataError as exc:
             message, where = str(exc), result.path
             prefixed = where is None or message.startswith(where)
             result.error = message if prefixed else f"{where}: {message}"
-            return None
+            return None, False
 
     __call__ = predict
 

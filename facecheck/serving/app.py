@@ -96,7 +96,9 @@ def model_info(detector: Detector) -> dict[str, Any]:
             "trained_on": card.trained_on,
             "training_data": ", ".join(card.trained_on),
             "scope": {k: v for k, v in card.scope.items() if k != "canaries"},
-            "face_check": detector.face_check,
+            # The card's promise as kept here: false, with the reason, when the face detector is not installed.
+            "face_check": detector.face_check and detector.face_check_problem is None,
+            "face_check_problem": detector.face_check_problem,
             "epoch": card.epoch,
             "metrics_at_save": card.metrics,
             "calibration": card.notes.get("calibration"),

@@ -1,0 +1,93 @@
+"""Verdicts come with their limits: no face check possible here, a picture far from the model's size,
+the model and its scope beside machine output; and a cached detection never outlives its detector."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facecheck.cli import main
+from facecheck.config import PreprocessConfig
+from facecheck.data import faces as faces_module
+from facecheck.data.presets import size_notice
+from facecheck.errors import WeightsError
+from facecheck.inference.predictor import Detector
+
+
+@pytest.fixture
+def no_face_detector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on an install without facenet-pytorch."""
+
+    def missing() -> Path:
+        raise WeightsError(
+            f"the face detector (MTCNN from facenet-pytorch) is not installed: {faces_module.INSTALL_HINT}"
+        )
+
+    monkeypatch.setattr(faces_module, "_weights_dir", missing)
+
+
+def test_a_promised_face_check_that_cannot_be_made_is_said_beside_every_verdict(trained_run, no_face_detector):
+    run, _ = trained_run
+    detector = Detector.load(run)
+    detector.face_check = True  # as the shipped model's card says
+    blue = Image.new("RGB", (64, 64), (0, 0, 255))
+    (result,) = detector.predict([blue])
+    assert result.label in ("real", "fake", "uncertain")
+    assert "not checked for a face" in result.notice and "pip install --no-deps facenet-pytorch" in result.notice
+    with pytest.raises(WeightsError, match="not installed"):
+        Detector.load(run, face_check=True)  # asked for by name: refused
+
+
+def test_cli_face_check_without_detector_is_one_line_or_a_warning(trained_run, no_face_detector, tmp_path, capsys):
+    run, data = trained_run
+    image = str(sorted((data / "real").iterdir())[0])
+    assert main(["predict", "--model", str(run), "--face-check", image]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--face-check: the face detector" in err
+    out = tmp_path / "r.csv"
+    code = main(["predict", "--model", str(run), "--no-face-check", image, "--out", str(out)])
+    assert code == 0 and "WARNING" not in capsys.readouterr().err
+
+
+def test_cache_of_another_install_is_never_read_without_the_detector(monkeypatch, no_face_detector):
+    """Detections are keyed by the detector's identity, and no cache is read when there is none."""
+    image = Image.new("RGB", (32, 32), (0, 0, 255))
+    read = []
+    monkeypatch.setattr(faces_module, "_cache_path", lambda image: read.append(image))
+    with pytest.raises(WeightsError):
+        faces_module.detect_faces(image)
+    assert read == []
+    assert faces_module.face_detector_problem().startswith("the face detector")
+
+
+def test_cache_key_names_the_detector(monkeypatch):
+    image = Image.new("RGB", (32, 32), (0, 0, 255))
+    monkeypatch.setattr(faces_module, "detector_identity", lambda: "one")
+    first = faces_module._cache_path(image)
+    monkeypatch.setattr(faces_module, "detector_identity", lambda: "another")
+    assert faces_module._cache_path(image) != first
+
+
+def test_size_notices():
+    native = PreprocessConfig(image_size=256, resize="none")
+    assert "only the central 256x256 px of this 600x600 px picture" in size_notice(native, (600, 600))
+    assert size_notice(native, (256, 256)) is None
+    square = PreprocessConfig(image_size=224, resize="square")
+    assert size_notice(square, (600, 600)) is None
+    assert "shrunk to 224 px" in size_notice(square, (4000, 3000))
+    assert "far smaller" in size_notice(square, (64, 64))
+    assert size_notice(PreprocessConfig(image_size=224, face_crop=True), (4000, 3000)) is None
+
+
+def test_predict_out_says_the_model_and_has_a_notice_column(trained_run, tmp_path: Path, capsys):
+    run, _ = trained_run
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8)).save(big)
+    out = tmp_path / "r.csv"
+    assert main(["predict", "--model", str(run), "--no-face-check", str(big), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "facecheck: model: " in err and "threshold" in err
+    (row,) = csv.DictReader(out.open())
+    assert "shrunk to 64 px" in row["notice"] and row["label"] in ("real", "fake", "uncertain")
