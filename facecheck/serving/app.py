@@ -35,6 +35,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import Headers
 
 from facecheck.errors import DataError
+from facecheck.extras import MissingExtraError, require_extra
 from facecheck.inference.predictor import Detector
 from facecheck.serving.errors import ApiError, install_error_handlers
 from facecheck.serving.middleware import RequestGuard, ServiceMetrics
@@ -99,6 +100,7 @@ def model_info(detector: Detector) -> dict[str, Any]:
             # The card's promise as kept here: false, with the reason, when the face detector is not installed.
             "face_check": detector.face_check and detector.face_check_problem is None,
             "face_check_problem": detector.face_check_problem,
+            "explain_problem": explain_problem(detector),
             "epoch": card.epoch,
             "metrics_at_save": card.metrics,
             "calibration": card.notes.get("calibration"),
@@ -131,6 +133,17 @@ def swagger_assets() -> Path | None:
     return folder if (folder / "swagger-ui-bundle.js").is_file() and (folder / "swagger-ui.css").is_file() else None
 
 
+def explain_problem(detector: Detector) -> str | None:
+    """Why this server cannot draw Grad-CAM heatmaps (None: it can)."""
+    if detector.model is None:
+        return "no heatmap: this model has no PyTorch weights (an ONNX file), and Grad-CAM needs them"
+    try:
+        require_extra("explain")
+    except MissingExtraError as exc:
+        return f"no heatmap: {exc}"
+    return None
+
+
 def docs_available() -> bool:
     """Whether ``/docs`` shows the interactive API docs here (else it says how to get them)."""
     return swagger_assets() is not None
@@ -158,6 +171,8 @@ class Service:
         self.inference = WorkerPool("inference", settings.workers, settings.queue_limit, settings.timeout_s)
         # Explanations run inside the inference pool: one copy per worker is never waited for.
         self.explainers = ModelCopies(detector.model, settings.workers) if detector.model is not None else None
+        # Why no heatmap can be drawn here (None: it can): said in words, never a 500.
+        self.explain_problem = explain_problem(detector)
 
     async def read(self, upload: UploadFile) -> Image.Image:
         limits = self.settings.max_upload_bytes, self.settings.max_pixels, self.detector.min_size
@@ -180,22 +195,31 @@ class Service:
                     {"box": [round(v, 1) for v in face.box], "probability": face.probability}
                     for face in detect_faces(image)
                 ]
-            if explain and self.explainers is not None:
-                entry["heatmap_png"] = self.heatmap(image)
+            if explain:  # the verdict stands whatever happens to its explanation
+                try:
+                    entry["heatmap_png"] = self.heatmap(image)
+                except ApiError as exc:
+                    entry["explain_error"] = exc.message
             self.metrics.predictions.labels(prediction.label).inc()
             results.append(entry)
         return results
 
     def heatmap(self, image: Image.Image) -> str:
-        """Grad-CAM overlay as a data URI ("" where the preprocessing finds nothing to explain)."""
+        """Grad-CAM overlay as a data URI ("" where the preprocessing finds nothing to explain).
+
+        Raises :class:`ApiError` (503) when no heatmap can be drawn here, with the reason.
+        """
         from facecheck.evaluation.explain import explain_image
 
-        assert self.explainers is not None
+        if self.explain_problem is not None or self.explainers is None:
+            raise ApiError(503, "not_available", self.explain_problem or "no heatmap for this model")
         with self.explainers.borrow() as model:
             try:
                 return _data_uri(explain_image(self.detector, image, model))
             except DataError:
                 return ""
+            except MissingExtraError as exc:  # a package went missing after start-up
+                raise ApiError(503, "not_available", f"no heatmap: {exc}") from None
 
     def close(self) -> None:
         self.decoding.close()
@@ -290,6 +314,8 @@ def _routes(service: Service) -> APIRouter:
         started = time.perf_counter()
         if service.explainers is None:
             raise ApiError(501, "not_available", "this model has no PyTorch weights (an ONNX file): no Grad-CAM")
+        if service.explain_problem is not None:
+            raise ApiError(503, "not_available", service.explain_problem)
         image = await service.read(file)
         heatmap = await service.inference.run(service.heatmap, image)
         return {"heatmap_png": heatmap, "model": service.identity, "latency_ms": _ms(started)}
