@@ -52,13 +52,28 @@ def test_page_shows_the_verdict_for_a_real_and_a_fake_face(tmp_path: Path):
                 assert verdict == ("Likely FAKE" if expected["label"] == "fake" else "Likely REAL")
                 shown = page.inner_text("#prob")
                 assert shown == f"{100 * expected['p_fake']:.1f}%"
+                # the bar takes the verdict's colour, never a red "fake" fill under a "real" verdict
+                assert page.get_attribute("#fill", "class") == expected["label"] and page.is_visible("#score")
                 page.wait_for_selector("#heatmap[src^='data:image/png']")
+                assert "pushed the model towards" in page.inner_text("#heatwords")
                 shot = tmp_path / f"page-{image.stem}.png"
                 page.screenshot(path=str(shot), full_page=True)
                 assert shot.stat().st_size > 10_000
                 if os.environ.get("FACECHECK_SCREENSHOTS"):  # keep them, e.g. for a person to look at
                     Path(os.environ["FACECHECK_SCREENSHOTS"]).mkdir(parents=True, exist_ok=True)
                     shutil.copy(shot, Path(os.environ["FACECHECK_SCREENSHOTS"]) / shot.name)
+            # "no face": no probability bar and no heatmap; the uncertain band is drawn when there is one
+            answer = {"p_fake": 0.52, "label": "no face", "notice": "no face found", "threshold": 0.6,
+                      "uncertain_band": [0.53, 0.67], "model": "m", "latency_ms": 1}  # fmt: skip
+            page.route("**/v1/predict", lambda route: route.fulfill(json=answer))
+            page.set_input_files("#file", str(_faces(tmp_path)[0]))
+            page.wait_for_function("document.getElementById('verdict').textContent === 'No face found'")
+            assert not page.is_visible("#score") and not page.is_visible("#heatfig")
+            answer |= {"label": "uncertain", "p_fake": 0.6}
+            page.set_input_files("#file", str(_faces(tmp_path)[1]))
+            page.wait_for_function("document.getElementById('verdict').textContent.startsWith('Uncertain')")
+            assert page.is_visible("#band") and "uncertain (53-67%)" in page.inner_text("#legend")
+            page.unroute("**/v1/predict")
             # a non-image gets a readable error on the page, not a broken page
             (tmp_path / "notes.jpg").write_text("not an image")
             page.set_input_files("#file", str(tmp_path / "notes.jpg"))

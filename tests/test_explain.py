@@ -37,8 +37,22 @@ def test_explain_command_writes_overlays_and_reports_bad_files(tmp_path: Path, c
     results = json.loads(capsys.readouterr().out)
     assert "not a readable image" in results[-1]["error"]
     for entry in results[:-1]:
-        overlay = np.asarray(Image.open(entry["heatmap"]))
-        assert overlay.shape == (64, 64, 3)
+        picture = np.asarray(Image.open(entry["heatmap"]))
+        # a readable size (the 64 px view is drawn large, beside its overlay, with a colour scale and words)
+        assert picture.shape[1] >= 900 and picture.shape[0] >= 500 and picture.shape[2] == 3
+        assert "'fake'" in entry["heat_means"]
+
+
+def test_explanation_figure_says_what_the_heat_means_for_each_verdict():
+    from facecheck.evaluation.explain import explanation_figure, heat_meaning, overlay
+
+    assert "too weak" in heat_meaning("real") and "evidence for its verdict" in heat_meaning("fake")
+    view = Image.new("RGB", (64, 64), (200, 180, 160))
+    cold = np.zeros((64, 64))
+    # no evidence: the picture shows as it is (no blue tint)
+    assert np.array_equal(np.asarray(overlay(view, cold)), np.asarray(view))
+    picture = explanation_figure(view, cold, 0.31, "real", 0.5, notice="a note")
+    assert picture.size == (1000, 580)
 
 
 def _checkpoint(tmp_path: Path, **preprocess) -> Path:

@@ -1,12 +1,17 @@
 """Grad-CAM heatmaps (Captum's LayerGradCam) on each model's ``cam_layer``: where the model looked.
 
 The heatmap is taken for the "fake" output, so warm regions are those that
-pushed the model towards calling the image fake.
+pushed the model towards calling the image fake, whatever the verdict: on a
+"real" verdict they are the traces the model weighed and found too weak. The
+PNGs of ``facecheck explain`` say so in words, with the verdict, p_fake and a
+colour scale (:func:`explanation_figure`).
 """
 
 from __future__ import annotations
 
+import io
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +21,7 @@ from PIL import Image
 
 from facecheck.data.images import load_image
 from facecheck.data.presets import source_and_resize
+from facecheck.errors import DataError
 from facecheck.extras import require
 from facecheck.models import FaceClassifier
 
@@ -35,24 +41,88 @@ def gradcam(model: FaceClassifier, batch: torch.Tensor, target: int = 1) -> np.n
     return np.where(peak > 0, maps / np.maximum(peak, 1e-12), 0.0)
 
 
-def overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.45) -> Image.Image:
-    """``image`` with ``heatmap`` (same size, values 0..1) blended on top in the 'jet' colour map."""
+HEAT_COLOURS = "jet"  # the page's colour scale (index.html) draws the same map
+
+
+def overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.6) -> Image.Image:
+    """``image`` with ``heatmap`` (same size, values 0..1) blended on top in the 'jet' colour map.
+
+    Each pixel's colour is mixed in as strongly as its heat (up to ``alpha``): where the model found no
+    evidence the picture shows as it is, not tinted blue.
+    """
     from matplotlib import colormaps
 
-    colours = (colormaps["jet"](heatmap)[..., :3] * 255).astype(np.uint8)
+    colours = colormaps[HEAT_COLOURS](heatmap)[..., :3] * 255
     base = np.asarray(image.convert("RGB").resize(heatmap.shape[::-1]), dtype=np.float32)
-    return Image.fromarray((base * (1 - alpha) + colours * alpha).clip(0, 255).astype(np.uint8))
+    weight = (alpha * np.clip(heatmap, 0, 1))[..., None]
+    return Image.fromarray((base * (1 - weight) + colours * weight).clip(0, 255).astype(np.uint8))
 
 
-def explain_image(detector: Any, image: Image.Image, model: FaceClassifier | None = None) -> Image.Image:
-    """Grad-CAM overlay of one RGB image, drawn on what the model sees (cropped / re-encoded / resized).
+def heat_meaning(label: str) -> str:
+    """What the heat of a Grad-CAM map means, in words, for a picture given ``label``."""
+    if label == "fake":
+        return "Warm colours: the regions that pushed the model towards 'fake', the evidence for its verdict."
+    if label == "real":
+        return (
+            "Warm colours: the regions that pushed the model towards 'fake', shown even for a 'real' verdict: "
+            "this evidence was too weak to change it."
+        )
+    return "Warm colours: the regions that pushed the model towards 'fake', whatever its verdict."
+
+
+def explanation_figure(
+    view: Image.Image, heatmap: np.ndarray, p_fake: float, label: str, threshold: float, notice: str | None = None
+) -> Image.Image:
+    """A picture that explains itself: what the model saw and its Grad-CAM overlay side by side at a readable
+    size, a colour scale, the verdict with p_fake in the title, and a line saying what the heat means."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)  # no display needed; keeps a backend already chosen
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 5.8), dpi=100, layout="constrained")
+    figure.suptitle(f"verdict: {label}   p_fake = {p_fake:.3f} (threshold {threshold:.2f})", fontsize=15)
+    seen, heat = figure.subplots(1, 2)
+    seen.imshow(view)
+    seen.set_title("what the model saw")
+    heat.imshow(overlay(view, heatmap))
+    heat.set_title("Grad-CAM: evidence for 'fake'")
+    for axes in (seen, heat):
+        axes.set_axis_off()
+    scale = figure.colorbar(
+        matplotlib.cm.ScalarMappable(cmap=colormaps[HEAT_COLOURS], norm=matplotlib.colors.Normalize(0, 1)),
+        ax=heat,
+        shrink=0.8,
+    )
+    scale.set_label("evidence for 'fake' (relative to this picture's strongest)")
+    words = heat_meaning(label) + (f"\nNote: {notice}" if notice else "")
+    figure.supxlabel(
+        "\n".join(textwrap.fill(line, 120) for line in words.splitlines()), fontsize=10
+    )  # laid out below the panels
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    buffer.seek(0)
+    with Image.open(buffer) as rendered:
+        return rendered.convert("RGB")
+
+
+def view_and_heatmap(
+    detector: Any, image: Image.Image, model: FaceClassifier | None = None
+) -> tuple[Image.Image, np.ndarray]:
+    """What the model sees of one RGB image (cropped / re-encoded / resized) and its Grad-CAM map for "fake".
 
     ``model``: a private copy of ``detector.model`` to hook instead (Grad-CAM hooks the model's layers, so a
     thread that explains while others predict needs its own). Raises DataError where the preprocessing does.
     """
     view = source_and_resize(detector.preprocess)(image)
     batch = detector.single_view_transform(image).unsqueeze(0)
-    return overlay(view, gradcam(model if model is not None else detector.model, batch)[0])
+    return view, gradcam(model if model is not None else detector.model, batch)[0]
+
+
+def explain_image(detector: Any, image: Image.Image, model: FaceClassifier | None = None) -> Image.Image:
+    """Grad-CAM overlay of one RGB image, drawn on what the model sees (see :func:`view_and_heatmap`)."""
+    return overlay(*view_and_heatmap(detector, image, model))
 
 
 def overlay_names(paths: list[Path]) -> list[Path]:
@@ -85,11 +155,16 @@ def explain_files(detector: Any, paths: list[Path], out_dir: Path) -> list[dict[
     for path, name in zip(paths, overlay_names(paths), strict=True):
         try:
             image = load_image(path, detector.min_size)
-            picture = explain_image(detector, image)
+            (prediction,) = detector.predict([image])  # verdict and notices exactly as `predict` gives them
+            if prediction.error is not None:
+                raise DataError(prediction.error)
+            p_fake, label = float(prediction.p_fake), str(prediction.label)
+            picture = explanation_figure(
+                *view_and_heatmap(detector, image), p_fake, label, detector.threshold, prediction.notice
+            )
         except Exception as exc:  # noqa: BLE001 - any input that cannot be read or explained is reported, never fatal
             results.append({"path": str(path), "error": str(exc)})
             continue
-        p_fake = float(detector.predict_tensor(detector.transform(image).unsqueeze(0))[0])
         target = out_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
         picture.save(target)
@@ -97,8 +172,10 @@ def explain_files(detector: Any, paths: list[Path], out_dir: Path) -> list[dict[
             {
                 "path": str(path),
                 "p_fake": p_fake,
-                "label": detector.card.decide(p_fake, detector.threshold),
+                "label": label,
                 "heatmap": str(target),
+                "heat_means": heat_meaning(label),
+                **({"notice": prediction.notice} if prediction.notice else {}),
             }
         )
     return results

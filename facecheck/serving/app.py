@@ -306,7 +306,13 @@ def _routes(service: Service) -> APIRouter:
         result = (await service.inference.run(service.score, [image], explain))[0]
         if "error" in result:
             raise ApiError(422, result["error"], result["message"])
-        return result | {"threshold": detector.threshold, "model": service.identity, "latency_ms": _ms(started)}
+        band = detector.card.uncertain_band  # drawn on the page's probability bar
+        return result | {
+            "threshold": detector.threshold,
+            "uncertain_band": list(band) if band else None,
+            "model": service.identity,
+            "latency_ms": _ms(started),
+        }
 
     @router.post("/explain")
     async def explain(file: Annotated[UploadFile, File()]) -> dict[str, Any]:
