@@ -21,9 +21,13 @@ def test_report_sets_and_breakdown(tmp_path: Path, capsys, trained_run):
     code = main(["evaluate", "--model", str(run_dir), "--report", str(report), "--perturb", "jpeg:50", "--json"])
     assert code == 0
     html = report.read_text()
-    for figure in ("roc", "pr", "confusion", "reliability", "scores", "training", "robustness"):
-        assert (tmp_path / "out" / f"report-{figure}.png").is_file(), figure
-    assert html.count("data:image/png;base64,") >= 7 and "95% bootstrap interval" in html
+    # one place: the report, and one folder beside it for everything else
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report-files", "report.html"]
+    for figure in ("roc", "pr", "confusion", "reliability", "scores", "robustness"):
+        assert (tmp_path / "out" / "report-files" / f"{figure}.png").is_file(), figure
+    assert html.count("data:image/png;base64,") >= 6 and "95% bootstrap interval" in html
+    # the shared run trained one epoch: its numbers in a table, not a curve of one dot
+    assert "One epoch only: no curve to draw" in html
     capsys.readouterr()
 
     code = main(["evaluate", "--model", str(run_dir), "--data", str(data), "--data", str(other), "--json"])
@@ -56,22 +60,34 @@ def test_report_says_which_run_it_describes_with_warnings_and_every_image(tmp_pa
         assert fact in page, fact
     assert result["warnings"] and all(warning in page for warning in result["warnings"])
     assert "calls every evaluated image fake" in page and 'class="warning"' in page
-    with open(tmp_path / "report-images.csv", newline="") as handle:
+    with open(tmp_path / "report-files" / "images.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == result["n"] and set(rows[0]) == {"path", "source", "label", "p_fake", "predicted"}
     assert {row["predicted"] for row in rows} == {"fake"} and {row["label"] for row in rows} == {"real", "fake"}
     assert all(Path(row["path"]).is_file() and 0 <= float(row["p_fake"]) <= 1 for row in rows)
-    assert (tmp_path / "report-mistake-1.png").is_file()
+    assert list((tmp_path / "report-files" / "gradcam").rglob("*.gradcam.png"))  # with scale and verdict
+    assert "Most confident mistakes" in page and "whatever its verdict" in page
 
 
-def test_gradcam_pictures_have_a_colour_scale(tmp_path: Path):
-    from PIL import Image
+def test_confident_mistakes_leave_out_close_calls():
+    import numpy as np
 
-    from facecheck.reporting.evaluation_report import _gradcam_figure
+    from facecheck.reporting.evaluation_report import confident_mistakes
 
-    Image.new("RGB", (64, 64), (10, 200, 30)).save(tmp_path / "cam.png")
-    figure = _gradcam_figure(tmp_path / "cam.png", "x.png")
-    assert len(figure.axes) == 2 and "Grad-CAM" in figure.axes[1].get_ylabel()
+    p_fake = np.array([0.51, 0.49, 0.95, 0.02, 0.7])
+    wrong = np.array([0, 1, 2, 3, 4])
+    # the two at the threshold are left out; the most confident first
+    assert confident_mistakes(p_fake, wrong, 0.5).tolist() == [3, 2, 4]
+
+
+def test_chance_is_said_in_words():
+    from facecheck.evaluation.metrics import chance_words, result_warnings
+
+    chance = {"n": 400, "roc_auc": 0.46, "roc_auc_ci95": [0.38, 0.55], "confusion_matrix": [[100, 100], [100, 100]]}
+    assert "no better than chance" in chance_words(chance)
+    assert any("no better than chance" in w for w in result_warnings(chance, "evaluated"))
+    assert "wrong way round" in chance_words({"roc_auc": 0.3, "roc_auc_ci95": [0.2, 0.4]})
+    assert chance_words({"roc_auc": 0.9, "roc_auc_ci95": [0.85, 0.94]}) is None
 
 
 def test_one_epoch_training_curves_have_markers_and_whole_epoch_ticks():

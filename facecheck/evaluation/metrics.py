@@ -131,4 +131,22 @@ def result_warnings(metrics: dict[str, Any], where: str) -> list[str]:
         if predicted_fake in (0, n):
             label = "fake" if predicted_fake == n else "real"
             warnings.append(f"the model calls every {where} image {label}: its threshold or training failed")
+    chance = chance_words(metrics)
+    if chance:
+        warnings.append(chance)
     return warnings
+
+
+def chance_words(metrics: dict[str, Any]) -> str | None:
+    """In words, when the ROC AUC says the model does no better than chance (its 95% interval holds 0.5) or ranks
+    the classes the wrong way round; None otherwise (or without an interval to judge by)."""
+    auc, interval = metrics.get("roc_auc"), metrics.get("roc_auc_ci95")
+    if auc is None or not interval:
+        return None
+    low, high = interval
+    shown = f"ROC AUC {auc:.3f} (95% interval {low:.3f}-{high:.3f})"
+    if low <= 0.5 <= high:
+        return f"{shown} includes 0.5: on these images the model does no better than chance"
+    if high < 0.5:
+        return f"{shown} is below 0.5: the model ranks these images the wrong way round (worse than chance)"
+    return None

@@ -85,22 +85,25 @@ def per_image_csv(scores: Scores, threshold: float) -> str:
     return buffer.getvalue()
 
 
-def _gradcam_figure(overlay_png: Path, caption: str) -> Any:
-    """A Grad-CAM overlay with its colour scale: what the colours mean (relative pull towards 'fake')."""
-    import matplotlib.pyplot as plt
-    from matplotlib import colormaps
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-    from PIL import Image
+# A mistake this close to the threshold (in p_fake) is a close call, not a confident error.
+CONFIDENT_MARGIN = 0.1
 
-    figure, axis = plt.subplots(figsize=(3.6, 3.0))
-    axis.imshow(np.asarray(Image.open(overlay_png).convert("RGB")))
-    axis.set_axis_off()
-    axis.set_title(caption, fontsize=7)
-    bar = figure.colorbar(ScalarMappable(Normalize(0, 1), colormaps["jet"]), ax=axis, fraction=0.046, pad=0.04)
-    bar.set_label("Grad-CAM for 'fake' (1 = strongest in this image)", fontsize=7)
-    bar.ax.tick_params(labelsize=7)
-    return figure
+
+def report_files(path: Path) -> Path:
+    """The one folder beside a report that holds everything else it writes (figures, overlays, per-image CSV)."""
+    return path.with_name(f"{path.stem}-files")
+
+
+def confident_mistakes(p_fake: np.ndarray, wrong: np.ndarray, threshold: float, detector: Any = None) -> np.ndarray:
+    """Indices of the mistakes (``wrong``) that are confident, most confident first: at least
+    :data:`CONFIDENT_MARGIN` from the threshold and, when the model has one, outside its uncertain band."""
+    distance = np.abs(p_fake[wrong] - threshold)
+    keep = distance >= CONFIDENT_MARGIN
+    card = getattr(detector, "card", None)
+    band = card.uncertain_band if card is not None and np.isclose(threshold, card.threshold) else None
+    if band:  # the band belongs to the model's own threshold (--threshold drops it)
+        keep &= (p_fake[wrong] < band[0]) | (p_fake[wrong] > band[1])
+    return wrong[keep][np.argsort(-distance[keep])]
 
 
 def training_figure(rows: list[dict[str, Any]]) -> Any:
@@ -133,20 +136,20 @@ def write_evaluation_report(
     run_dir: Path | None = None,
     gallery: int = 8,
 ) -> Path:
-    """Write ``path`` (self-contained HTML), its PNG figures and ``<stem>-images.csv`` (one row per image)
-    beside it."""
+    """Write ``path`` (self-contained HTML) and, in one folder beside it (``<stem>-files/``), its PNG figures,
+    the Grad-CAM overlays and ``images.csv`` (one row per image); returns ``path``."""
     matplotlib_agg()
     import matplotlib.pyplot as plt
     from sklearn.calibration import calibration_curve
     from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
     labels, p_fake, paths = scores.labels, scores.p_fake, scores.paths
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stem = path.with_suffix("")
-    per_image = atomic_write_text(Path(f"{stem}-images.csv"), per_image_csv(scores, result["threshold"]))
+    files = report_files(path)
+    files.mkdir(parents=True, exist_ok=True)
+    per_image = atomic_write_text(files / "images.csv", per_image_csv(scores, result["threshold"]))
 
     def save(figure: Any, name: str, caption: str) -> str:
-        return img(figure_png(figure, Path(f"{stem}-{name}.png")), caption)
+        return img(figure_png(figure, files / f"{name}.png"), caption)
 
     figures = []
     both = len(np.unique(labels)) == 2
@@ -194,10 +197,22 @@ def write_evaluation_report(
     figures.append(save(figure, "scores", "Score histograms per class"))
 
     history_file = run_dir / "metrics.jsonl" if run_dir else None
+    training_section = ""
     if history_file and history_file.is_file():
         rows = [json.loads(line) for line in history_file.read_text().splitlines() if line.strip()]
-        if rows:
+        if len(rows) > 1:
             figures.append(save(training_figure(rows), "training", "Training curves"))
+        elif rows:  # one epoch is a point, not a curve: its numbers say more than a dot
+            row = rows[0]
+            training_section = "<h2>Training</h2><p>One epoch only: no curve to draw.</p>" + table(
+                [
+                    "train loss",
+                    f"{row['eval_split']} loss",
+                    f"{row['eval_split']} accuracy",
+                    f"{row['eval_split']} ROC AUC",
+                ],
+                [[row["train_loss"], row["val_loss"], row["val_accuracy"], row["val_roc_auc"] or "n/a"]],
+            )
 
     perturbations = result.get("perturbations") or {}
     perturbation_section = ""
@@ -226,28 +241,41 @@ def write_evaluation_report(
 
     mistakes_section = ""
     wrong = np.nonzero((p_fake >= result["threshold"]).astype(int) != labels)[0]
-    if len(wrong) and getattr(detector, "model", None) is not None:
+    confident = confident_mistakes(p_fake, wrong, result["threshold"], detector)
+    if len(wrong) and not len(confident):
+        mistakes_section = (
+            f"<h2>Confident mistakes</h2><p>None: each of the {len(wrong)} mistakes has p_fake within "
+            f"{CONFIDENT_MARGIN} of the threshold or inside the uncertain band (close calls, not confident errors)."
+            "</p>"
+        )
+    elif len(confident) and getattr(detector, "model", None) is not None:
         from facecheck.evaluation.explain import explain_files
 
-        confidence = np.abs(p_fake[wrong] - result["threshold"])
-        chosen = wrong[np.argsort(-confidence)][:gallery]
-        overlays = explain_files(detector, [Path(paths[i]) for i in chosen], Path(f"{stem}-gradcam"))
+        chosen = confident[:gallery]
+        overlays = explain_files(detector, [Path(paths[i]) for i in chosen], files / "gradcam")
         cells = []
         for number, (i, entry) in enumerate(zip(chosen, overlays, strict=True), 1):
             if "heatmap" in entry:
                 caption = f"{Path(paths[i]).name}: true {'fake' if labels[i] else 'real'}, p_fake {p_fake[i]:.3f}"
-                cells.append(save(_gradcam_figure(Path(entry["heatmap"]), caption), f"mistake-{number}", caption))
-        mistakes_section = "<h2>Most confident mistakes (Grad-CAM for 'fake')</h2>" + "".join(cells)
+                # the overlay already carries its colour scale, the verdict and what the heat means
+                cells.append(img(Path(entry["heatmap"]).read_bytes(), f"{number}. {caption}"))
+        mistakes_section = (
+            f"<h2>Most confident mistakes (Grad-CAM for 'fake')</h2><p>{len(confident)} of {len(wrong)} mistakes "
+            f"lie at least {CONFIDENT_MARGIN} from the threshold (and outside the uncertain band); the most "
+            "confident first. Warm colours show what pushed the model towards 'fake', whatever its verdict.</p>"
+            + "".join(cells)
+        )
 
     header = (
         f"<p>Model <code>{html.escape(str(result.get('model')))}</code> on "
         f"<code>{html.escape(str(result.get('data')))}</code>: {result['n']} images "
         f"({result['n_real']} real, {result['n_fake']} fake), threshold {result['threshold']:.3f}. "
-        f"Every image's score: <code>{html.escape(per_image.name)}</code>.</p>"
+        f"Every image's score, figures and overlays: <code>{html.escape(files.name)}/</code> "
+        f"(<code>{html.escape(per_image.name)}</code>).</p>"
     )
     warnings = [f'<div class="warning">WARNING: {html.escape(w)}</div>' for w in result.get("warnings", [])]
     sections = [header, *warnings, "<h2>Run</h2>", run_header(result, detector), "<h2>Metrics</h2>"]
     sections += [_metrics_table(result), "<h2>Figures</h2>", *figures]
-    sections += [perturbation_section, mistakes_section]
+    sections += [training_section, perturbation_section, mistakes_section]
     path.write_text(page("facecheck evaluation", sections), encoding="utf-8")
     return path
