@@ -487,6 +487,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def command_train(args: argparse.Namespace) -> int:
     from facecheck.api import train
+    from facecheck.run_folder import RunExistsError
     from facecheck.training.launch import inside_launched_process, launch_local
 
     config = train_config_from_args(args)
@@ -506,7 +507,12 @@ def command_train(args: argparse.Namespace) -> int:
             argv += ["--out", str(Path("runs") / f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}")]
         return launch_local(argv, args.nproc_per_node)
     run_dir = Path(args.out) if args.out else Path("runs") / f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = train(config, run_dir, resume=args.resume, quiet=args.quiet, keep=args.keep)
+    try:
+        result = train(config, run_dir, resume=args.resume, quiet=args.quiet, keep=args.keep)
+    except RunExistsError as exc:  # the same refusal in the command line's words
+        raise FacecheckError(
+            f"{exc.path} already holds a run; continue it with --resume or choose another --out"
+        ) from None
     if int(os.environ.get("RANK", "0") or 0) == 0:  # one answer on stdout, from rank 0
         print(
             json.dumps({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch, "test": result.test_metrics})

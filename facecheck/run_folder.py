@@ -32,6 +32,15 @@ from facecheck.files import atomic_write_text
 RESUMABLE_CHANGES = ("epochs", "compute", "eval_batch_size", "device", "unfreeze_epochs")
 
 
+class RunExistsError(FacecheckError):
+    """A new run was asked for in a folder that already holds one; the words suit the Python API, and the CLI
+    says the same with its own options (``--resume``, ``--out``)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} already holds a run; continue it with resume=True or train into another folder")
+        self.path = path
+
+
 class RunFolder:
     CONFIG = "config.yaml"
     SPLIT = "split.csv"
@@ -79,7 +88,7 @@ class RunFolder:
     # ---- starting and resuming ----------------------------------------------------------------
     def check_new(self) -> None:
         if self.holds_run():
-            raise FacecheckError(f"{self.path} already holds a run; continue it with --resume or choose another --out")
+            raise RunExistsError(self.path)
 
     def resume_config(self, requested: TrainConfig | None) -> TrainConfig:
         """The config to continue with: the saved one, with only epochs and compute settings taken from
@@ -91,8 +100,8 @@ class RunFolder:
         summary = self.read_json(self.SUMMARY) or {}
         if not self.last.is_file() and self.LAST not in summary.get("kept", [self.LAST]):
             raise FacecheckError(
-                f"{self.path} finished with train --keep best, which removed {self.LAST}, so it cannot be "
-                "resumed or extended; train a new run"
+                f"{self.path} finished keeping only its best checkpoint (keep='best', --keep best), which removed "
+                f"{self.LAST}, so it cannot be resumed or extended; train a new run"
             )
         saved = self.load_config()
         if requested is None:

@@ -153,7 +153,7 @@ def test_existing_run_is_not_overwritten(tmp_path: Path, capsys):
     data = write_face_set(tmp_path / "faces", per_class=10)
     assert run(capsys, "train", "--data", str(data), "--out", str(tmp_path / "r"), *QUICK)[0] == 0
     code, _, err = run(capsys, "train", "--data", str(data), "--out", str(tmp_path / "r"), *QUICK)
-    assert code == 2 and "already holds a run" in err
+    assert code == 2 and "already holds a run; continue it with --resume or choose another --out" in err
 
 
 def test_unreadable_training_images_are_skipped_and_listed(tmp_path: Path, capsys):

@@ -39,8 +39,10 @@ def test_resume_may_extend_the_epochs(finished_run):
 
 def test_new_run_refuses_a_folder_that_holds_one(finished_run):
     run_dir, config = finished_run
-    with pytest.raises(FacecheckError, match="already holds a run"):
+    with pytest.raises(FacecheckError, match="already holds a run") as refused:
         train(config, run_dir, quiet=True)
+    # a Python caller gets Python's words (resume=True), not the command line's options
+    assert "resume=True" in str(refused.value) and "--" not in str(refused.value)
 
 
 def test_crash_before_the_first_last_pt_still_resumes(finished_run):
