@@ -45,3 +45,31 @@ def test_readme_python_examples_run_as_written(readme_folder: Path, capsys):
     assert "file not found: no-such-photo.jpg" in printed
     assert (readme_folder / "runs" / "quick" / "best.pt").is_file()
     assert len(namespace["both"]("photos/")) == 3
+
+
+def test_the_readme_is_for_a_person_with_a_photo():
+    """Set-up first, then checking a photo; reference material lives in docs/, linked from the README."""
+    text = README.read_text(encoding="utf-8")
+    assert text.splitlines()[3].startswith("make demo") and text.splitlines()[4].startswith("make test")
+    headings = re.findall(r"^## (.+)$", text, flags=re.MULTILINE)
+    assert headings[0] == "Check a photo"
+    for reference in ("Running on a cluster", "Presets", "Speed", "Layout"):
+        assert reference not in headings, reference
+    assert len(text.splitlines()) < 300
+    assert "BEGIN shipped model" in text and "END shipped model" in text  # the place a new model's facts go
+
+
+def test_every_relative_link_of_the_readme_and_docs_resolves():
+    root = README.parent
+    for document in [README, *sorted((root / "docs").glob("*.md"))]:
+        text = document.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+            assert (document.parent / target).exists(), (document.name, target)
+        for anchor in re.findall(r"\]\(#([^)]+)\)", text):
+            slugs = {_slug(h) for h in re.findall(r"^#+ (.+)$", text, flags=re.MULTILINE)}
+            assert anchor in slugs, (document.name, anchor)
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")

@@ -16,7 +16,9 @@ pytestmark = pytest.mark.slow  # trains on real data
 
 
 @pytest.mark.shared_data
-@pytest.mark.skipif(not FFHQ.is_dir(), reason=f"real data not present: {FFHQ} is missing (see README, 'Real data')")
+@pytest.mark.skipif(
+    not FFHQ.is_dir(), reason=f"real data not present: {FFHQ} is missing (see docs/training.md, 'Real data')"
+)
 def test_brief_training_on_a_subset_of_ffhq_stylegan(tmp_path: Path, capsys):
     run_dir = tmp_path / "run"
     code = main(

@@ -120,7 +120,7 @@ def size_notice(cfg: PreprocessConfig, size: tuple[int, int]) -> str | None:
     if min(width, height) >= FAR_LARGER * s:
         return (
             f"{picture} was shrunk to {s} px, far below its own size: fine detail is lost and a small face is "
-            "judged on a few pixels (crop the face first)"
+            "judged on a few pixels: crop the face first"
         )
     return None
 
