@@ -57,6 +57,19 @@ class OneLineParser(argparse.ArgumentParser):
         where = f"{command}: " if command else ""
         self.exit(EXIT_USAGE, f"facecheck: error: {where}{message} (see: {self.prog} --help)\n")
 
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        # argparse reports options no (sub)command knows from the top parser; name the command they were given to.
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            words = [getattr(parsed, key, None) for key in ("command", "data_command", "cache_command")]
+            prog = " ".join(["facecheck", *[w for w in words if w]])
+            command = prog.removeprefix("facecheck").strip()
+            self.exit(
+                EXIT_USAGE,
+                f"facecheck: error: {command}: unrecognized arguments: {' '.join(extras)} (see: {prog} --help)\n",
+            )
+        return parsed
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="facecheck", description="Tell real face photographs from fake ones.")
@@ -955,6 +968,12 @@ def render_card(name: str, card: Any) -> str:
     """The model card in plain words, for the terminal."""
     scope, metrics = card.scope, card.scope.get("measured", {})
     lines = [f"{name}: {scope.get('summary', card.model_name)}", ""]
+    if scope.get("face_check"):
+        from facecheck.data.faces import face_detector_problem
+
+        problem = face_detector_problem()
+        state = f"NOT AVAILABLE HERE ({problem}); verdicts say so" if problem else "on (MTCNN looks for a face first)"
+        lines += [f"Face check: {state}", ""]
     for key, title in (("detects", "Detects"), ("does_not_detect", "Does not detect"), ("sources", "Trained on")):
         values = scope.get(key)
         if values:

@@ -33,6 +33,8 @@ BAD_INPUTS = [
     ["models", "--card", "no-such-model"],
     ["presets", "--show", "no-such-preset"],
     ["cache", "clean", "--only", "everything"],
+    ["explain", "x.png", "--out", "o", "--no-such-option"],
+    ["data", "crop", "d", "--out", "o", "--no-such-option"],
 ]
 
 
@@ -63,6 +65,12 @@ def test_argparse_errors_name_the_command_and_its_help(capsys):
         err
         == "facecheck: error: predict: argument --threshold: 1.5 is outside [0, 1] (see: facecheck predict --help)\n"
     )
+
+
+def test_an_unknown_option_names_the_command_it_was_given_to(capsys):
+    code, err = _run(capsys, ["data", "crop", "d", "--out", "o", "--bogus"])
+    assert code == 2
+    assert err == "facecheck: error: data crop: unrecognized arguments: --bogus (see: facecheck data crop --help)\n"
 
 
 def test_a_port_in_use_is_refused_before_the_model_loads(monkeypatch, capsys):

@@ -91,3 +91,8 @@ def test_predict_out_says_the_model_and_has_a_notice_column(trained_run, tmp_pat
     assert "facecheck: model: " in err and "threshold" in err
     (row,) = csv.DictReader(out.open())
     assert "shrunk to 64 px" in row["notice"] and row["label"] in ("real", "fake", "uncertain")
+
+
+def test_the_card_says_when_its_face_check_is_not_available_here(no_face_detector, capsys):
+    assert main(["models", "--card"]) == 0
+    assert "Face check: NOT AVAILABLE HERE (the face detector" in capsys.readouterr().out
