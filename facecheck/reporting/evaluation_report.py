@@ -16,7 +16,7 @@ from facecheck.data.discovery import CLASS_NAMES
 from facecheck.data.sources import SOURCE
 from facecheck.evaluation.detector import Scores
 from facecheck.files import atomic_write_text
-from facecheck.reporting.html import figure_png, img, matplotlib_agg, page, table
+from facecheck.reporting.html import figure_png, img, matplotlib_agg, page, report_files, table
 
 METRIC_ROWS = (
     "accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
@@ -87,11 +87,6 @@ def per_image_csv(scores: Scores, threshold: float) -> str:
 
 # A mistake this close to the threshold (in p_fake) is a close call, not a confident error.
 CONFIDENT_MARGIN = 0.1
-
-
-def report_files(path: Path) -> Path:
-    """The one folder beside a report that holds everything else it writes (figures, overlays, per-image CSV)."""
-    return path.with_name(f"{path.stem}-files")
 
 
 def confident_mistakes(p_fake: np.ndarray, wrong: np.ndarray, threshold: float, detector: Any = None) -> np.ndarray:

@@ -19,6 +19,11 @@ figure { display: inline-block; margin: .5rem; } img { max-width: 520px; }
 """
 
 
+def report_files(path: Path) -> Path:
+    """The one folder beside a report that holds everything else it writes (figures, overlays, per-image CSV)."""
+    return path.with_name(f"{path.stem}-files")
+
+
 def figure_png(figure: Any, path: Path | None = None) -> bytes:
     """PNG bytes of a matplotlib figure (also written to ``path`` when given); closes the figure."""
     import matplotlib.pyplot as plt

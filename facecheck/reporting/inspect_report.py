@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from facecheck.reporting.html import figure_png, img, matplotlib_agg, page, table
+from facecheck.reporting.html import figure_png, img, matplotlib_agg, page, report_files, table
 
 
 def write_inspect_report(report: dict[str, Any], path: Path) -> Path:
@@ -14,7 +14,8 @@ def write_inspect_report(report: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     facts = report["facts"]
-    path.parent.mkdir(parents=True, exist_ok=True)
+    files = report_files(path)  # the PNGs go into one folder beside the report
+    files.mkdir(parents=True, exist_ok=True)
     sections = [f"<p>Data: <code>{html.escape(report['root'])}</code>, {report['n']} images.</p>"]
     if report["shortcuts"]:
         sections += [f'<div class="warning">{html.escape(w["message"])}</div>' for w in report["shortcuts"]]
@@ -53,7 +54,7 @@ def write_inspect_report(report: dict[str, Any], path: Path) -> Path:
         axis.set_xlabel(label)
         axis.set_ylabel("images")
         axis.legend()
-        figures.append(img(figure_png(figure, path.with_name(f"{path.stem}-{key}.png")), f"{label} by class"))
+        figures.append(img(figure_png(figure, files / f"{key}.png"), f"{label} by class"))
     sections += ["<h2>Distributions</h2>", *figures]
     duplicates = report["duplicates"]
     sections.append(
