@@ -96,3 +96,18 @@ def test_predict_out_says_the_model_and_has_a_notice_column(trained_run, tmp_pat
 def test_the_card_says_when_its_face_check_is_not_available_here(no_face_detector, capsys):
     assert main(["models", "--card"]) == 0
     assert "Face check: NOT AVAILABLE HERE (the face detector" in capsys.readouterr().out
+
+
+def test_a_native_pixel_model_says_it_judged_only_the_centre(tmp_path: Path):
+    """Point 8: the default preset (resize none) never silently judges a large photo from its centre."""
+    from facecheck.checkpoint import build_model, card_for, save_checkpoint
+
+    from .conftest import quick_config
+
+    config = quick_config("seed-cnn", None, preprocess={"image_size": 64, "resize": "none"})
+    save_checkpoint(tmp_path / "m.pt", build_model(config), card_for(config, epoch=1, metrics={}))
+    detector = Detector.load(tmp_path / "m.pt", face_check=False)
+    large, fitting = Image.new("RGB", (150, 120), (90, 80, 70)), Image.new("RGB", (64, 64), (90, 80, 70))
+    first, second = detector.predict([large, fitting])
+    assert "only the central 64x64 px of this 150x120 px picture were judged" in first.notice
+    assert second.notice is None
