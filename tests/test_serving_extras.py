@@ -68,3 +68,15 @@ def test_a_heatmap_failing_after_start_up_is_still_not_a_500(detector, monkeypat
     assert api.post("/v1/explain", files={"file": ("x.png", png(), "image/png")}).status_code == 503
     body = api.post("/v1/predict?explain=true", files={"file": ("x.png", png(), "image/png")}).json()
     assert body["label"] in ("real", "fake") and "matplotlib" in body["explain_error"]
+
+
+def test_docs_are_announced_only_where_they_work(monkeypatch):
+    import tomllib
+    from pathlib import Path
+
+    import facecheck.serving.app as app_module
+
+    serve_extra = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert any(r.startswith("fastapi-offline") for r in serve_extra["optional-dependencies"]["serve"])
+    monkeypatch.setattr(app_module, "swagger_assets", lambda: None)
+    assert app_module.docs_available() is False
