@@ -100,10 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
         "writes leave-one-out.{json,md,png}",
     )
     crosseval.add_argument(
+        "--leave-one-generator-out",
+        metavar="SOURCE",
+        help="for each generator named in SOURCE's manifest (one of the --data sets): train on every --data set "
+        "without that generator's images, test them against SOURCE's held-out reals; writes "
+        "leave-one-generator-out.{json,md}",
+    )
+    crosseval.add_argument(
         "--held-out",
         action="append",
         metavar="NAME",
-        help="with --leave-one-out: run only the fold that leaves out this source (its folder name); repeatable",
+        help="with --leave-one-out: run only the fold that leaves out this source (its folder name); with "
+        "--leave-one-generator-out: this generator; repeatable",
     )
     crosseval.add_argument(
         "--rescore",
@@ -693,6 +701,17 @@ def command_crosseval(args: argparse.Namespace) -> int:
     from facecheck.experiments import crosseval
 
     require_extra("report")  # the heatmaps
+    if args.leave_one_generator_out:
+        from facecheck.experiments import leave_one_generator_out
+
+        if args.leave_one_out or args.rescore:
+            raise FacecheckError("--leave-one-generator-out goes alone (without --leave-one-out or --rescore)")
+        logo = leave_one_generator_out(
+            train_config_from_args(args), args.data, args.leave_one_generator_out, Path(args.out),
+            held_out=args.held_out, quiet=args.quiet, progress=True,
+        )  # fmt: skip
+        print((Path(args.out) / "leave-one-generator-out.md").read_text())
+        return EXIT_OK if logo["folds"] else EXIT_FAILURE
     for flag, given in (("--held-out", args.held_out), ("--rescore", args.rescore)):
         if given and not args.leave_one_out:
             raise FacecheckError(f"{flag} needs --leave-one-out")
