@@ -597,15 +597,25 @@ def _override_threshold(detector: Any, threshold: float | None) -> None:
         detector.threshold = threshold
 
 
-PREDICTION_COLUMNS = ["path", "p_fake", "label", "error"]
+# faces: how many faces were judged; face_box: the deciding face's box (left top right bottom, pixels).
+PREDICTION_COLUMNS = ["path", "p_fake", "label", "faces", "face_box", "error"]
 RESULT_FILE_TYPES = (".csv", ".json")
+
+
+def _flat_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A result in one line: the face list becomes its count and the deciding face's box."""
+    faces, decided = row.get("faces"), row.get("decided_by")
+    flat = {**row, "faces": None if faces is None else len(faces)}
+    if faces and decided is not None:
+        flat["face_box"] = " ".join(str(v) for v in faces[decided]["box"])
+    return flat
 
 
 def _prediction_csv(rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=PREDICTION_COLUMNS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(_flat_row(row) for row in rows)
     return buffer.getvalue()
 
 
@@ -660,12 +670,21 @@ def command_predict(args: argparse.Namespace) -> int:
             else:
                 frames = f"  (video: mean of {len(row['frames'])} frames)" if "frames" in row else ""
                 notice = f"  ({row['notice']})" if row.get("notice") else ""
-                verdict = f"{row['label']:<9} p_fake={row['p_fake']:.4f}{frames}{notice}"
+                verdict = f"{row['label']:<9} p_fake={row['p_fake']:.4f}{frames}{notice}{_faces_note(row)}"
             print(f"{row['path']!s:<{width}}  {verdict}")
     failed = sum("error" in row for row in rows)
     if failed:
         print(f"facecheck: {failed} of {len(rows)} file(s) could not be read", file=sys.stderr)
     return EXIT_FAILURE if failed == len(rows) else EXIT_OK
+
+
+def _faces_note(row: dict[str, Any]) -> str:
+    """For a picture of several faces: which one decided, and each face's verdict."""
+    faces = row.get("faces") or []
+    if len(faces) < 2:
+        return ""
+    each = ", ".join(f"{face['label']} {face['p_fake']:.2f} at {tuple(face['box'])}" for face in faces)
+    return f"  ({len(faces)} faces, the most suspicious decides: {each})"
 
 
 def _predict_on_ray(args: argparse.Namespace) -> int:

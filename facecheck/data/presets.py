@@ -216,6 +216,32 @@ class RandomDownUp(v2.Transform):
         return v2.functional.resize(shrunk, [height, width], interpolation=up, antialias=True)
 
 
+class FaceViews:
+    """The evaluation pipeline of a face-crop model, split where the faces are found.
+
+    ``eval_transform`` is JPEG normalisation, the largest face's crop, resize and views in one go; this does the
+    same in two steps, so that one face detection serves the face check, every face's crop (per-face verdicts)
+    and the picture's verdict: ``views(normalised(image), face)`` equals ``eval_transform`` for the largest face.
+    """
+
+    def __init__(self, cfg: PreprocessConfig, tta: str | None = None) -> None:
+        self.normalise = NormalizeJpeg(cfg.normalize_jpeg) if cfg.normalize_jpeg else None
+        self.margin = cfg.face_margin
+        self.rest = T.Compose([resize_step(cfg), ToViews(*normalisation(cfg), eval_views(cfg, tta))])
+
+    def normalised(self, image: Image.Image) -> Image.Image:
+        """The picture as the face detector and the crops see it (JPEG-normalised as in training)."""
+        return self.normalise(image) if self.normalise else image
+
+    def views(self, normalised: Image.Image, face: Any | None) -> torch.Tensor:
+        """The model's input for one face (a :class:`facecheck.data.faces.Face`), or the whole picture (None)."""
+        from facecheck.data.faces import crop_box
+
+        if face is not None:
+            normalised = normalised.crop(crop_box(face, normalised.size, self.margin))
+        return self.rest(normalised)
+
+
 def random_steps(cfg: PreprocessConfig) -> list:
     """Training-only augmentation, for PIL images or uint8 tensors alike (torchvision v2)."""
     steps: list = []
