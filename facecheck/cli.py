@@ -509,13 +509,12 @@ def command_evaluate(args: argparse.Namespace) -> int:
     if args.report:
         require_extra("report")
     detector = load_detector(args.model or [None], device=args.device, backend=args.backend, tta=args.tta)
-    _override_threshold(detector, args.threshold)
     sets = args.data or [None]
     results = []
     for index, data in enumerate(sets):
         result, scores = evaluate_with_scores(
             detector, data, split=args.split, batch_size=args.batch_size, perturbations=perturbations, by=args.by,
-            progress=None,
+            progress=None, threshold=args.threshold,
         )  # fmt: skip
         for warning in result["warnings"]:
             print(f"facecheck: WARNING: {warning}", file=sys.stderr)
@@ -591,12 +590,6 @@ def _print_evaluation(result: dict) -> None:
         print(f"  {result['n_unreadable']} unreadable image(s) left out, e.g. {result['errors'][0]['error']}")
 
 
-def _override_threshold(detector: Any, threshold: float | None) -> None:
-    """``--threshold``: decisions (labels, confusion matrix, accuracy) at this p_fake instead of the model's."""
-    if threshold is not None:
-        detector.threshold = threshold
-
-
 # faces: how many faces were judged; face_box: the deciding face's box (left top right bottom, pixels).
 PREDICTION_COLUMNS = ["path", "p_fake", "label", "faces", "face_box", "error"]
 RESULT_FILE_TYPES = (".csv", ".json")
@@ -639,17 +632,18 @@ def command_predict(args: argparse.Namespace) -> int:
     frames = args.frames * (len(inputs) - len(images))  # each video is scored on that many frames
     backend = resolve_backend(args.backend, resolve_device(args.device), images=len(images) + frames)
     detector = load_detector(args.model or [None], device=args.device, backend=backend, tta=args.tta)
-    _override_threshold(detector, args.threshold)
     if args.face_check is not None:
         for member in getattr(detector, "members", [detector]):
             member.face_check = args.face_check
     by_path: dict[Path, dict] = {}
-    predictions = detector.predict(images, batch_size=args.batch_size, progress=show_progress(len(images)))
+    predictions = detector.predict(
+        images, batch_size=args.batch_size, progress=show_progress(len(images)), threshold=args.threshold
+    )
     for prediction in predictions:
         by_path.setdefault(Path(prediction.path), prediction.to_dict())
     for path in inputs:
         if is_video_path(path):
-            by_path[path] = predict_video(detector, path, args.frames).to_dict()
+            by_path[path] = predict_video(detector, path, args.frames, threshold=args.threshold).to_dict()
     rows = [by_path[path] for path in inputs]
     if out is not None:
         from facecheck.files import atomic_write_text

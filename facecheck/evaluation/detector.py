@@ -20,11 +20,9 @@ from facecheck.data.sources import SOURCE, manifest_metadata, resolve_data_dirs,
 from facecheck.errors import DataError
 from facecheck.evaluation.metrics import classification_metrics, full_metrics, result_warnings
 from facecheck.evaluation.perturb import Perturbation
-from facecheck.inference.ensemble import Ensemble
 from facecheck.inference.predictor import Detector, Prediction, show_progress
+from facecheck.inference.protocol import AnyDetector
 from facecheck.run_folder import RunFolder
-
-AnyDetector = Detector | Ensemble
 
 
 def evaluation_records(
@@ -72,6 +70,7 @@ def evaluate(
     batch_size: int = 64,
     perturbations: list[Perturbation] | None = None,
     progress: bool | None = False,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """Score a model on labelled data; returns the metrics dict (plus ``data``, ``errors`` and ``warnings``).
 
@@ -80,8 +79,9 @@ def evaluate(
     a bar on stderr per pass; None: as the CLI chooses (:func:`show_progress`).
     """
     return evaluate_with_scores(
-        model, data, split=split, batch_size=batch_size, perturbations=perturbations, progress=progress
-    )[0]
+        model, data, split=split, batch_size=batch_size, perturbations=perturbations, progress=progress,
+        threshold=threshold,
+    )[0]  # fmt: skip
 
 
 @dataclass
@@ -103,26 +103,30 @@ def evaluate_with_scores(
     perturbations: list[Perturbation] | None = None,
     by: str | None = None,
     progress: bool | None = False,
+    threshold: float | None = None,
 ) -> tuple[dict[str, Any], Scores]:
-    """:func:`evaluate` plus the per-image scores; ``by`` breaks the metrics down by a metadata column."""
-    detector = model if isinstance(model, (Detector, Ensemble)) else Detector.load(model)
+    """:func:`evaluate` plus the per-image scores; ``by`` breaks the metrics down by a metadata column.
+
+    ``threshold``: decisions (confusion matrix, accuracy, ...) at this p_fake instead of the model's own."""
+    detector = model if isinstance(model, AnyDetector) else Detector.load(model)
+    threshold = detector.threshold if threshold is None else threshold
     records, source, metadata = evaluation_records(detector, data, split)
     if not records:
         raise DataError(f"no images to evaluate in {source}")
     shown = show_progress(len(records)) if progress is None else progress
-    result, scores = _score(detector, records, batch_size, None, metadata, shown)
+    result, scores = _score(detector, records, batch_size, None, metadata, shown, threshold=threshold)
     result["data"] = source
     result["model"] = getattr(detector, "description", detector.source)
     result["tta"] = detector.tta
     result["class_names"] = list(CLASS_NAMES)
     if by:
-        result["breakdown"] = {by: breakdown(scores, by, detector.threshold, source)}
+        result["breakdown"] = {by: breakdown(scores, by, threshold, source)}
     result["warnings"] = evaluation_warnings(detector, result)
     if perturbations:
         result["perturbations"] = {}
         for number, perturbation in enumerate(perturbations, 1):
             step = f"{number}/{len(perturbations)}"
-            metrics = _score(detector, records, batch_size, perturbation, metadata, shown, step)[0]
+            metrics = _score(detector, records, batch_size, perturbation, metadata, shown, step, threshold)[0]
             result["perturbations"][perturbation.name] = {k: v for k, v in metrics.items() if k != "errors"}
     return result, scores
 
@@ -202,6 +206,7 @@ def _score(
     metadata: dict[Path, dict[str, str]],
     progress: bool = False,
     step: str = "",
+    threshold: float | None = None,
 ) -> tuple[dict[str, Any], Scores]:
     predictions = []
     desc = "scoring" if perturbation is None else f"scoring {perturbation.name} (perturbation {step})"
@@ -229,7 +234,7 @@ def _score(
         raise DataError(f"none of the {len(records)} images could be read")
     labels = np.array([r.label for r, _ in scored])
     p_fake = np.array([p.p_fake for _, p in scored])
-    result = full_metrics(labels, p_fake, detector.threshold)
+    result = full_metrics(labels, p_fake, detector.threshold if threshold is None else threshold)
     result["n_unreadable"] = len(errors)
     result["errors"] = [p.to_dict() for p in errors]
     scores = Scores([str(r.path) for r, _ in scored], labels, p_fake, [metadata.get(r.path, {}) for r, _ in scored])

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from facecheck.card import ModelCard
 from facecheck.checkpoint import load_model, resolve_checkpoint_path
 from facecheck.choices import BACKENDS
+from facecheck.config import PreprocessConfig
 from facecheck.data.discovery import iter_images
 from facecheck.data.images import load_image, to_rgb
 from facecheck.data.presets import FaceViews, eval_transform
@@ -160,12 +161,9 @@ class Detector:
         if engine is None and model is None:
             raise DataError("a Detector needs a model or an inference engine")
         self.engine: Engine = engine or TorchEngine(model, self.device)
+        # Everything about reading the model's output (threshold, temperature, band, preprocessing) stays on
+        # its card; a threshold of the user's is an argument of predict, never written into the detector.
         self.card = card
-        self.class_names: list[str] = list(card.class_names)
-        self.threshold: float = card.threshold
-        # Temperature scaling fitted on validation data: p_fake = softmax(logits / T).
-        self.temperature: float = card.temperature
-        self.preprocess = card.preprocess
         # Test-time augmentation: the checkpoint's own setting unless overridden.
         self.tta = self.preprocess.tta if tta is None else tta
         self.transform = eval_transform(self.preprocess, self.tta)
@@ -173,7 +171,6 @@ class Detector:
         self.face_views = FaceViews(self.preprocess, self.tta) if self.preprocess.face_crop else None
         # One (3, s, s) tensor per image: for Grad-CAM and int8 calibration, which need plain batches.
         self.single_view_transform = eval_transform(self.preprocess, "none")
-        self.min_size = card.min_image_size
         # Look for a face (MTCNN) first and answer "no face" without one; default: as the card says.
         self.face_check = bool(card.scope.get("face_check", False)) if face_check is None else face_check
         self.source = "<in memory>"
@@ -233,6 +230,27 @@ class Detector:
         return self.engine.name
 
     @property
+    def threshold(self) -> float:
+        return self.card.threshold
+
+    @property
+    def temperature(self) -> float:
+        """Temperature scaling fitted on validation data: p_fake = softmax(logits / T)."""
+        return self.card.temperature
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.card.class_names)
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return self.card.preprocess
+
+    @property
+    def min_size(self) -> int:
+        return self.card.min_image_size
+
+    @property
     def model_name(self) -> str:
         return self.card.model_name
 
@@ -249,9 +267,16 @@ class Detector:
         return p_fake_of(mean_over_views(self.engine, batch), self.temperature)
 
     def predict(
-        self, images: ImageInput | Iterable[ImageInput], batch_size: int = 32, progress: bool = False
+        self,
+        images: ImageInput | Iterable[ImageInput],
+        batch_size: int = 32,
+        progress: bool = False,
+        threshold: float | None = None,
     ) -> list[Prediction]:
         """Predict each image: paths, folders (every image file below them, sorted), PIL images or uint8 arrays.
+
+        ``threshold``: decide at this p_fake instead of the card's own (the ``uncertain`` band, fitted around
+        the card's threshold, is then dropped).
 
         Misuse raises before any work (see :func:`expand_image_inputs`): a missing path, an object of another
         type, a malformed array, a folder without images. A file that exists but cannot be read or
@@ -270,20 +295,24 @@ class Detector:
                 scores = iter(self.predict_tensor(_stack(tensors)).tolist())
                 for index, views in zip(indices, prepared, strict=True):
                     if views:
-                        self._decide(results[index], [next(scores) for _ in views])
+                        self._decide(results[index], [next(scores) for _ in views], threshold)
             bar.update(len(indices))
         bar.close()
         return results
 
-    def _decide(self, result: Prediction, scores: list[float]) -> None:
+    def _decide(self, result: Prediction, scores: list[float], threshold: float | None) -> None:
         """The picture's verdict from its inputs' scores: the most suspicious face decides."""
+        if any(not np.isfinite(score) for score in scores):  # never a verdict from a broken number
+            result.error = f"{result.path or 'image'}: the model gave no finite score (NaN): its card is unusable"
+            result.faces = None
+            return
         if result.faces:
             for face, p_fake in zip(result.faces, scores, strict=True):
-                face.p_fake, face.label = p_fake, self.card.decide(p_fake, self.threshold)
+                face.p_fake, face.label = p_fake, self.card.decide(p_fake, threshold)
             result.decided_by = int(np.argmax(scores))
         result.p_fake = max(scores)
         no_face = result.notice is not None
-        result.label = NO_FACE if no_face else self.card.decide(result.p_fake, self.threshold)
+        result.label = NO_FACE if no_face else self.card.decide(result.p_fake, threshold)
 
     def _prepare(self, item: ImageInput, result: Prediction) -> list[torch.Tensor]:
         """The model's input views of one item (one per judged face for a face-crop model), or none with
