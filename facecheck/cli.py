@@ -589,7 +589,7 @@ def _override_threshold(detector: Any, threshold: float | None) -> None:
         detector.threshold = threshold
 
 
-PREDICTION_COLUMNS = ["path", "p_fake", "label", "error"]
+PREDICTION_COLUMNS = ["path", "p_fake", "label", "error", "provenance"]
 RESULT_FILE_TYPES = (".csv", ".json")
 
 
@@ -597,7 +597,8 @@ def _prediction_csv(rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=PREDICTION_COLUMNS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    # The provenance column is its summary (what the file declares about itself); --format json has the evidence.
+    writer.writerows(row | {"provenance": (row.get("provenance") or {}).get("summary")} for row in rows)
     return buffer.getvalue()
 
 
@@ -653,7 +654,8 @@ def command_predict(args: argparse.Namespace) -> int:
                 frames = f"  (video: mean of {len(row['frames'])} frames)" if "frames" in row else ""
                 notice = f"  ({row['notice']})" if row.get("notice") else ""
                 verdict = f"{row['label']:<9} p_fake={row['p_fake']:.4f}{frames}{notice}"
-            print(f"{row['path']!s:<{width}}  {verdict}")
+            declared = f"  provenance: {row['provenance']['summary']}" if row.get("provenance") else ""
+            print(f"{row['path']!s:<{width}}  {verdict}{declared}")
     failed = sum("error" in row for row in rows)
     if failed:
         print(f"facecheck: {failed} of {len(rows)} file(s) could not be read", file=sys.stderr)

@@ -72,10 +72,12 @@ class Ensemble:
             first = predictions[0]
             failed = next((p for p in predictions if p.error is not None), None)
             if failed is not None:
-                results.append(Prediction(first.path, error=failed.error))
+                results.append(Prediction(first.path, error=failed.error, provenance=first.provenance))
                 continue
             p_fake = float(np.mean([p.p_fake for p in predictions]))
-            results.append(Prediction(first.path, p_fake, self.card.decide(p_fake, self.threshold)))
+            decided = Prediction(first.path, p_fake, self.card.decide(p_fake, self.threshold))
+            decided.provenance = first.provenance
+            results.append(decided)
         return results
 
     __call__ = predict

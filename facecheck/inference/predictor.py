@@ -31,6 +31,7 @@ from facecheck.inference.engines import (
 from facecheck.inference.export import read_card
 from facecheck.inference.outputs import mean_over_views, p_fake_of
 from facecheck.models import FaceClassifier
+from facecheck.provenance import Provenance, read_provenance
 
 ImageInput = str | Path | Image.Image | np.ndarray
 NO_FACE = "no face"
@@ -107,6 +108,9 @@ class Prediction:
     error: str | None = None
     # Said beside the verdict, e.g. that no face was found (the label is then "no face").
     notice: str | None = None
+    # What the file declares about itself (C2PA, IPTC source type, EXIF, generator text): beside the verdict, never
+    # part of it. Read for path inputs; see facecheck.provenance.
+    provenance: Provenance | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None or k in ("path",)}
@@ -232,6 +236,9 @@ class Detector:
         """
         items = expand_image_inputs(images)
         results = [Prediction(str(item) if isinstance(item, (str, Path)) else None) for item in items]
+        for item, result in zip(items, results, strict=True):
+            if isinstance(item, (str, Path)):
+                result.provenance = read_provenance(item)  # never raises: problems go to its own error
         bar = tqdm(total=len(items), desc="predicting", unit="img", disable=not progress, leave=False, file=sys.stderr)
         for start in range(0, len(items), batch_size):
             indices = range(start, min(start + batch_size, len(items)))
