@@ -433,6 +433,16 @@ def test_predict_reports_provenance_beside_the_verdict(model_path, broken, tmp_p
     assert "p_fake" in row and "provenance" not in {k for k in row if k in ("p_fake", "label")}
 
 
+def test_an_ensemble_reports_it_and_evaluation_skips_it(model_path, tmp_path):
+    from facecheck.inference.ensemble import Ensemble
+    from facecheck.inference.predictor import Detector
+
+    (tmp_path / "sd.png").write_bytes(sd_png())
+    ensemble = Ensemble([Detector.load(model_path), Detector.load(model_path)])
+    assert ensemble.predict([tmp_path / "sd.png"])[0].provenance.summary == "declared generated"
+    assert Detector.load(model_path).predict([tmp_path / "sd.png"], provenance=False)[0].provenance is None
+
+
 def test_cli_json_and_csv_carry_provenance(model_path, tmp_path, capsys):
     from facecheck.cli import main
 

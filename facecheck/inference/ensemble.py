@@ -59,14 +59,22 @@ class Ensemble:
         return "+".join(m.model_name for m in self.members)
 
     def predict(
-        self, images: ImageInput | Iterable[ImageInput], batch_size: int = 32, progress: bool = False
+        self,
+        images: ImageInput | Iterable[ImageInput],
+        batch_size: int = 32,
+        progress: bool = False,
+        provenance: bool = True,
     ) -> list[Prediction]:
         """Mean calibrated ``p_fake``; an image any member cannot read gets that member's error.
 
         Takes what :meth:`Detector.predict` takes (folders too) and raises on the same misuse.
         """
         items = expand_image_inputs(images)
-        per_member = [m.predict(items, batch_size=batch_size, progress=progress) for m in self.members]
+        # What a file declares about itself is read once, by the first member.
+        per_member = [
+            m.predict(items, batch_size=batch_size, progress=progress, provenance=provenance and index == 0)
+            for index, m in enumerate(self.members)
+        ]
         results = []
         for predictions in zip(*per_member, strict=True):
             first = predictions[0]

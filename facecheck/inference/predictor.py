@@ -225,7 +225,11 @@ class Detector:
         return p_fake_of(mean_over_views(self.engine, batch), self.temperature)
 
     def predict(
-        self, images: ImageInput | Iterable[ImageInput], batch_size: int = 32, progress: bool = False
+        self,
+        images: ImageInput | Iterable[ImageInput],
+        batch_size: int = 32,
+        progress: bool = False,
+        provenance: bool = True,
     ) -> list[Prediction]:
         """Predict each image: paths, folders (every image file below them, sorted), PIL images or uint8 arrays.
 
@@ -233,11 +237,13 @@ class Detector:
         type, a malformed array, a folder without images. A file that exists but cannot be read or
         preprocessed (corrupt, truncated, too small) gets ``error`` set in its result instead, and never
         stops the others. ``progress``: a bar on stderr (see :func:`show_progress` for the CLI's choice).
+        ``provenance``: read what each file (path) declares about itself (:mod:`facecheck.provenance`) into
+        its result; evaluation, which only needs scores, turns it off.
         """
         items = expand_image_inputs(images)
         results = [Prediction(str(item) if isinstance(item, (str, Path)) else None) for item in items]
         for item, result in zip(items, results, strict=True):
-            if isinstance(item, (str, Path)):
+            if provenance and isinstance(item, (str, Path)):
                 result.provenance = read_provenance(item)  # never raises: problems go to its own error
         bar = tqdm(total=len(items), desc="predicting", unit="img", disable=not progress, leave=False, file=sys.stderr)
         for start in range(0, len(items), batch_size):
