@@ -475,7 +475,7 @@ def _c2pa(data: bytes, mime: str | None, problems: list[str]) -> dict[str, Any]:
     }
     try:
         import c2pa
-    except ImportError:
+    except (ImportError, OSError):  # not installed, or its native library does not load here
         from facecheck.extras import missing_extra_message
 
         evidence["message"] = "a C2PA manifest store is present but was not read: " + missing_extra_message(
@@ -483,7 +483,12 @@ def _c2pa(data: bytes, mime: str | None, problems: list[str]) -> dict[str, Any]:
         )
         return evidence
     try:
-        with c2pa.Reader(mime, io.BytesIO(data), context=_c2pa_context(c2pa)) as reader:
+        context = _c2pa_context(c2pa)
+    except OSError as exc:
+        evidence["message"] = _one_line(f"{TRUST_ANCHORS_ENV}: the trust anchors could not be read ({exc})")
+        return evidence
+    try:
+        with c2pa.Reader(mime, io.BytesIO(data), context=context) as reader:
             store = json.loads(reader.json())
     except Exception as exc:  # noqa: BLE001 - C2paError and its kinds, or JSON the library should not give
         evidence["validation"] = "unreadable"
@@ -509,6 +514,7 @@ def _c2pa(data: bytes, mime: str | None, problems: list[str]) -> dict[str, Any]:
     }
     sources = [action["digitalSourceType"] for action in evidence["actions"] if action.get("digitalSourceType")]
     created = [a["digitalSourceType"] for a in evidence["actions"] if a["action"] == "c2pa.created"]
+    created = [source for source in created if source]
     evidence["digital_source_type"] = next(iter(created + sources), None)
     return evidence
 
@@ -541,12 +547,12 @@ def _actions(manifest: dict[str, Any]) -> list[dict[str, str | None]]:
             if not isinstance(action, dict):
                 continue
             agent = action.get("softwareAgent")
-            agent = agent.get("name") if isinstance(agent, dict) else agent
+            agent = _text(agent.get("name") if isinstance(agent, dict) else agent)
             actions.append(
                 {
                     "action": str(action.get("action")),
-                    "digitalSourceType": action.get("digitalSourceType"),
-                    "softwareAgent": str(agent) if agent else None,
+                    "digitalSourceType": _text(action.get("digitalSourceType")),
+                    "softwareAgent": agent,
                 }
             )
     return actions
@@ -589,6 +595,11 @@ def _clean(value: Any, limit: int = EXCERPT) -> str | None:
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return text or None
+
+
+def _text(value: Any) -> str | None:
+    """A string from a manifest's JSON, or None where it holds something else."""
+    return value if isinstance(value, str) and value else None
 
 
 def _one_line(text: str) -> str:
