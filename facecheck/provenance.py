@@ -109,6 +109,7 @@ NAMING_KEYS = ("software", "source")
 XMP_KEYS = ("xml:com.adobe.xmp",)
 
 EXCERPT = 300  # characters of a text kept in the evidence
+ERROR_LIMIT = 600  # characters of the error line
 TEXT_LIMIT = 64 * 1024  # bytes of a compressed text chunk inflated
 XMP_LIMIT = 1024 * 1024  # an XMP packet past this is not read (reported as an error)
 MAX_CHUNKS = 100_000
@@ -180,13 +181,13 @@ def _provenance(data: bytes) -> Provenance:
         if user_comment:
             found.texts.setdefault("EXIF UserComment", user_comment)
     for packet in found.xmp:
-        result.digital_source_type = result.digital_source_type or _xmp_source_type(packet, found.problems)
+        result.digital_source_type = result.digital_source_type or _clean(_xmp_source_type(packet, found.problems))
     result.generator_text = _generator_text(found.texts, result.exif)
     if found.has_c2pa:
         result.c2pa = _c2pa(data, found.mime, found.problems)
     result.summary = _summary(result)
     if found.problems:
-        result.error = _one_line("; ".join(dict.fromkeys(found.problems)))
+        result.error = _clean(_one_line("; ".join(dict.fromkeys(found.problems))), ERROR_LIMIT)
     return result
 
 

@@ -309,6 +309,43 @@ def test_without_c2pa_python_the_store_is_named_not_read(signed, monkeypatch):
     assert "pip install 'facecheck[provenance]'" in found.c2pa["message"]
 
 
+def test_a_remote_manifest_is_never_fetched():
+    """A file that points at a remote C2PA manifest (XMP dcterms:provenance) must not make facecheck fetch it:
+    in the service that would be a request to any address an uploader names."""
+    pytest.importorskip("c2pa")
+    import http.server
+    import threading
+
+    asked = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/manifest.c2pa"
+        xmp = (
+            b'http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+            b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+            b'xmlns:dcterms="http://purl.org/dc/terms/" dcterms:provenance="'
+            + url.encode()
+            + b'"/></rdf:RDF></x:xmpmeta>'
+        )
+        stub = b"JP\x00\x01\x00\x00\x00\x01\x00\x00\x00\x10jumb" + bytes(8)
+        found = read_provenance(with_segment(with_segment(plain_jpeg(), 0xEB, stub), 0xE1, xmp))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert asked == [] and found.c2pa["validation"] == "unreadable" and found.error
+
+
 # --- hostile and broken metadata ---------------------------------------------------------------------------------
 
 
@@ -418,7 +455,9 @@ def test_predict_reports_provenance_beside_the_verdict(model_path, broken, tmp_p
         ] = data
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-    results = {Path(p.path).name: p for p in Detector.load(model_path).predict(sorted(tmp_path.iterdir()))}
+    detector = Detector.load(model_path)
+    results = {Path(p.path).name: p for p in detector.predict(sorted(tmp_path.iterdir()))}
+    without = {Path(p.path).name: p for p in detector.predict(sorted(tmp_path.iterdir()), provenance=False)}
     assert len(results) == len(files)
     assert results["sd.png"].provenance.summary == "declared generated" and results["sd.png"].label in ("real", "fake")
     assert results["camera.jpg"].provenance.summary == "camera"
@@ -428,9 +467,14 @@ def test_predict_reports_provenance_beside_the_verdict(model_path, broken, tmp_p
         if name.startswith("broken"):
             assert results[name].provenance.error, name
             assert results[name].p_fake is not None or results[name].error, name  # a result either way
+    for name, result in results.items():  # beside the verdict, never part of it: the same scores without it
+        assert (result.p_fake, result.label, result.error) == (
+            without[name].p_fake,
+            without[name].label,
+            without[name].error,
+        )
     row = results["sd.png"].to_dict()
     assert row["provenance"]["summary"] == "declared generated" and row["provenance"]["caveat"] == CAVEAT
-    assert "p_fake" in row and "provenance" not in {k for k in row if k in ("p_fake", "label")}
 
 
 def test_an_ensemble_reports_it_and_evaluation_skips_it(model_path, tmp_path):
