@@ -100,10 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
         "writes leave-one-out.{json,md,png}",
     )
     crosseval.add_argument(
+        "--leave-one-generator-out",
+        metavar="SOURCE",
+        help="for each generator named in SOURCE's manifest (one of the --data sets): train on every --data set "
+        "without that generator's images, test them against SOURCE's held-out reals; writes "
+        "leave-one-generator-out.{json,md}",
+    )
+    crosseval.add_argument(
         "--held-out",
         action="append",
         metavar="NAME",
-        help="with --leave-one-out: run only the fold that leaves out this source (its folder name); repeatable",
+        help="with --leave-one-out: run only the fold that leaves out this source (its folder name); with "
+        "--leave-one-generator-out: this generator; repeatable",
     )
     crosseval.add_argument(
         "--rescore",
@@ -589,16 +597,28 @@ def _override_threshold(detector: Any, threshold: float | None) -> None:
         detector.threshold = threshold
 
 
-PREDICTION_COLUMNS = ["path", "p_fake", "label", "error", "provenance"]
+# faces: how many faces were judged; face_box: the deciding face's box (left top right bottom, pixels).
+# provenance: the summary of what the file declares about itself (--format json has the evidence).
+PREDICTION_COLUMNS = ["path", "p_fake", "label", "faces", "face_box", "error", "provenance"]
 RESULT_FILE_TYPES = (".csv", ".json")
+
+
+def _flat_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A result in one line: the face list becomes its count and the deciding face's box, the provenance its
+    summary."""
+    faces, decided = row.get("faces"), row.get("decided_by")
+    flat = {**row, "faces": None if faces is None else len(faces)}
+    flat["provenance"] = (row.get("provenance") or {}).get("summary")
+    if faces and decided is not None:
+        flat["face_box"] = " ".join(str(v) for v in faces[decided]["box"])
+    return flat
 
 
 def _prediction_csv(rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=PREDICTION_COLUMNS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    # The provenance column is its summary (what the file declares about itself); --format json has the evidence.
-    writer.writerows(row | {"provenance": (row.get("provenance") or {}).get("summary")} for row in rows)
+    writer.writerows(_flat_row(row) for row in rows)
     return buffer.getvalue()
 
 
@@ -653,13 +673,22 @@ def command_predict(args: argparse.Namespace) -> int:
             else:
                 frames = f"  (video: mean of {len(row['frames'])} frames)" if "frames" in row else ""
                 notice = f"  ({row['notice']})" if row.get("notice") else ""
-                verdict = f"{row['label']:<9} p_fake={row['p_fake']:.4f}{frames}{notice}"
+                verdict = f"{row['label']:<9} p_fake={row['p_fake']:.4f}{frames}{notice}{_faces_note(row)}"
             declared = f"  provenance: {row['provenance']['summary']}" if row.get("provenance") else ""
             print(f"{row['path']!s:<{width}}  {verdict}{declared}")
     failed = sum("error" in row for row in rows)
     if failed:
         print(f"facecheck: {failed} of {len(rows)} file(s) could not be read", file=sys.stderr)
     return EXIT_FAILURE if failed == len(rows) else EXIT_OK
+
+
+def _faces_note(row: dict[str, Any]) -> str:
+    """For a picture of several faces: which one decided, and each face's verdict."""
+    faces = row.get("faces") or []
+    if len(faces) < 2:
+        return ""
+    each = ", ".join(f"{face['label']} {face['p_fake']:.2f} at {tuple(face['box'])}" for face in faces)
+    return f"  ({len(faces)} faces, the most suspicious decides: {each})"
 
 
 def _predict_on_ray(args: argparse.Namespace) -> int:
@@ -695,6 +724,17 @@ def command_crosseval(args: argparse.Namespace) -> int:
     from facecheck.experiments import crosseval
 
     require_extra("report")  # the heatmaps
+    if args.leave_one_generator_out:
+        from facecheck.experiments import leave_one_generator_out
+
+        if args.leave_one_out or args.rescore:
+            raise FacecheckError("--leave-one-generator-out goes alone (without --leave-one-out or --rescore)")
+        logo = leave_one_generator_out(
+            train_config_from_args(args), args.data, args.leave_one_generator_out, Path(args.out),
+            held_out=args.held_out, quiet=args.quiet, progress=True,
+        )  # fmt: skip
+        print((Path(args.out) / "leave-one-generator-out.md").read_text())
+        return EXIT_OK if logo["folds"] else EXIT_FAILURE
     for flag, given in (("--held-out", args.held_out), ("--rescore", args.rescore)):
         if given and not args.leave_one_out:
             raise FacecheckError(f"{flag} needs --leave-one-out")

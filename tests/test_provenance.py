@@ -500,7 +500,7 @@ def test_cli_json_and_csv_carry_provenance(model_path, tmp_path, capsys):
     assert by_name["camera.jpg"]["provenance"]["exif"]["make"] == "Canon"
     assert main(["predict", "--model", str(model_path), str(tmp_path), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "path,p_fake,label,error,provenance"
+    assert lines[0] == "path,p_fake,label,faces,face_box,error,provenance"
     assert lines[1].endswith(",camera") and lines[2].endswith(",declared generated")
     assert main(["predict", "--model", str(model_path), str(tmp_path / "sd.png")]) == 0
     assert "provenance: declared generated" in capsys.readouterr().out
