@@ -591,14 +591,17 @@ def _print_evaluation(result: dict) -> None:
 
 
 # faces: how many faces were judged; face_box: the deciding face's box (left top right bottom, pixels).
-PREDICTION_COLUMNS = ["path", "p_fake", "label", "faces", "face_box", "error"]
+# provenance: the summary of what the file declares about itself (--format json has the evidence).
+PREDICTION_COLUMNS = ["path", "p_fake", "label", "faces", "face_box", "error", "provenance"]
 RESULT_FILE_TYPES = (".csv", ".json")
 
 
 def _flat_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A result in one line: the face list becomes its count and the deciding face's box."""
+    """A result in one line: the face list becomes its count and the deciding face's box, the provenance its
+    summary."""
     faces, decided = row.get("faces"), row.get("decided_by")
     flat = {**row, "faces": None if faces is None else len(faces)}
+    flat["provenance"] = (row.get("provenance") or {}).get("summary")
     if faces and decided is not None:
         flat["face_box"] = " ".join(str(v) for v in faces[decided]["box"])
     return flat
@@ -665,7 +668,8 @@ def command_predict(args: argparse.Namespace) -> int:
                 frames = f"  (video: mean of {len(row['frames'])} frames)" if "frames" in row else ""
                 notice = f"  ({row['notice']})" if row.get("notice") else ""
                 verdict = f"{row['label']:<9} p_fake={row['p_fake']:.4f}{frames}{notice}{_faces_note(row)}"
-            print(f"{row['path']!s:<{width}}  {verdict}")
+            declared = f"  provenance: {row['provenance']['summary']}" if row.get("provenance") else ""
+            print(f"{row['path']!s:<{width}}  {verdict}{declared}")
     failed = sum("error" in row for row in rows)
     if failed:
         print(f"facecheck: {failed} of {len(rows)} file(s) could not be read", file=sys.stderr)

@@ -220,7 +220,7 @@ def _score(
         for record, there in zip(chunk, present, strict=True):
             if there:
                 inputs.append(record.path if perturbation is None else _perturbed(record.path, perturbation))
-        found = iter(detector.predict(inputs, batch_size=batch_size))
+        found = iter(detector.predict(inputs, batch_size=batch_size, provenance=False))  # scores only
         for record, there in zip(chunk, present, strict=True):
             gone = f"{record.path}: not found (or not a regular file)"
             prediction = next(found) if there else Prediction(None, error=gone)

@@ -77,22 +77,29 @@ class Ensemble:
         batch_size: int = 32,
         progress: bool = False,
         threshold: float | None = None,
+        provenance: bool = True,
     ) -> list[Prediction]:
         """Mean calibrated ``p_fake``; an image any member cannot read gets that member's error.
 
         Takes what :meth:`Detector.predict` takes (folders too) and raises on the same misuse.
         """
         items = expand_image_inputs(images)
-        per_member = [m.predict(items, batch_size=batch_size, progress=progress) for m in self.members]
+        # What a file declares about itself is read once, by the first member.
+        per_member = [
+            m.predict(items, batch_size=batch_size, progress=progress, provenance=provenance and index == 0)
+            for index, m in enumerate(self.members)
+        ]
         results = []
         for predictions in zip(*per_member, strict=True):
             first = predictions[0]
             failed = next((p for p in predictions if p.error is not None), None)
             if failed is not None:
-                results.append(Prediction(first.path, error=failed.error))
+                results.append(Prediction(first.path, error=failed.error, provenance=first.provenance))
                 continue
             p_fake = float(np.mean([p.p_fake for p in predictions]))
-            results.append(Prediction(first.path, p_fake, self.card.decide(p_fake, threshold)))
+            decided = Prediction(first.path, p_fake, self.card.decide(p_fake, threshold))
+            decided.provenance = first.provenance
+            results.append(decided)
         return results
 
     __call__ = predict

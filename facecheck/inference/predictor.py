@@ -32,6 +32,7 @@ from facecheck.inference.engines import (
 from facecheck.inference.export import read_card
 from facecheck.inference.outputs import mean_over_views, p_fake_of
 from facecheck.models import FaceClassifier
+from facecheck.provenance import Provenance, read_provenance
 
 ImageInput = str | Path | Image.Image | np.ndarray
 NO_FACE = "no face"
@@ -133,6 +134,9 @@ class Prediction:
     notice: str | None = None
     faces: list[FaceResult] | None = None
     decided_by: int | None = None
+    # What the file declares about itself (C2PA, IPTC source type, EXIF, generator text): beside the verdict, never
+    # part of it. Read for path inputs; see facecheck.provenance.
+    provenance: Provenance | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None or k in ("path",)}
@@ -272,6 +276,7 @@ class Detector:
         batch_size: int = 32,
         progress: bool = False,
         threshold: float | None = None,
+        provenance: bool = True,
     ) -> list[Prediction]:
         """Predict each image: paths, folders (every image file below them, sorted), PIL images or uint8 arrays.
 
@@ -282,9 +287,14 @@ class Detector:
         type, a malformed array, a folder without images. A file that exists but cannot be read or
         preprocessed (corrupt, truncated, too small) gets ``error`` set in its result instead, and never
         stops the others. ``progress``: a bar on stderr (see :func:`show_progress` for the CLI's choice).
+        ``provenance``: read what each file (path) declares about itself (:mod:`facecheck.provenance`) into
+        its result; evaluation, which only needs scores, turns it off.
         """
         items = expand_image_inputs(images)
         results = [Prediction(str(item) if isinstance(item, (str, Path)) else None) for item in items]
+        for item, result in zip(items, results, strict=True):
+            if provenance and isinstance(item, (str, Path)):
+                result.provenance = read_provenance(item)  # never raises: problems go to its own error
         bar = tqdm(total=len(items), desc="predicting", unit="img", disable=not progress, leave=False, file=sys.stderr)
         for start in range(0, len(items), batch_size):
             indices = range(start, min(start + batch_size, len(items)))

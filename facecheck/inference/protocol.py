@@ -43,4 +43,5 @@ class AnyDetector(Protocol):
         batch_size: int = 32,
         progress: bool = False,
         threshold: float | None = None,
+        provenance: bool = True,
     ) -> list[Prediction]: ...
