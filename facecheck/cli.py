@@ -123,10 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
         "writes leave-one-out.{json,md,png}",
     )
     crosseval.add_argument(
+        "--leave-one-generator-out",
+        metavar="SOURCE",
+        help="for each generator named in SOURCE's manifest (one of the --data sets): train on every --data set "
+        "without that generator's images, test them against SOURCE's held-out reals; writes "
+        "leave-one-generator-out.{json,md}",
+    )
+    crosseval.add_argument(
         "--held-out",
         action="append",
         metavar="NAME",
-        help="with --leave-one-out: run only the fold that leaves out this source (its folder name); repeatable",
+        help="with --leave-one-out: run only the fold that leaves out this source (its folder name); with "
+        "--leave-one-generator-out: this generator; repeatable",
     )
     crosseval.add_argument(
         "--rescore",
@@ -541,13 +549,12 @@ def command_evaluate(args: argparse.Namespace) -> int:
     if args.report:
         require_extra("report")
     detector = load_detector(args.model or [None], device=args.device, backend=args.backend, tta=args.tta)
-    _override_threshold(detector, args.threshold)
     sets = args.data or [None]
     results = []
     for index, data in enumerate(sets):
         result, scores = evaluate_with_scores(
             detector, data, split=args.split, batch_size=args.batch_size, perturbations=perturbations, by=args.by,
-            progress=None,
+            progress=None, threshold=args.threshold,
         )  # fmt: skip
         for warning in result["warnings"]:
             print(f"facecheck: WARNING: {warning}", file=sys.stderr)
@@ -623,22 +630,29 @@ def _print_evaluation(result: dict) -> None:
         print(f"  {result['n_unreadable']} unreadable image(s) left out, e.g. {result['errors'][0]['error']}")
 
 
-def _override_threshold(detector: Any, threshold: float | None) -> None:
-    """``--threshold``: decisions (labels, confusion matrix, accuracy) at this p_fake instead of the model's."""
-    if threshold is not None:
-        detector.threshold = threshold
-
-
 # notice: what limits the verdict (no face, no face check here, a picture far from the model's size).
-PREDICTION_COLUMNS = ["path", "p_fake", "label", "notice", "error"]
+# faces: how many faces were judged; face_box: the deciding face's box (left top right bottom, pixels).
+# provenance: the summary of what the file declares about itself (--format json has the evidence).
+PREDICTION_COLUMNS = ["path", "p_fake", "label", "notice", "faces", "face_box", "error", "provenance"]
 RESULT_FILE_TYPES = (".csv", ".json")
+
+
+def _flat_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A result in one line: the face list becomes its count and the deciding face's box, the provenance its
+    summary."""
+    faces, decided = row.get("faces"), row.get("decided_by")
+    flat = {**row, "faces": None if faces is None else len(faces)}
+    flat["provenance"] = (row.get("provenance") or {}).get("summary")
+    if faces and decided is not None:
+        flat["face_box"] = " ".join(str(v) for v in faces[decided]["box"])
+    return flat
 
 
 def _prediction_csv(rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=PREDICTION_COLUMNS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(_flat_row(row) for row in rows)
     return buffer.getvalue()
 
 
@@ -662,7 +676,6 @@ def command_predict(args: argparse.Namespace) -> int:
     frames = args.frames * (len(inputs) - len(images))  # each video is scored on that many frames
     backend = resolve_backend(args.backend, resolve_device(args.device), images=len(images) + frames)
     detector = load_detector(args.model or [None], device=args.device, backend=backend, tta=args.tta)
-    _override_threshold(detector, args.threshold)
     members = getattr(detector, "members", [detector])
     if args.face_check is not None:
         for member in members:
@@ -673,15 +686,17 @@ def command_predict(args: argparse.Namespace) -> int:
     if problem:  # the card promises a face check this install cannot make: said once here, and beside each verdict
         print(f"facecheck: WARNING: pictures are not checked for a face: {problem}", file=sys.stderr)
     by_path: dict[Path, dict] = {}
-    predictions = detector.predict(images, batch_size=args.batch_size, progress=show_progress(len(images)))
+    predictions = detector.predict(
+        images, batch_size=args.batch_size, progress=show_progress(len(images)), threshold=args.threshold
+    )
     for prediction in predictions:
         by_path.setdefault(Path(prediction.path), prediction.to_dict())
     for path in inputs:
         if is_video_path(path):
-            by_path[path] = predict_video(detector, path, args.frames).to_dict()
+            by_path[path] = predict_video(detector, path, args.frames, threshold=args.threshold).to_dict()
     rows = [by_path[path] for path in inputs]
     if out is not None or args.format != "table":  # machine output on stdout or in a file: the scope on stderr
-        print(f"facecheck: model: {_scope_line(detector)}", file=sys.stderr)
+        print(f"facecheck: model: {_scope_line(detector, args.threshold)}", file=sys.stderr)
     if out is not None:
         from facecheck.files import atomic_write_text
 
@@ -693,7 +708,7 @@ def command_predict(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         sys.stdout.write(_prediction_csv(rows))
     else:
-        print(f"model: {_scope_line(detector)}")
+        print(f"model: {_scope_line(detector, args.threshold)}")
         width = max(len(str(row["path"])) for row in rows)
         for row in rows:
             if "error" in row:
@@ -701,12 +716,22 @@ def command_predict(args: argparse.Namespace) -> int:
             else:
                 frames = f"  (video: mean of {len(row['frames'])} frames)" if "frames" in row else ""
                 notice = f"  ({row['notice']})" if row.get("notice") else ""
-                verdict = f"{row['label']:<9} p_fake={row['p_fake']:.4f}{frames}{notice}"
-            print(f"{row['path']!s:<{width}}  {verdict}")
+                verdict = f"{row['label']:<9} p_fake={row['p_fake']:.4f}{frames}{notice}{_faces_note(row)}"
+            declared = f"  provenance: {row['provenance']['summary']}" if row.get("provenance") else ""
+            print(f"{row['path']!s:<{width}}  {verdict}{declared}")
     failed = sum("error" in row for row in rows)
     if failed:
         print(f"facecheck: {failed} of {len(rows)} file(s) could not be read", file=sys.stderr)
     return EXIT_FAILURE if failed == len(rows) else EXIT_OK
+
+
+def _faces_note(row: dict[str, Any]) -> str:
+    """For a picture of several faces: which one decided, and each face's verdict."""
+    faces = row.get("faces") or []
+    if len(faces) < 2:
+        return ""
+    each = ", ".join(f"{face['label']} {face['p_fake']:.2f} at {tuple(face['box'])}" for face in faces)
+    return f"  ({len(faces)} faces, the most suspicious decides: {each})"
 
 
 def _predict_on_ray(args: argparse.Namespace) -> int:
@@ -730,11 +755,13 @@ def _predict_on_ray(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if summary["errors"] == summary["images"] else EXIT_OK
 
 
-def _scope_line(detector: Any) -> str:
-    """What the model is and what it was trained on, shown beside its verdicts."""
+def _scope_line(detector: Any, threshold: float | None = None) -> str:
+    """What the model is and what it was trained on, shown beside its verdicts (``threshold``: the user's)."""
     card = detector.card
     band = f", uncertain {card.uncertain_band[0]:.2f}-{card.uncertain_band[1]:.2f}" if card.uncertain_band else ""
     what = card.scope.get("summary") or f"{card.model_name} ({card.preset})"
+    if threshold is not None:
+        return f"{what}; trained on {', '.join(card.trained_on)}; threshold {threshold:.3f} (set with --threshold)"
     return f"{what}; trained on {', '.join(card.trained_on)}; threshold {detector.threshold:.3f}{band}"
 
 
@@ -742,6 +769,17 @@ def command_crosseval(args: argparse.Namespace) -> int:
     from facecheck.experiments import crosseval
 
     require_extra("report")  # the heatmaps
+    if args.leave_one_generator_out:
+        from facecheck.experiments import leave_one_generator_out
+
+        if args.leave_one_out or args.rescore:
+            raise FacecheckError("--leave-one-generator-out goes alone (without --leave-one-out or --rescore)")
+        logo = leave_one_generator_out(
+            train_config_from_args(args), args.data, args.leave_one_generator_out, Path(args.out),
+            held_out=args.held_out, quiet=args.quiet, progress=True,
+        )  # fmt: skip
+        print((Path(args.out) / "leave-one-generator-out.md").read_text())
+        return EXIT_OK if logo["folds"] else EXIT_FAILURE
     for flag, given in (("--held-out", args.held_out), ("--rescore", args.rescore)):
         if given and not args.leave_one_out:
             raise FacecheckError(f"{flag} needs --leave-one-out")

@@ -113,7 +113,8 @@ class PartitionScorer:
         counts, failures = [], []
         for name, listed in zip(batch["file"], batch["paths"], strict=True):
             pairs = json.loads(str(listed))
-            results = self.detector.predict([absolute for _shown_path, absolute in pairs], self.batch_size)
+            paths = [absolute for _shown_path, absolute in pairs]
+            results = self.detector.predict(paths, self.batch_size, provenance=False)  # the rows hold scores only
             rows = {
                 "path": [shown for shown, _absolute in pairs],
                 "p_fake": [r.p_fake for r in results],

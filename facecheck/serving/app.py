@@ -37,6 +37,7 @@ from starlette.datastructures import Headers
 from facecheck.errors import DataError
 from facecheck.extras import MissingExtraError, require_extra
 from facecheck.inference.predictor import Detector
+from facecheck.provenance import read_provenance
 from facecheck.serving.errors import ApiError, install_error_handlers
 from facecheck.serving.middleware import RequestGuard, ServiceMetrics
 from facecheck.serving.pool import ModelCopies, WorkerPool
@@ -44,6 +45,7 @@ from facecheck.serving.uploads import decode_upload
 from facecheck.version import __version__
 
 STATIC = Path(__file__).parent / "static"
+PROVENANCE = "facecheck.provenance"  # key in a decoded upload's info: facecheck.provenance.Provenance
 PROTECTED = ("/v1/", "/metrics")
 # Paths with their own label in the metrics (anything else counts as "other", so scans cannot grow them).
 KNOWN_PATHS = {
@@ -155,6 +157,13 @@ def _data_uri(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def _decode_with_provenance(data: bytes, *limits: int) -> Image.Image:
+    """:func:`decode_upload`, with what the file declares about itself kept in the image's info (never fails it)."""
+    image = decode_upload(data, *limits)
+    image.info[PROVENANCE] = read_provenance(data)
+    return image
+
+
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
@@ -177,7 +186,7 @@ class Service:
     async def read(self, upload: UploadFile) -> Image.Image:
         limits = self.settings.max_upload_bytes, self.settings.max_pixels, self.detector.min_size
         data = await upload.read(self.settings.max_upload_bytes + 1)
-        return await self.decoding.run(decode_upload, data, *limits)
+        return await self.decoding.run(_decode_with_provenance, data, *limits)
 
     def score(self, images: list[Image.Image], explain: bool) -> list[dict[str, Any]]:
         results = []
@@ -188,6 +197,8 @@ class Service:
             entry: dict[str, Any] = {"p_fake": prediction.p_fake, "label": prediction.label}
             if prediction.notice:
                 entry["notice"] = prediction.notice
+            if PROVENANCE in image.info:  # beside the verdict, never part of it
+                entry["provenance"] = image.info[PROVENANCE].to_dict()
             if self.face_crop:
                 from facecheck.data.faces import detect_faces
 

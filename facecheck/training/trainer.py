@@ -37,7 +37,10 @@ from facecheck.data.inspect import inspect_records, merge_groups, summary_lines
 from facecheck.data.layouts import Dataset, describe
 from facecheck.data.shards import ShardSet, is_shard_spec
 from facecheck.data.sources import (
+    GENERATOR,
     SOURCE,
+    collection_of,
+    manifest_metadata,
     open_sources,
     resolve_data_dirs,
     resolve_data_root,
@@ -131,6 +134,15 @@ def prepare_data(config: TrainConfig, log: Log, progress: bool) -> PreparedData:
     log(f"found {len(records)} images in {data_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     log(describe(dataset))
     multi_source = len(data_dirs) > 1
+    if config.data.exclude_generators:
+        excluded = set(config.data.exclude_generators)
+        named = {dataset.metadata.get(r.path, {}).get(GENERATOR) for r in records}
+        missing = sorted(excluded - named)
+        if missing:
+            raise DataError(f"no image's manifest names the generator(s) {', '.join(missing)} (exclude_generators)")
+        before = len(records)
+        records = [r for r in records if dataset.metadata.get(r.path, {}).get(GENERATOR) not in excluded]
+        log(f"left out {before - len(records)} image(s) of {', '.join(sorted(excluded))} (exclude_generators)")
     if config.data.max_per_class is not None:
         if multi_source:  # the cap applies per source, so that no source is crowded out
             sources = sources_of(records, dataset.metadata)
@@ -182,6 +194,7 @@ def open_shards(config: TrainConfig) -> ShardSet | None:
     data, pre = config.data, config.preprocess
     unsupported = [
         (bool(data.pseudo_fakes), "pseudo-fakes (they are made from the decode cache)"),
+        (config.target_fpr_scope == "collection", "a threshold per real collection (it reads the sources' manifests)"),
         (data.balance != "none", "balanced sampling (it weighs every image; a stream has no index)"),
         (config.freeze_backbone, "--freeze-backbone (its feature cache is keyed by image files)"),
         (bool(data.split_file), "--split-file (shards carry their split)"),
@@ -506,8 +519,8 @@ class TrainingSession:
         best_model = _load_best(run, config, self.device)
         calibration = None
         if config.calibrate and split["val"]:
-            calibration = _calibrate_best(best_model, run, self.datasets.inference("val"), config, self.device,
-                                          self.progress, log)  # fmt: skip
+            calibration = _calibrate_best(best_model, run, self.datasets.inference("val"), split["val"], config,
+                                          self.device, self.progress, log)  # fmt: skip
         card = read_checkpoint(run.best)["card"]
         if not split["test"]:
             raise DataError("the test split is empty")
@@ -564,6 +577,7 @@ def _calibrate_best(
     model: torch.nn.Module,
     run: RunFolder,
     val_set: torch.utils.data.Dataset,
+    val_records: list[ImageRecord],
     config: TrainConfig,
     device: torch.device,
     progress: bool,
@@ -571,7 +585,11 @@ def _calibrate_best(
 ) -> dict[str, Any]:
     """Fit temperature, threshold and the uncertain band on validation and store them in best.pt's card."""
     logits, labels = _inference_logits(model, val_set, config, device, progress, "calibration")
-    result = calibrate(logits, labels, config.target_fpr)
+    collections = None
+    if config.target_fpr is not None and config.target_fpr_scope == "collection":
+        metadata = manifest_metadata([str(d) for d in resolve_data_dirs(config, lambda _m: None)])
+        collections = [collection_of(metadata.get(r.path.resolve(), {})) for r in val_records]
+    result = calibrate(logits, labels, config.target_fpr, collections)
     checkpoint = read_checkpoint(run.best)
     card: ModelCard = checkpoint["card"]
     card = card.with_values(
