@@ -111,3 +111,16 @@ def test_a_native_pixel_model_says_it_judged_only_the_centre(tmp_path: Path):
     first, second = detector.predict([large, fitting])
     assert "only the central 64x64 px of this 150x120 px picture were judged" in first.notice
     assert second.notice is None
+
+
+def test_a_face_crop_model_without_the_face_detector_stops_with_one_line(no_face_detector, tmp_path, capsys):
+    from facecheck.checkpoint import build_model, card_for, save_checkpoint
+
+    from .conftest import quick_config
+
+    config = quick_config("seed-cnn", None, preprocess={"image_size": 64, "face_crop": True})
+    save_checkpoint(tmp_path / "m.pt", build_model(config), card_for(config, epoch=1, metrics={}))
+    Image.new("RGB", (64, 64), (90, 80, 70)).save(tmp_path / "x.png")
+    assert main(["predict", "--model", str(tmp_path / "m.pt"), str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("facecheck: error: the face detector") and "pip install --no-deps" in err
