@@ -73,3 +73,26 @@ def test_every_relative_link_of_the_readme_and_docs_resolves():
 def _slug(heading: str) -> str:
     """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_check_a_photo_commands_run_as_written(readme_folder: Path, capsys):
+    """The README's first commands, with its file names, on the shipped model (serve: tests/test_service_live.py)."""
+    import shlex
+
+    from facecheck.cli import main
+
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"^## Check a photo\n.*?^```\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL).group(1)
+    shutil.copy(readme_folder / "face.jpg", readme_folder / "photo.jpg")
+    shutil.copy(readme_folder / "photos" / "real_0001.png", readme_folder / "other.png")
+    shutil.copytree(readme_folder / "photos", readme_folder / "folder")
+    ran = 0
+    for line in block.splitlines():
+        argv = shlex.split(line.split("#")[0])
+        assert argv[0] == ".venv/bin/facecheck", line
+        if argv[1] == "serve":
+            continue
+        assert main(argv[1:]) == 0, (line, capsys.readouterr().err)
+        ran += 1
+    out = capsys.readouterr().out
+    assert ran == 3 and "model: " in out and "Detects:" in out and (readme_folder / "why").is_dir()
