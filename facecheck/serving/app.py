@@ -21,7 +21,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -177,13 +177,9 @@ class Service:
                 entry["notice"] = prediction.notice
             if PROVENANCE in image.info:  # beside the verdict, never part of it
                 entry["provenance"] = image.info[PROVENANCE].to_dict()
-            if self.face_crop:
-                from facecheck.data.faces import detect_faces
-
-                entry["faces"] = [
-                    {"box": [round(v, 1) for v in face.box], "probability": face.probability}
-                    for face in detect_faces(image)
-                ]
+            if prediction.faces is not None:  # a model that judges faces: each face's box and verdict
+                entry["faces"] = [asdict(face) for face in prediction.faces]
+                entry["decided_by"] = prediction.decided_by
             if explain and self.explainers is not None:
                 entry["heatmap_png"] = self.heatmap(image)
             self.metrics.predictions.labels(prediction.label).inc()
