@@ -907,6 +907,7 @@ def _data_inspect(args: argparse.Namespace) -> int:
 
 
 def command_models(args: argparse.Namespace) -> int:
+    from facecheck.card import render_card
     from facecheck.config import PRESETS
     from facecheck.inference.release import DEFAULT_MODEL, read_release_card, releases
     from facecheck.models import list_models, model_entry
@@ -917,7 +918,8 @@ def command_models(args: argparse.Namespace) -> int:
         if name not in shipped:
             raise FacecheckError(f"no shipped model {name!r}; shipped: {', '.join(shipped) or 'none'}")
         card = read_release_card(shipped[name])
-        print(json.dumps(card.to_dict(), indent=2) if args.json else render_card(name, card))
+        text = render_card(card, name, shipped[name].weights_sha256)
+        print(json.dumps(card.to_dict(), indent=2) if args.json else text)
         return EXIT_OK
     entries = [
         {"name": n, "description": model_entry(n).description, "pretrained": model_entry(n).has_pretrained}
@@ -940,30 +942,6 @@ def command_models(args: argparse.Namespace) -> int:
     for name, model in presets.items():
         print(f"  {name:<18} model {model}")
     return EXIT_OK
-
-
-def render_card(name: str, card: Any) -> str:
-    """The model card in plain words, for the terminal."""
-    scope, metrics = card.scope, card.scope.get("measured", {})
-    lines = [f"{name}: {scope.get('summary', card.model_name)}", ""]
-    for key, title in (("detects", "Detects"), ("does_not_detect", "Does not detect"), ("sources", "Trained on")):
-        values = scope.get(key)
-        if values:
-            lines.append(f"{title}:")
-            lines += [f"  - {v}" for v in values]
-    lines += [
-        "",
-        f"Model: {card.model_name} {card.model_kwargs}; preset {card.preset}",
-        f"Input: {card.preprocess.image_size} px, resize {card.preprocess.resize}, "
-        f"JPEG normalised at {card.preprocess.normalize_jpeg}, test-time views {card.preprocess.tta}",
-        f"Threshold {card.threshold:.4f}, temperature {card.temperature:.3f}, uncertain band {card.uncertain_band}",
-    ]
-    if metrics:
-        lines += ["", "Measured:"] + [f"  {k}: {v}" for k, v in metrics.items()]
-    if scope.get("command"):
-        lines += ["", f"Reproduce: {scope['command']}"]
-    lines += ["", f"Versions: {card.versions}"]
-    return "\n".join(lines)
 
 
 def command_cache(args: argparse.Namespace) -> int:

@@ -15,7 +15,6 @@ metrics, log line), ``server`` (uvicorn with connection timeouts).
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import secrets
 import time
@@ -34,8 +33,9 @@ from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import Headers
 
+from facecheck.card import render_card
 from facecheck.errors import DataError
-from facecheck.inference.predictor import Detector
+from facecheck.inference.predictor import SHIPPED_PREFIX, Detector
 from facecheck.provenance import read_provenance
 from facecheck.serving.errors import ApiError, install_error_handlers
 from facecheck.serving.middleware import RequestGuard, ServiceMetrics
@@ -82,13 +82,16 @@ def model_info(detector: Detector) -> dict[str, Any]:
     Nothing here names a place on the server's disk: training sources are given by their folder names only.
     """
     card = detector.card
-    source = Path(detector.source)
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12] if source.is_file() else "shipped"
+    digest = detector.weights_sha256
+    name = detector.source.removeprefix(SHIPPED_PREFIX) if detector.source.startswith(SHIPPED_PREFIX) else card.preset
     return _without_paths(
         {
             "model": card.model_name,
             "preset": card.preset,
-            "id": f"{card.model_name}-{digest}",
+            "id": f"{card.model_name}-{(digest or 'in-memory')[:12]}",
+            "weights_sha256": digest,
+            # The same text as `facecheck models --card`; the page shows it as it is.
+            "card_text": render_card(card, name, digest),
             "backend": detector.backend,
             "threshold": detector.threshold,
             "temperature": detector.temperature,
