@@ -92,7 +92,7 @@ def main() -> int:
         count = rng.randint(2, 4)
         reals = rng.sample(pools[source][0], count - 1)
         fake_at = rng.randrange(count)
-        paths = reals[:fake_at] + [rng.choice(pools[source][1])] + reals[fake_at:]
+        paths = [*reals[:fake_at], rng.choice(pools[source][1]), *reals[fake_at:]]
         picture = canvas(paths)
         result = detector.predict([np.asarray(picture)])[0]
         faces = result.faces or []
