@@ -12,13 +12,11 @@ from pathlib import Path
 from facecheck.card import ModelCard
 from facecheck.checkpoint import read_card as read_checkpoint_card
 from facecheck.inference.export import read_onnx_card
-from facecheck.inference.release import read_release_card, release
+from facecheck.inference.release import read_release_card, release, shipped_name
 
 
 def load_card(model: str | Path | None = None) -> ModelCard:
     """The card of ``model``: a run folder, a ``.pt`` or ``.onnx`` file, a shipped model's name, or None."""
-    from facecheck.inference.predictor import shipped_name
-
     name = shipped_name(model)
     if name is not None:
         return read_release_card(release(name))

@@ -200,6 +200,8 @@ class Detector:
         if backend not in BACKENDS:
             raise DataError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         backend = resolve_backend(backend, resolve_device(device))
+        from facecheck.inference.release import shipped_name
+
         shipped = shipped_name(path)
         if shipped is not None:
             from facecheck.inference.release import load_release, release
@@ -372,19 +374,6 @@ class Detector:
         return [self.face_views.views(normalised, None)]  # the whole picture, as in training
 
     __call__ = predict
-
-
-def shipped_name(path: str | Path | None) -> str | None:
-    """The shipped model that ``path`` names: None -> the default one; a bare name of a shipped model (that is
-    not also a file or folder here) -> that name; anything else -> None (a path to load)."""
-    from facecheck.inference.release import DEFAULT_MODEL, releases
-
-    if path is None:
-        return DEFAULT_MODEL
-    text = str(path)
-    if "/" in text or "\\" in text or Path(text).expanduser().exists():
-        return None
-    return text if text in releases() else None
 
 
 def _sides(box: tuple[float, ...]) -> tuple[float, float]:
