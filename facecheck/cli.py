@@ -967,6 +967,7 @@ def _data_inspect(args: argparse.Namespace) -> int:
 
 
 def command_models(args: argparse.Namespace) -> int:
+    from facecheck.card import render_card
     from facecheck.config import PRESETS
     from facecheck.inference.release import DEFAULT_MODEL, read_release_card, releases
     from facecheck.models import list_models, model_entry
@@ -977,7 +978,15 @@ def command_models(args: argparse.Namespace) -> int:
         if name not in shipped:
             raise FacecheckError(f"no shipped model {name!r}; shipped: {', '.join(shipped) or 'none'}")
         card = read_release_card(shipped[name])
-        print(json.dumps(card.to_dict(), indent=2) if args.json else render_card(name, card))
+        text = render_card(card, name, shipped[name].weights_sha256)
+        if card.scope.get("face_check") or card.preprocess.face_crop:  # the card's promise, as kept here
+            from facecheck.data.faces import face_detector_problem
+
+            problem = face_detector_problem()
+            state = f"NOT AVAILABLE HERE ({problem}); verdicts say so" if problem else "on (MTCNN looks first)"
+            first, _, rest = text.partition("\n")
+            text = f"{first}\nFace check: {state}\n{rest}"
+        print(json.dumps(card.to_dict(), indent=2) if args.json else text)
         return EXIT_OK
     entries = [
         {"name": n, "description": model_entry(n).description, "pretrained": model_entry(n).has_pretrained}
@@ -1000,36 +1009,6 @@ def command_models(args: argparse.Namespace) -> int:
     for name, model in presets.items():
         print(f"  {name:<18} model {model}")
     return EXIT_OK
-
-
-def render_card(name: str, card: Any) -> str:
-    """The model card in plain words, for the terminal."""
-    scope, metrics = card.scope, card.scope.get("measured", {})
-    lines = [f"{name}: {scope.get('summary', card.model_name)}", ""]
-    if scope.get("face_check"):
-        from facecheck.data.faces import face_detector_problem
-
-        problem = face_detector_problem()
-        state = f"NOT AVAILABLE HERE ({problem}); verdicts say so" if problem else "on (MTCNN looks for a face first)"
-        lines += [f"Face check: {state}", ""]
-    for key, title in (("detects", "Detects"), ("does_not_detect", "Does not detect"), ("sources", "Trained on")):
-        values = scope.get(key)
-        if values:
-            lines.append(f"{title}:")
-            lines += [f"  - {v}" for v in values]
-    lines += [
-        "",
-        f"Model: {card.model_name} {card.model_kwargs}; preset {card.preset}",
-        f"Input: {card.preprocess.image_size} px, resize {card.preprocess.resize}, "
-        f"JPEG normalised at {card.preprocess.normalize_jpeg}, test-time views {card.preprocess.tta}",
-        f"Threshold {card.threshold:.4f}, temperature {card.temperature:.3f}, uncertain band {card.uncertain_band}",
-    ]
-    if metrics:
-        lines += ["", "Measured:"] + [f"  {k}: {v}" for k, v in metrics.items()]
-    if scope.get("command"):
-        lines += ["", f"Reproduce: {scope['command']}"]
-    lines += ["", f"Versions: {card.versions}"]
-    return "\n".join(lines)
 
 
 def command_cache(args: argparse.Namespace) -> int:

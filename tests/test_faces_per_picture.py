@@ -19,7 +19,7 @@ from facecheck.inference.predictor import Detector
 from tests.conftest import SHARED_DATA, quick_config
 
 FACES = SHARED_DATA / "ffhq-stylegan" / "real"
-pytestmark = pytest.mark.skipif(
+needs_faces = pytest.mark.skipif(
     not FACES.is_dir(), reason="../shared/data/ffhq-stylegan is absent: these tests need photos of real faces"
 )
 
@@ -42,6 +42,7 @@ def group_photo(paths: list[Path], tile: int = 200) -> Image.Image:
     return canvas
 
 
+@needs_faces
 def test_every_face_is_judged_and_the_most_suspicious_decides(tmp_path: Path):
     detector = Detector.load(face_crop_model(tmp_path), face_check=True)
     photos = sorted(FACES.glob("*.jpg"))[:3]
@@ -57,6 +58,7 @@ def test_every_face_is_judged_and_the_most_suspicious_decides(tmp_path: Path):
     assert all(face.label == detector.card.decide(face.p_fake) for face in result.faces)
 
 
+@needs_faces
 def test_the_largest_face_scores_as_the_single_pipeline(tmp_path: Path):
     """Splitting the pipeline where the faces are found changes no number: the largest face's input equals
     the one-step evaluation transform's (JPEG normalisation, largest face's crop, resize, views)."""
@@ -73,6 +75,7 @@ def test_the_largest_face_scores_as_the_single_pipeline(tmp_path: Path):
     assert result.p_fake == pytest.approx(single, abs=1e-6) and len(result.faces) == 1
 
 
+@needs_faces
 def test_a_picture_without_a_face_keeps_the_no_face_answer(tmp_path: Path):
     detector = Detector.load(face_crop_model(tmp_path), face_check=True)
     blue = np.zeros((120, 160, 3), dtype=np.uint8)
@@ -82,6 +85,7 @@ def test_a_picture_without_a_face_keeps_the_no_face_answer(tmp_path: Path):
     assert "no face" in (result.notice or "")
 
 
+@needs_faces
 def test_predict_json_and_csv_carry_the_faces(tmp_path: Path, capsys):
     model = face_crop_model(tmp_path)
     picture = tmp_path / "group.png"
@@ -93,3 +97,17 @@ def test_predict_json_and_csv_carry_the_faces(tmp_path: Path, capsys):
     assert main(["predict", "--model", str(model), str(picture), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "faces" in lines[0].split(",") and lines[1].split(",")[lines[0].split(",").index("faces")] == "2"
+
+
+def test_ray_partitions_keep_the_faces(tmp_path: Path):
+    """Ray scoring writes the same per-face schema as predict's JSON (a partition read back)."""
+    pytest.importorskip("pyarrow")
+    from facecheck.inference.ray_scoring import read_scores, write_partition
+
+    face = {"box": [1, 2, 30, 40], "confidence": 0.99, "p_fake": 0.7, "label": "fake"}
+    rows = {"path": ["a.jpg", "b.jpg"], "p_fake": [0.7, None], "label": ["fake", None],
+            "faces": [[face], None], "decided_by": [0, None], "error": [None, "b.jpg: unreadable"]}  # fmt: skip
+    write_partition(tmp_path / "part-00000-x.parquet", rows)
+    scored = read_scores(tmp_path)
+    assert scored[0]["faces"] == [face] and scored[0]["decided_by"] == 0
+    assert scored[1]["faces"] is None and scored[1]["error"] == "b.jpg: unreadable"

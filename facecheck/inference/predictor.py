@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -22,6 +23,7 @@ from facecheck.data.images import load_image, to_rgb
 from facecheck.data.presets import FaceViews, eval_transform, size_notice
 from facecheck.device import resolve_device
 from facecheck.errors import CheckpointError, DataError, InputError, InputNotFoundError, InputTypeError
+from facecheck.files import file_sha256
 from facecheck.inference.engines import (
     OnnxEngine,
     OpenVinoEngine,
@@ -29,13 +31,13 @@ from facecheck.inference.engines import (
     cached_onnx_export,
     resolve_backend,
 )
-from facecheck.inference.export import read_card
 from facecheck.inference.outputs import mean_over_views, p_fake_of
 from facecheck.models import FaceClassifier
 from facecheck.provenance import Provenance, read_provenance
 
 ImageInput = str | Path | Image.Image | np.ndarray
 NO_FACE = "no face"
+SHIPPED_PREFIX = "shipped model "  # a detector's source when it is a model shipped with facecheck
 NO_FACE_NOTICE = "no face found: the verdict of a face detector means nothing here"
 
 
@@ -218,6 +220,8 @@ class Detector:
         if backend not in BACKENDS:
             raise DataError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         backend = resolve_backend(backend, resolve_device(device))
+        from facecheck.inference.release import shipped_name
+
         shipped = shipped_name(path)
         if shipped is not None:
             from facecheck.inference.release import load_release, release
@@ -229,14 +233,16 @@ class Detector:
                 exported = cached_onnx_export(weights, model, card.preprocess)
                 engine = OnnxEngine(exported) if backend == "onnx" else OpenVinoEngine(exported)
             detector = cls(model, card, device, engine, tta, face_check)
-            detector.source = f"shipped model {shipped}"
+            detector.source = f"{SHIPPED_PREFIX}{shipped}"
             return detector
         if Path(path).suffix == ".onnx":
+            from facecheck.inference.cards import load_card
+
             onnx_path = Path(path).expanduser()
             if not onnx_path.is_file():
                 raise CheckpointError(f"model not found: {onnx_path}")
             engine_class = OpenVinoEngine if backend == "openvino" else OnnxEngine
-            detector = cls(None, read_card(onnx_path), device, engine_class(onnx_path), tta, face_check)
+            detector = cls(None, load_card(onnx_path), device, engine_class(onnx_path), tta, face_check)
             detector.source = str(onnx_path)
             return detector
         checkpoint_path = resolve_checkpoint_path(path)
@@ -256,6 +262,16 @@ class Detector:
     @property
     def threshold(self) -> float:
         return self.card.threshold
+
+    @functools.cached_property
+    def weights_sha256(self) -> str | None:
+        """The sha256 of the weights file this detector was loaded from (None for one built in memory)."""
+        if self.source.startswith(SHIPPED_PREFIX):
+            from facecheck.inference.release import release
+
+            return release(self.source.removeprefix(SHIPPED_PREFIX)).weights_sha256
+        path = Path(self.source)
+        return file_sha256(path) if path.is_file() else None
 
     @property
     def temperature(self) -> float:
@@ -389,19 +405,6 @@ class Detector:
         return [self.face_views.views(normalised, None)]  # the whole picture, as in training
 
     __call__ = predict
-
-
-def shipped_name(path: str | Path | None) -> str | None:
-    """The shipped model that ``path`` names: None -> the default one; a bare name of a shipped model (that is
-    not also a file or folder here) -> that name; anything else -> None (a path to load)."""
-    from facecheck.inference.release import DEFAULT_MODEL, releases
-
-    if path is None:
-        return DEFAULT_MODEL
-    text = str(path)
-    if "/" in text or "\\" in text or Path(text).expanduser().exists():
-        return None
-    return text if text in releases() else None
 
 
 def _sides(box: tuple[float, ...]) -> tuple[float, float]:

@@ -15,13 +15,12 @@ metrics, log line), ``server`` (uvicorn with connection timeouts).
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,9 +33,10 @@ from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import Headers
 
+from facecheck.card import render_card
 from facecheck.errors import DataError
 from facecheck.extras import MissingExtraError, require_extra
-from facecheck.inference.predictor import Detector
+from facecheck.inference.predictor import SHIPPED_PREFIX, Detector
 from facecheck.provenance import read_provenance
 from facecheck.serving.errors import ApiError, install_error_handlers
 from facecheck.serving.middleware import RequestGuard, ServiceMetrics
@@ -83,13 +83,16 @@ def model_info(detector: Detector) -> dict[str, Any]:
     Nothing here names a place on the server's disk: training sources are given by their folder names only.
     """
     card = detector.card
-    source = Path(detector.source)
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12] if source.is_file() else "shipped"
+    digest = detector.weights_sha256
+    name = detector.source.removeprefix(SHIPPED_PREFIX) if detector.source.startswith(SHIPPED_PREFIX) else card.preset
     return _without_paths(
         {
             "model": card.model_name,
             "preset": card.preset,
-            "id": f"{card.model_name}-{digest}",
+            "id": f"{card.model_name}-{(digest or 'in-memory')[:12]}",
+            "weights_sha256": digest,
+            # The same text as `facecheck models --card`; the page shows it as it is.
+            "card_text": render_card(card, name, digest),
             "backend": detector.backend,
             "threshold": detector.threshold,
             "temperature": detector.temperature,
@@ -199,13 +202,9 @@ class Service:
                 entry["notice"] = prediction.notice
             if PROVENANCE in image.info:  # beside the verdict, never part of it
                 entry["provenance"] = image.info[PROVENANCE].to_dict()
-            if self.face_crop:
-                from facecheck.data.faces import detect_faces
-
-                entry["faces"] = [
-                    {"box": [round(v, 1) for v in face.box], "probability": face.probability}
-                    for face in detect_faces(image)
-                ]
+            if prediction.faces is not None:  # a model that judges faces: each face's box and verdict
+                entry["faces"] = [asdict(face) for face in prediction.faces]
+                entry["decided_by"] = prediction.decided_by
             if explain:  # the verdict stands whatever happens to its explanation
                 try:
                     entry["heatmap_png"] = self.heatmap(image)

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from facecheck.card import ModelCard
-from facecheck.checkpoint import build_model, model_kwargs, read_checkpoint, save_checkpoint
+from facecheck.checkpoint import build_model, card_for, read_checkpoint, save_checkpoint
 from facecheck.choices import KEEP_CHECKPOINTS
 from facecheck.compute import configure_threads, resolve_precision, to_memory_format
 from facecheck.config import TrainConfig, validate
@@ -386,7 +386,6 @@ class TrainingSession:
             f"{'channels-last' if config.compute.channels_last else 'contiguous'} tensors{processes}"
             f"{wait_policy_note()}"
         )
-        self.model_kwargs = model_kwargs(config)
         resuming = run.last.is_file()
         # Seeded so the new layers start the same in every run of this seed. Pretrained weights
         # are only needed for a fresh start; a resumed model gets its trained weights below.
@@ -422,7 +421,7 @@ class TrainingSession:
             log(f"all {config.total_epochs} epochs are already done")
 
     def card(self, epoch: int, metrics: dict[str, Any], **values: Any) -> ModelCard:
-        return ModelCard.from_config(self.config, self.model_kwargs, epoch=epoch, metrics=metrics, **values)
+        return card_for(self.config, epoch=epoch, metrics=metrics, **values)
 
     def run_phases(self, on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
         config = self.config
