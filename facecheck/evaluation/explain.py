@@ -144,23 +144,31 @@ def overlay_names(paths: list[Path]) -> list[Path]:
     return names
 
 
-def explain_files(detector: Any, paths: list[Path], out_dir: Path) -> list[dict[str, Any]]:
+def explain_files(
+    detector: Any, paths: list[Path], out_dir: Path, threshold: float | None = None
+) -> list[dict[str, Any]]:
     """Write a Grad-CAM overlay for each readable image (names from :func:`overlay_names`); one entry per input.
 
-    ``p_fake`` and ``label`` are the detector's own, with its test-time views (as ``predict`` gives them); the
-    heatmap is drawn for the plain view (the image as it is, not its mirror or crops).
+    ``p_fake`` and ``label`` are the detector's own, with its test-time views (as ``predict`` gives them, at
+    ``threshold`` when given); the heatmap is drawn for the plain view (the image as it is, not its mirror or
+    crops).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for path, name in zip(paths, overlay_names(paths), strict=True):
         try:
             image = load_image(path, detector.min_size)
-            (prediction,) = detector.predict([image])  # verdict and notices exactly as `predict` gives them
+            # verdict and notices exactly as `predict` gives them
+            (prediction,) = detector.predict([image], threshold=threshold)
             if prediction.error is not None:
                 raise DataError(prediction.error)
             p_fake, label = float(prediction.p_fake), str(prediction.label)
             picture = explanation_figure(
-                *view_and_heatmap(detector, image), p_fake, label, detector.threshold, prediction.notice
+                *view_and_heatmap(detector, image),
+                p_fake,
+                label,
+                detector.threshold if threshold is None else threshold,
+                prediction.notice,
             )
         except Exception as exc:  # noqa: BLE001 - any input that cannot be read or explained is reported, never fatal
             results.append({"path": str(path), "error": str(exc)})

@@ -247,7 +247,9 @@ def write_evaluation_report(
         from facecheck.evaluation.explain import explain_files
 
         chosen = confident[:gallery]
-        overlays = explain_files(detector, [Path(paths[i]) for i in chosen], files / "gradcam")
+        overlays = explain_files(
+            detector, [Path(paths[i]) for i in chosen], files / "gradcam", threshold=result["threshold"]
+        )
         cells = []
         for number, (i, entry) in enumerate(zip(chosen, overlays, strict=True), 1):
             if "heatmap" in entry:
