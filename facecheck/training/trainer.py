@@ -35,6 +35,7 @@ from facecheck.data.dataset import scan_readable
 from facecheck.data.discovery import ImageRecord, count_by_class, limit_per_class
 from facecheck.data.inspect import inspect_records, merge_groups, summary_lines
 from facecheck.data.layouts import Dataset, describe
+from facecheck.data.presets import size_warning
 from facecheck.data.shards import ShardSet, is_shard_spec
 from facecheck.data.sources import (
     GENERATOR,
@@ -168,6 +169,11 @@ def prepare_data(config: TrainConfig, log: Log, progress: bool) -> PreparedData:
         groups = merge_groups(groups, inspection["groups"])
         for line in summary_lines(inspection):
             log(f"data: {line}")
+        # e.g. 600 px photos under the default preset (resize none): only their centre is learnt from and judged
+        sizes = [(f["width"], f["height"]) for f in inspection["facts"] if f.get("width") and f.get("height")]
+        sized = size_warning(pre, sizes) if pre.image_size is not None else None
+        if sized:
+            log(f"data: WARNING: {sized}")
     data = config.data
     if data.split_file:
         split = _split_from_file(config, data_dir, records)
