@@ -144,3 +144,16 @@ def test_train_log_warns_about_pictures_judged_from_their_centre(tmp_path: Path,
     assert main(argv) == 0, capsys.readouterr().err
     log = (tmp_path / "r" / "train.log").read_text()
     assert "WARNING: 16 of 16 images are far from what the model sees, e.g. only the central 64x64 px" in log
+
+
+def test_evaluate_warns_once_when_the_pictures_are_far_from_the_models_size(tmp_path: Path):
+    from facecheck.api import evaluate
+    from facecheck.checkpoint import build_model, card_for, save_checkpoint
+
+    from .conftest import quick_config, write_face_set
+
+    config = quick_config("seed-cnn", None, preprocess={"image_size": 64, "resize": "none"})
+    save_checkpoint(tmp_path / "m.pt", build_model(config), card_for(config, epoch=1, metrics={}))
+    data = write_face_set(tmp_path / "faces", per_class=4, size=96)
+    warnings = evaluate(tmp_path / "m.pt", data)["warnings"]
+    assert any(w.startswith("8 of 8 images are far from what the model sees") for w in warnings), warnings

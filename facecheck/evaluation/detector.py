@@ -122,6 +122,9 @@ def evaluate_with_scores(
     if by:
         result["breakdown"] = {by: breakdown(scores, by, threshold, source)}
     result["warnings"] = evaluation_warnings(detector, result)
+    sized = _size_warning(detector.card.preprocess, [record.path for record in records])
+    if sized:  # e.g. 600 px photos under a native-pixel model: the numbers describe their centres only
+        result["warnings"].append(sized)
     if perturbations:
         result["perturbations"] = {}
         for number, perturbation in enumerate(perturbations, 1):
@@ -129,6 +132,24 @@ def evaluate_with_scores(
             metrics = _score(detector, records, batch_size, perturbation, metadata, shown, step, threshold)[0]
             result["perturbations"][perturbation.name] = {k: v for k, v in metrics.items() if k != "errors"}
     return result, scores
+
+
+def _size_warning(preprocess: Any, paths: list[Path]) -> str | None:
+    """:func:`facecheck.data.presets.size_warning` for these files, their sizes read from the headers only."""
+    from PIL import Image
+
+    from facecheck.data.presets import size_warning
+
+    if preprocess.image_size is None:
+        return None
+    sizes = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                sizes.append(image.size)
+        except (OSError, ValueError):
+            continue  # unreadable files are counted as errors elsewhere
+    return size_warning(preprocess, sizes)
 
 
 def breakdown(scores: Scores, by: str, threshold: float, source: str = "the data") -> dict[str, dict[str, Any]]:
