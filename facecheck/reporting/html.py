@@ -15,7 +15,7 @@ table { border-collapse: collapse; margin: .5rem 0; } td, th { border: 1px solid
 th { background: #f4f4f4; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .warning { background: #fff3cd; border-left: 4px solid #e0a800; padding: .5rem 1rem; margin: .5rem 0; }
 .ok { background: #e8f5e9; border-left: 4px solid #43a047; padding: .5rem 1rem; }
-figure { display: inline-block; margin: .5rem; } img { max-width: 520px; }
+figure { display: inline-block; margin: .5rem; max-width: 100%; } img { max-width: 100%; }  /* never upscaled */
 """
 
 
