@@ -75,3 +75,15 @@ def test_video_verdict_uses_the_cards_uncertain_band(tmp_path: Path, model_file:
     p_fake = predict_video(detector, video, frames=4).p_fake
     detector.card = detector.card.with_values(threshold=p_fake, uncertain_band=(p_fake - 0.01, p_fake + 0.01))
     assert predict_video(detector, video, frames=4).label == "uncertain"
+
+
+def test_a_video_without_a_face_in_any_frame_says_so(tmp_path: Path, model_file: Path):
+    """Grey frames and a face check: the video's verdict is "no face", with the frames' reason, never real/fake."""
+    from facecheck.data.faces import face_detector_problem
+
+    if face_detector_problem():
+        pytest.skip(face_detector_problem())
+    detector = Detector.load(model_file, face_check=True)
+    result = predict_video(detector, write_video(tmp_path / "v.mp4", 8), frames=3)
+    assert result.label == "no face" and result.notice.startswith("no face found in any sampled frame")
+    assert result.to_dict()["notice"] == result.notice and result.p_fake is not None

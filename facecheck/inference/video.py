@@ -57,6 +57,8 @@ class VideoPrediction:
     error: str | None = None
     tracks: list[FaceTrack] | None = None
     decided_by: int | None = None  # the track that decided the verdict
+    # What limits the verdict, from the frames' notices (no face in any frame, no face check possible, size).
+    notice: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         if self.error is not None:
@@ -71,6 +73,8 @@ class VideoPrediction:
         if self.tracks is not None:
             result["tracks"] = [track.to_dict() for track in self.tracks]
             result["decided_by"] = self.decided_by
+        if self.notice:
+            result["notice"] = self.notice
         return result
 
 
@@ -181,4 +185,16 @@ def predict_video(
             result.p_fake = result.tracks[result.decided_by].p_fake
     # The same rule as every frame's verdict (the uncertain band included).
     result.label = detector.card.decide(result.p_fake, threshold)
+    _frame_notices(result, [p for p in predictions if p.error is None])
     return result
+
+
+def _frame_notices(result: VideoPrediction, scored: list[Any]) -> None:
+    """The video's notice from its frames': "no face" when no scored frame showed one, and each other notice once."""
+    from facecheck.inference.predictor import NO_FACE, NO_FACE_NOTICE
+
+    parts = dict.fromkeys(part for p in scored if p.notice for part in p.notice.split("; ") if part != NO_FACE_NOTICE)
+    if scored and all(p.label == NO_FACE for p in scored):
+        result.label = NO_FACE
+        parts = {f"no face found in any sampled frame: {NO_FACE_NOTICE.split(': ', 1)[1]}": None} | parts
+    result.notice = "; ".join(parts) or None
