@@ -681,8 +681,9 @@ def command_predict(args: argparse.Namespace) -> int:
         for member in members:
             member.face_check = args.face_check
     problem = next((m.face_check_problem for m in members if m.face_check_problem), None)
-    if problem and args.face_check:
-        raise FacecheckError(f"--face-check: {problem}")
+    crops = any(getattr(m, "face_views", None) is not None for m in members)  # judges face crops: cannot run
+    if problem and (args.face_check or crops):
+        raise FacecheckError(f"{'--face-check' if args.face_check else 'this model judges face crops'}: {problem}")
     if problem:  # the card promises a face check this install cannot make: said once here, and beside each verdict
         print(f"facecheck: WARNING: pictures are not checked for a face: {problem}", file=sys.stderr)
     by_path: dict[Path, dict] = {}
