@@ -82,3 +82,54 @@ def test_page_shows_the_verdict_for_a_real_and_a_fake_face(tmp_path: Path):
             browser.close()
     finally:
         stop()
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "ffhq-stylegan").is_dir(), reason="../shared/data is absent: needs real faces")
+def test_page_draws_each_face_and_explains_the_one_clicked(tmp_path: Path):
+    """A group photo: every face boxed in its verdict's colour with its p_fake; a click asks for that face's
+    Grad-CAM (``/v1/explain?face=i``) and shows it. A screenshot is kept (FACECHECK_SCREENSHOTS)."""
+    from PIL import Image
+
+    config = quick_config("seed-mobilenet", None, model={"pretrained": False},
+                          preprocess={"face_crop": True, "image_size": 64})  # fmt: skip
+    save_checkpoint(tmp_path / "m.pt", build_model(config), card_for(config, epoch=1, metrics={}))
+    photos = sorted((SHARED_DATA / "ffhq-stylegan" / "real").iterdir())[:3]
+    group = Image.new("RGB", (3 * 240 + 40, 280), (128, 128, 128))
+    for index, photo in enumerate(photos):
+        group.paste(Image.open(photo).convert("RGB").resize((200, 200)), (40 + index * 240, 40))
+    picture = tmp_path / "group.png"
+    group.save(picture)
+    base, stop = start_live_server(tmp_path / "m.pt")
+    try:
+        expected = httpx.post(f"{base}/v1/predict", files={"file": ("group.png", picture.read_bytes())}).json()
+        assert len(expected["faces"]) == 3
+        with playwright.sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+            page = browser.new_context().new_page()
+            page.goto(base + "/")
+            page.set_input_files("#file", str(picture))
+            page.wait_for_function("document.getElementById('facenote').textContent.includes('3 faces')")
+            page.wait_for_selector("#heatmap[src^='data:image/png']")
+            # the box of the first face is drawn in its verdict's colour (sampled on the canvas)
+            x0, y0, x1, y1 = expected["faces"][0]["box"]
+            pixel = f"getImageData({x0}, {(y0 + y1) // 2}, 1, 1).data"
+            colour = page.evaluate(f"Array.from(document.getElementById('preview').getContext('2d').{pixel})")
+            wanted = {"fake": (229, 57, 53), "real": (67, 160, 71), "uncertain": (251, 192, 45)}
+            assert tuple(colour[:3]) == wanted[expected["faces"][0]["label"]]
+            first = page.get_attribute("#heatmap", "src")
+            box = page.locator("#preview").bounding_box()
+            scale = box["width"] / group.width
+            x0, y0, x1, y1 = expected["faces"][2]["box"]
+            with page.expect_request(lambda request: "/v1/explain?face=2" in request.url):
+                page.mouse.click(box["x"] + scale * (x0 + x1) / 2, box["y"] + scale * (y0 + y1) / 2)
+            page.wait_for_function(f"document.getElementById('heatmap').src !== {first!r}")
+            assert page.is_visible("#cardbox")  # the model card's text, as `facecheck models --card`
+            shot = tmp_path / "page-group-photo.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+            if os.environ.get("FACECHECK_SCREENSHOTS"):
+                Path(os.environ["FACECHECK_SCREENSHOTS"]).mkdir(parents=True, exist_ok=True)
+                shutil.copy(shot, Path(os.environ["FACECHECK_SCREENSHOTS"]) / shot.name)
+            browser.close()
+    finally:
+        stop()

@@ -20,9 +20,10 @@ import torch
 from PIL import Image
 
 from facecheck.data.images import load_image
-from facecheck.data.presets import source_and_resize
+from facecheck.data.presets import FaceViews, resize_step, source_and_resize
 from facecheck.errors import DataError
 from facecheck.extras import require
+from facecheck.inference.protocol import AnyDetector
 from facecheck.models import FaceClassifier
 
 
@@ -108,21 +109,40 @@ def explanation_figure(
 
 
 def view_and_heatmap(
-    detector: Any, image: Image.Image, model: FaceClassifier | None = None
+    detector: AnyDetector, image: Image.Image, model: FaceClassifier | None = None, face: int | None = None
 ) -> tuple[Image.Image, np.ndarray]:
     """What the model sees of one RGB image (cropped / re-encoded / resized) and its Grad-CAM map for "fake".
 
     ``model``: a private copy of ``detector.model`` to hook instead (Grad-CAM hooks the model's layers, so a
-    thread that explains while others predict needs its own). Raises DataError where the preprocessing does.
+    thread that explains while others predict needs its own). ``face``: for a model that judges faces, the
+    index of the face to explain, as in ``Prediction.faces`` (default: the largest, as the one-step pipeline).
+    Raises DataError where the preprocessing does, or when there is no such face.
     """
-    view = source_and_resize(detector.preprocess)(image)
-    batch = detector.single_view_transform(image).unsqueeze(0)
-    return view, gradcam(model if model is not None else detector.model, batch)[0]
+    network = model if model is not None else detector.model
+    if face is None:
+        view = source_and_resize(detector.preprocess)(image)
+        batch = detector.single_view_transform(image).unsqueeze(0)
+        return view, gradcam(network, batch)[0]
+    from facecheck.data.faces import crop_box, detect_faces
+    from facecheck.inference.predictor import judged_faces
+
+    if not detector.preprocess.face_crop:
+        raise DataError("this model judges whole pictures: there is no face to choose")
+    views = FaceViews(detector.preprocess, "none")
+    normalised = views.normalised(image)
+    found = judged_faces(detect_faces(normalised))
+    if not 0 <= face < len(found):
+        raise DataError(f"there is no face {face} in this picture ({len(found)} judged)")
+    crop = normalised.crop(crop_box(found[face], normalised.size, views.margin))
+    return resize_step(detector.preprocess)(crop), gradcam(network, views.views(normalised, found[face])[None])[0]
 
 
-def explain_image(detector: Any, image: Image.Image, model: FaceClassifier | None = None) -> Image.Image:
-    """Grad-CAM overlay of one RGB image, drawn on what the model sees (see :func:`view_and_heatmap`)."""
-    return overlay(*view_and_heatmap(detector, image, model))
+def explain_image(
+    detector: AnyDetector, image: Image.Image, model: FaceClassifier | None = None, face: int | None = None
+) -> Image.Image:
+    """Grad-CAM overlay of one RGB image (or one of its faces), drawn on what the model sees
+    (see :func:`view_and_heatmap`)."""
+    return overlay(*view_and_heatmap(detector, image, model, face))
 
 
 def overlay_names(paths: list[Path]) -> list[Path]:
@@ -145,7 +165,7 @@ def overlay_names(paths: list[Path]) -> list[Path]:
 
 
 def explain_files(
-    detector: Any, paths: list[Path], out_dir: Path, threshold: float | None = None
+    detector: AnyDetector, paths: list[Path], out_dir: Path, threshold: float | None = None
 ) -> list[dict[str, Any]]:
     """Write a Grad-CAM overlay for each readable image (names from :func:`overlay_names`); one entry per input.
 

@@ -19,6 +19,7 @@ from facecheck.checkpoint import load_model, resolve_checkpoint_path
 from facecheck.choices import BACKENDS
 from facecheck.config import PreprocessConfig
 from facecheck.data.discovery import iter_images
+from facecheck.data.faces import Face
 from facecheck.data.images import load_image, to_rgb
 from facecheck.data.presets import FaceViews, eval_transform, size_notice
 from facecheck.device import resolve_device
@@ -393,8 +394,7 @@ class Detector:
 
         assert self.face_views is not None
         normalised = self.face_views.normalised(image)
-        found = sorted(detect_faces(normalised), key=lambda f: -f.area)
-        judged = [f for i, f in enumerate(found) if i == 0 or min(_sides(f.box)) >= MIN_FACE_SIDE][:MAX_FACES]
+        judged = judged_faces(detect_faces(normalised))
         result.faces = [FaceResult(tuple(round(v) for v in f.box), round(f.probability, 4)) for f in judged]
         if judged:
             return [self.face_views.views(normalised, face) for face in judged]
@@ -405,6 +405,13 @@ class Detector:
         return [self.face_views.views(normalised, None)]  # the whole picture, as in training
 
     __call__ = predict
+
+
+def judged_faces(found: list[Face]) -> list[Face]:
+    """The faces of a picture that get a verdict, largest first: the largest always, others from
+    MIN_FACE_SIDE px up, at most MAX_FACES (``Prediction.faces`` and per-face Grad-CAM count in this order)."""
+    ordered = sorted(found, key=lambda f: -f.area)
+    return [f for i, f in enumerate(ordered) if i == 0 or min(_sides(f.box)) >= MIN_FACE_SIDE][:MAX_FACES]
 
 
 def _sides(box: tuple[float, ...]) -> tuple[float, float]:

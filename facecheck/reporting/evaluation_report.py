@@ -16,6 +16,7 @@ from facecheck.data.discovery import CLASS_NAMES
 from facecheck.data.sources import SOURCE
 from facecheck.evaluation.detector import Scores
 from facecheck.files import atomic_write_text
+from facecheck.inference.protocol import AnyDetector
 from facecheck.reporting.html import figure_png, img, matplotlib_agg, page, report_files, table
 
 METRIC_ROWS = (
@@ -42,7 +43,7 @@ def _versions(versions: dict[str, str]) -> str:
     return ", ".join(f"{name} {version}" for name, version in versions.items()) or "not recorded"
 
 
-def run_header(result: dict[str, Any], detector: Any) -> str:
+def run_header(result: dict[str, Any], detector: AnyDetector) -> str:
     """Which model this report describes, how it was trained and calibrated, on what, with which versions."""
     from facecheck.card import current_versions
 
@@ -89,7 +90,9 @@ def per_image_csv(scores: Scores, threshold: float) -> str:
 CONFIDENT_MARGIN = 0.1
 
 
-def confident_mistakes(p_fake: np.ndarray, wrong: np.ndarray, threshold: float, detector: Any = None) -> np.ndarray:
+def confident_mistakes(
+    p_fake: np.ndarray, wrong: np.ndarray, threshold: float, detector: AnyDetector | None = None
+) -> np.ndarray:
     """Indices of the mistakes (``wrong``) that are confident, most confident first: at least
     :data:`CONFIDENT_MARGIN` from the threshold and, when the model has one, outside its uncertain band."""
     distance = np.abs(p_fake[wrong] - threshold)
@@ -127,7 +130,7 @@ def write_evaluation_report(
     result: dict[str, Any],
     scores: Scores,
     path: Path,
-    detector: Any = None,
+    detector: AnyDetector | None = None,
     run_dir: Path | None = None,
     gallery: int = 8,
 ) -> Path:

@@ -36,7 +36,7 @@ from starlette.datastructures import Headers
 from facecheck.card import render_card
 from facecheck.errors import DataError
 from facecheck.extras import MissingExtraError, require_extra
-from facecheck.inference.predictor import SHIPPED_PREFIX, Detector
+from facecheck.inference.predictor import MAX_FACES, SHIPPED_PREFIX, Detector
 from facecheck.provenance import read_provenance
 from facecheck.serving.errors import ApiError, install_error_handlers
 from facecheck.serving.middleware import RequestGuard, ServiceMetrics
@@ -214,7 +214,7 @@ class Service:
             results.append(entry)
         return results
 
-    def heatmap(self, image: Image.Image) -> str:
+    def heatmap(self, image: Image.Image, face: int | None = None) -> str:
         """Grad-CAM overlay as a data URI ("" where the preprocessing finds nothing to explain).
 
         Raises :class:`ApiError` (503) when no heatmap can be drawn here, with the reason.
@@ -225,8 +225,10 @@ class Service:
             raise ApiError(503, "not_available", self.explain_problem or "no heatmap for this model")
         with self.explainers.borrow() as model:
             try:
-                return _data_uri(explain_image(self.detector, image, model))
-            except DataError:
+                return _data_uri(explain_image(self.detector, image, model, face))
+            except DataError as exc:
+                if face is not None:  # the face asked for is not in this picture
+                    raise ApiError(422, "no_such_face", str(exc)) from None
                 return ""
             except MissingExtraError as exc:  # a package went missing after start-up
                 raise ApiError(503, "not_available", f"no heatmap: {exc}") from None
@@ -325,15 +327,20 @@ def _routes(service: Service) -> APIRouter:
         }
 
     @router.post("/explain")
-    async def explain(file: Annotated[UploadFile, File()]) -> dict[str, Any]:
-        """Grad-CAM overlay only: the web page asks for it after it has shown the verdict."""
+    async def explain(file: Annotated[UploadFile, File()], face: int | None = None) -> dict[str, Any]:
+        """Grad-CAM overlay only: the web page asks for it after it has shown the verdict. ``face``: the index
+        of one face (as in the prediction's ``faces``) for a model that judges faces."""
         started = time.perf_counter()
         if service.explainers is None:
             raise ApiError(501, "not_available", "this model has no PyTorch weights (an ONNX file): no Grad-CAM")
         if service.explain_problem is not None:
             raise ApiError(503, "not_available", service.explain_problem)
         image = await service.read(file)
-        heatmap = await service.inference.run(service.heatmap, image)
+        if face is not None and not detector.preprocess.face_crop:
+            raise ApiError(422, "no_such_face", "this model judges whole pictures: leave face= out")
+        if face is not None and not 0 <= face < MAX_FACES:
+            raise ApiError(422, "no_such_face", f"face={face}: give the index of one of the prediction's faces")
+        heatmap = await service.inference.run(service.heatmap, image, face)
         return {"heatmap_png": heatmap, "model": service.identity, "latency_ms": _ms(started)}
 
     @router.post("/predict/batch")
