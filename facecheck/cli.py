@@ -936,9 +936,12 @@ def command_cache(args: argparse.Namespace) -> int:
     where = cache_dir()
     if args.cache_command == "clean":
         removed = clean_cache(args.only)
-        freed = sum(entry.bytes for entry in removed)
+        freed = sum(entry.bytes for entry in removed if entry.owned)
         for entry in removed:
-            print(f"removed {entry.kind:<10} {entry.files:>7} files  {human_size(entry.bytes):>9}")
+            if entry.owned:
+                print(f"removed {entry.kind:<10} {entry.files:>7} files  {human_size(entry.bytes):>9}")
+            else:
+                print(f"kept    {entry.kind:<10} {entry.path} (not made by facecheck: remove it yourself if unwanted)")
         print(f"freed {human_size(freed)} in {where}")
         return EXIT_OK
     usage = cache_usage()
@@ -948,7 +951,8 @@ def command_cache(args: argparse.Namespace) -> int:
     source = "$FACECHECK_CACHE_DIR" if os.environ.get("FACECHECK_CACHE_DIR") else "default; set $FACECHECK_CACHE_DIR"
     print(f"cache folder: {where} ({source})")
     for entry in usage:
-        print(f"  {entry.kind:<10} {entry.files:>7} files  {human_size(entry.bytes):>9}  {entry.description}")
+        what = entry.description if entry.owned else "not made by facecheck: left alone"
+        print(f"  {entry.kind:<10} {entry.files:>7} files  {human_size(entry.bytes):>9}  {what}")
     print(f"  {'total':<10} {sum(e.files for e in usage):>7} files  {human_size(sum(e.bytes for e in usage)):>9}")
     print("`facecheck cache clean` removes them; each is made again when next needed")
     return EXIT_OK

@@ -27,7 +27,7 @@ from facecheck.config import PreprocessConfig
 from facecheck.data.discovery import ImageRecord
 from facecheck.data.images import load_image
 from facecheck.data.presets import source_and_resize, source_signature
-from facecheck.paths import cache_dir
+from facecheck.paths import cache_folder
 
 # 2: images are turned upright by their EXIF orientation before decoding (older entries are not).
 CACHE_VERSION = 2
@@ -55,7 +55,7 @@ def decoded_images(
     root: Path | None = None,
 ) -> np.ndarray:
     """A read-only ``(N, size, size, 3)`` uint8 array of ``records`` after the source steps and Resize."""
-    folder = (root or cache_dir()) / "decoded"
+    folder = cache_folder("decoded", root)
     image_size = preprocess.image_size
     prepare = source_and_resize(preprocess)
     key = cache_key(records, preprocess)

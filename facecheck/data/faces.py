@@ -20,7 +20,7 @@ from PIL import Image
 
 from facecheck.errors import DataError, WeightsError
 from facecheck.files import file_sha256
-from facecheck.paths import cache_dir
+from facecheck.paths import cache_folder
 
 # Digests of the files in the facenet-pytorch 2.6.0 wheel (measured on its PyPI wheel).
 MTCNN_WEIGHTS = {
@@ -89,7 +89,7 @@ def _cache_path(image: Image.Image) -> Path:
     digest = hashlib.sha256(f"{DETECTOR_VERSION}|{image.size}".encode())
     digest.update(np.asarray(image, dtype=np.uint8).tobytes())
     key = digest.hexdigest()
-    return cache_dir() / "faces" / key[:2] / f"{key}.json"
+    return cache_folder("faces") / key[:2] / f"{key}.json"
 
 
 def detect_faces(image: Image.Image, use_cache: bool = True) -> list[Face]:
