@@ -617,6 +617,10 @@ def command_predict(args: argparse.Namespace) -> int:
     from facecheck.inference.engines import resolve_backend
 
     inputs = expand_inputs(args.paths)  # a missing path or an empty folder stops here (exit 2), before loading
+    if out is not None:
+        from facecheck.files import check_output_file
+
+        check_output_file(out, inputs)  # before any scoring: a bad --out costs nothing
     images = [p for p in inputs if not is_video_path(p)]
     frames = args.frames * (len(inputs) - len(images))  # each video is scored on that many frames
     backend = resolve_backend(args.backend, resolve_device(args.device), images=len(images) + frames)

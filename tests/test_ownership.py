@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,102 @@ def test_a_cache_folder_inside_the_data_folder_is_refused(tmp_path: Path, capsys
         discover(data)
     code, _, err = run(capsys, "data", "inspect", str(data))
     assert code == 2 and "inside the data folder" in err
+
+
+# 3. No output overwrites an input or a file the user did not name; links are not followed.
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from facecheck.checkpoint import build_model, card_for, save_checkpoint
+    from facecheck.config import get_preset, merge
+
+    config = merge(get_preset("seed-cnn"), {"preprocess": {"image_size": 64}})
+    path = tmp_path_factory.mktemp("model") / "m.pt"
+    save_checkpoint(path, build_model(config), card_for(config, epoch=1, metrics={}))
+    return path
+
+
+def test_explain_never_overwrites_a_file_or_follows_a_link(tmp_path: Path, capsys, small_model: Path):
+    pytest.importorskip("captum")
+    data = write_face_set(tmp_path / "d", per_class=1, size=48)
+    image = data / "real" / "000.png"
+    out = tmp_path / "cams"
+    out.mkdir()
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    (out / "000.gradcam.png").symlink_to(outside)  # a link where the overlay's name falls
+    code, stdout, err = run(capsys, "explain", "--model", str(small_model), str(image), "--out", str(out), "--json")
+    assert code == 0, err
+    written = Path(json.loads(stdout)[0]["heatmap"])
+    assert outside.read_text() == "keep me" and written.name == "000-2.gradcam.png" and written.is_file()
+    # A second run keeps the first run's overlay and numbers its own.
+    before = written.read_bytes()
+    code, stdout, _ = run(capsys, "explain", "--model", str(small_model), str(image), "--out", str(out), "--json")
+    assert code == 0 and written.read_bytes() == before
+    assert Path(json.loads(stdout)[0]["heatmap"]).name == "000-3.gradcam.png"
+
+
+def test_explain_into_the_input_folder_leaves_every_input_as_it_was(tmp_path: Path, capsys, small_model: Path):
+    pytest.importorskip("captum")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_face_set(tmp_path / "d", per_class=1, size=48)
+    (folder / "a.png").write_bytes((tmp_path / "d" / "real" / "000.png").read_bytes())
+    (folder / "a.gradcam.png").write_bytes((tmp_path / "d" / "fake" / "000.png").read_bytes())  # also an input
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    code, stdout, err = run(capsys, "explain", "--model", str(small_model), str(folder), "--out", str(folder), "--json")
+    assert code == 0, err
+    assert all((folder / name).read_bytes() == content for name, content in before.items())
+    written = {Path(entry["heatmap"]).name for entry in json.loads(stdout)}
+    assert written.isdisjoint(before) and len(written) == 2
+
+
+# 10. predict --out is checked before scoring; result files get the user's umask.
+
+
+@pytest.mark.parametrize("case", ["missing-folder", "a-folder", "a-link"])
+def test_predict_out_is_refused_before_any_scoring(tmp_path: Path, capsys, monkeypatch, small_model: Path, case):
+    from facecheck.inference.predictor import Detector
+
+    image = write_face_set(tmp_path / "d", per_class=1, size=48) / "real" / "000.png"
+    (tmp_path / "dir.csv").mkdir()
+    (tmp_path / "link.csv").symlink_to(tmp_path / "elsewhere.csv")
+    out = {
+        "missing-folder": tmp_path / "nowhere" / "p.csv",
+        "a-folder": tmp_path / "dir.csv",
+        "a-link": tmp_path / "link.csv",
+    }
+    scored = []
+    monkeypatch.setattr(Detector, "predict", lambda self, *a, **k: scored.append(1) or [])
+    code, _, err = run(capsys, "predict", "--model", str(small_model), str(image), "--out", str(out[case]))
+    assert code == 2 and "--out" in err and scored == []  # old code: scored everything, then failed
+    assert not (tmp_path / "elsewhere.csv").exists()
+
+
+def test_result_files_are_created_with_the_users_umask(tmp_path: Path, capsys, small_model: Path):
+    import os
+
+    image = write_face_set(tmp_path / "d", per_class=1, size=48) / "real" / "000.png"
+    old = os.umask(0o022)
+    try:
+        code, _, err = run(capsys, "predict", "--model", str(small_model), str(image), "--out", str(tmp_path / "p.csv"))
+    finally:
+        os.umask(old)
+    assert code == 0, err
+    assert (tmp_path / "p.csv").stat().st_mode & 0o777 == 0o644  # old code: 0600 (mkstemp's)
+
+
+def test_split_files_are_created_with_the_users_umask(tmp_path: Path):
+    import os
+
+    from facecheck.data.discovery import discover
+    from facecheck.data.splits import make_split, write_split
+
+    data = write_face_set(tmp_path / "d", per_class=4, size=16)
+    old = os.umask(0o027)
+    try:
+        write_split(make_split(discover(data), 0.4, 0.0, seed=0), tmp_path / "split.csv", data)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "split.csv").stat().st_mode & 0o777 == 0o640  # old code: 0600 (mkstemp's)
