@@ -151,3 +151,79 @@ def test_split_files_are_created_with_the_users_umask(tmp_path: Path):
     finally:
         os.umask(old)
     assert (tmp_path / "split.csv").stat().st_mode & 0o777 == 0o640  # old code: 0600 (mkstemp's)
+
+
+# 5. Card and config values bounded by what they cost, checked before any allocation; NaN is never a verdict.
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"preprocess": {"image_size": 60000}}, "preprocess.image_size must be a whole number from 32 to 1024"),
+        ({"preprocess": {"std": [0.5, 0.0, 0.5]}}, "preprocess.std must be positive"),
+        ({"preprocess": {"mean": [0.5, float("nan"), 0.5]}}, "preprocess.mean must be three finite numbers"),
+        ({"batch_size": 4096, "preprocess": {"image_size": 1024}}, "batch_size 4096 at preprocess.image_size 1024"),
+    ],
+)
+def test_config_values_that_cost_memory_or_truth_are_refused(change: dict, message: str):
+    from facecheck.config import validate
+
+    from .conftest import quick_config
+
+    with pytest.raises(ConfigError, match=message):
+        validate(quick_config("seed-cnn", None, **change))
+
+
+def _crafted(tmp_path: Path, edit) -> Path:
+    import torch
+
+    from facecheck.checkpoint import build_model, card_for, save_checkpoint
+
+    from .conftest import quick_config
+
+    config = quick_config("seed-cnn", None)
+    save_checkpoint(tmp_path / "m.pt", build_model(config), card_for(config))
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    edit(payload)
+    torch.save(payload, tmp_path / "crafted.pt")
+    return tmp_path / "crafted.pt"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("std", [0.0, 0.0, 0.0], "std must be positive"), ("image_size", 4096, "image_size must be a whole number")],
+)
+def test_cards_that_cost_memory_or_truth_are_refused(tmp_path: Path, field: str, value, message: str):
+    from facecheck.checkpoint import load_model
+    from facecheck.errors import CheckpointError
+
+    path = _crafted(tmp_path, lambda payload: payload["card"]["preprocess"].update({field: value}))
+    with pytest.raises(CheckpointError, match=message):  # old code: std 0 gave p_fake=nan, verdict "real"
+        load_model(path)
+
+
+def test_a_nan_score_is_an_error_never_a_verdict(tmp_path: Path, capsys):
+    import math
+
+    def poison(payload) -> None:
+        for name, tensor in payload["state_dict"].items():
+            if tensor.is_floating_point() and name.endswith("weight"):
+                tensor.fill_(math.nan)
+
+    path = _crafted(tmp_path, poison)
+    image = write_face_set(tmp_path / "d", per_class=1, size=48) / "real" / "000.png"
+    code, out, _ = run(capsys, "predict", "--model", str(path), str(image), "--format", "json")
+    row = json.loads(out)[0]
+    assert "not a number" in row["error"] and row.get("label") is None and code == 1
+
+
+def test_resume_refuses_an_edited_config_before_allocating(tmp_path: Path, capsys, trained_run):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run[0], run_dir)
+    config = (run_dir / "config.yaml").read_text()
+    (run_dir / "config.yaml").write_text(config.replace("image_size: 64", "image_size: 30000"))
+    assert "image_size: 30000" in (run_dir / "config.yaml").read_text()
+    code, _, err = run(capsys, "train", "--out", str(run_dir), "--resume", "--epochs", "2", "--quiet")
+    assert code == 2 and "preprocess.image_size must be a whole number from 32 to 1024" in err

@@ -6,6 +6,7 @@ pushed the model towards calling the image fake.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,11 @@ def explain_files(detector: Any, paths: list[Path], out_dir: Path) -> list[dict[
             results.append({"path": str(path), "error": str(exc)})
             continue
         p_fake = float(detector.predict_tensor(detector.transform(image).unsqueeze(0))[0])
+        if not math.isfinite(p_fake):  # an error, never a verdict
+            from facecheck.inference.predictor import NOT_A_NUMBER
+
+            results.append({"path": str(path), "error": NOT_A_NUMBER})
+            continue
         target, stream = create_new_file(out_dir, name)
         with stream:
             picture.save(stream, format="PNG")

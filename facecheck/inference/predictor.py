@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -240,6 +241,9 @@ class Detector:
             if slots:
                 batch = _stack([tensor for tensor in prepared if tensor is not None])
                 for index, p_fake in zip(slots, self.predict_tensor(batch), strict=True):
+                    if not math.isfinite(float(p_fake)):  # damaged weights or card: an error, never a verdict
+                        results[index].error = f"{results[index].path or 'image'}: {NOT_A_NUMBER}"
+                        continue
                     results[index].p_fake = float(p_fake)
                     no_face = results[index].notice is not None
                     results[index].label = NO_FACE if no_face else self.card.decide(float(p_fake), self.threshold)
@@ -262,6 +266,9 @@ class Detector:
             return None
 
     __call__ = predict
+
+
+NOT_A_NUMBER = "the model's score is not a number (NaN): its weights or card are damaged; retrain or re-export it"
 
 
 def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
