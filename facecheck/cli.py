@@ -466,8 +466,10 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def command_train(args: argparse.Namespace) -> int:
     from facecheck.api import train
-    from facecheck.training.launch import inside_launched_process, launch_local
+    from facecheck.training.launch import LAUNCHER_PID, die_with_parent, inside_launched_process, launch_local
 
+    if inside_launched_process() and os.environ.get(LAUNCHER_PID, "").isdigit():
+        die_with_parent(int(os.environ[LAUNCHER_PID]))  # a killed `train --nproc-per-node` leaves no orphans
     config = train_config_from_args(args)
     if args.print_config:
         print(config_yaml(config), end="")

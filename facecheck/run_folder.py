@@ -11,12 +11,18 @@ Training, evaluation, the CLI and the Python API all go through
   number of epochs and the compute settings may change, and the saved config
   is rewritten only for those;
 - a finished run that kept only ``best.pt`` (``train --keep best``) cannot be
-  resumed or extended: ``last.pt`` held the optimiser state.
+  resumed or extended: ``last.pt`` held the optimiser state;
+- a run folder has one writer at a time: training holds an advisory lock
+  (``flock`` on ``.facecheck.lock``, which names its pid and host); a second
+  writer is refused, and the kernel frees the lock of a process that dies.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +38,37 @@ from facecheck.files import atomic_write_text
 RESUMABLE_CHANGES = ("epochs", "compute", "eval_batch_size", "device", "unfreeze_epochs")
 
 
+class RunLock:
+    """The one-writer lock of a run folder, held until :meth:`release` (or the process ends)."""
+
+    def __init__(self, path: Path, handle: int, made_folder: bool) -> None:
+        self.path, self.handle, self.made_folder = path, handle, made_folder
+
+    def release(self) -> None:
+        if self.handle < 0:
+            return
+        folder = self.path.parent
+        if self.made_folder and [entry.name for entry in folder.iterdir()] == [self.path.name]:
+            # A run that failed before writing anything leaves no folder behind (as before the lock existed);
+            # removed while still locked, and a writer that opened the old file sees it is gone and retries.
+            self.path.unlink(missing_ok=True)
+            folder.rmdir()
+        os.close(self.handle)  # frees the flock
+        self.handle = -1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class RunFolder:
+    LOCK = ".facecheck.lock"
     CONFIG = "config.yaml"
     SPLIT = "split.csv"
     METRICS = "metrics.jsonl"
@@ -75,6 +111,40 @@ class RunFolder:
 
     def read_split(self, data_root: Path) -> dict[str, list[ImageRecord]]:
         return read_split(self.path / self.SPLIT, data_root)
+
+    # ---- one writer -----------------------------------------------------------------------------
+    def lock(self) -> RunLock:
+        """Take the folder's writer lock (making the folder), or refuse with who holds it.
+
+        ``flock`` is released by the kernel when its holder dies, so a lock file left by a killed run is stale
+        by construction: it is taken over, never in the way.
+        """
+        made = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        path = self.path / self.LOCK
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not path.exists() or os.stat(path).st_ino != os.fstat(handle).st_ino:
+                os.close(handle)  # its holder removed it on the way out: lock the folder afresh
+                return self.lock()
+        except BlockingIOError:
+            holder = os.pread(handle, 200, 0).decode(errors="replace").split()
+            os.close(handle)
+            pid, host = [*holder, "?", "?"][:2]
+            gone = host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+            hint = (
+                f" (pid {pid} is gone: the file system kept its lock; remove {path} if no run uses the folder)"
+                if gone
+                else "; wait for it to finish or choose another --out"
+            )
+            raise FacecheckError(f"{self.path} is in use by another training run (pid {pid} on {host}){hint}") from None
+        except OSError as exc:
+            os.close(handle)
+            raise FacecheckError(f"cannot lock {path}: {exc.strerror}") from None
+        os.ftruncate(handle, 0)
+        os.pwrite(handle, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        return RunLock(path, handle, made)
 
     # ---- starting and resuming ----------------------------------------------------------------
     def check_new(self) -> None:

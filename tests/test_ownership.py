@@ -227,3 +227,92 @@ def test_resume_refuses_an_edited_config_before_allocating(tmp_path: Path, capsy
     assert "image_size: 30000" in (run_dir / "config.yaml").read_text()
     code, _, err = run(capsys, "train", "--out", str(run_dir), "--resume", "--epochs", "2", "--quiet")
     assert code == 2 and "preprocess.image_size must be a whole number from 32 to 1024" in err
+
+
+# 2. A run folder has one writer; launched workers die with their launcher.
+
+
+def test_a_second_writer_on_a_run_folder_is_refused(tmp_path: Path, capsys):
+    import socket
+
+    from facecheck.errors import FacecheckError
+    from facecheck.run_folder import RunFolder
+
+    data = write_face_set(tmp_path / "d", per_class=4, size=32)
+    run_dir = tmp_path / "run"
+    held = RunFolder(run_dir).lock()  # as a first `train --out run` would hold it
+    try:
+        code, _, err = run(capsys, "train", "--data", str(data), "--out", str(run_dir), "--preset", "seed-cnn",
+                           "--epochs", "1", "--quiet")  # fmt: skip
+        assert code == 2 and "is in use by another training run" in err and socket.gethostname() in err
+        assert sorted(p.name for p in run_dir.iterdir()) == [RunFolder.LOCK]  # the second wrote nothing
+        with pytest.raises(FacecheckError, match=f"pid {__import__('os').getpid()}"):
+            RunFolder(run_dir).lock()
+    finally:
+        held.release()
+    assert not run_dir.exists()  # a folder made only for the lock goes with it
+    RunFolder(run_dir).lock().release()  # free again
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from facecheck.run_folder import RunFolder
+
+    run_dir = tmp_path / "run"
+    (run_dir).mkdir()
+    (run_dir / "config.yaml").write_text("x: 1\n")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from facecheck.run_folder import RunFolder; "
+         f"RunFolder({str(run_dir)!r}).lock(); print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(Exception, match=f"pid {holder.pid}"):
+            RunFolder(run_dir).lock()
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = RunFolder(run_dir).lock()  # the dead holder's lock file is stale: taken over
+    assert (run_dir / RunFolder.LOCK).read_text().split()[0] == str(__import__("os").getpid())
+    lock.release()
+    assert (run_dir / "config.yaml").is_file()
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_launched_worker_dies_with_its_launcher(tmp_path: Path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ready = tmp_path / "ready"
+    worker = (
+        "import os, pathlib, time; from facecheck.training.launch import die_with_parent; "
+        f"die_with_parent(os.getppid()); pathlib.Path({str(ready)!r}).touch(); time.sleep(60)"
+    )
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time; "
+         f"child = subprocess.Popen([sys.executable, '-c', {worker!r}]); print(child.pid, flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    child = int(launcher.stdout.readline())
+    deadline = time.time() + 20
+    while not ready.exists() and time.time() < deadline:  # the worker has set its death signal
+        time.sleep(0.05)
+    assert ready.exists()
+    os.kill(launcher.pid, signal.SIGKILL)  # as `kill -9` of `train --nproc-per-node 2`
+    launcher.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the worker outlived its launcher")

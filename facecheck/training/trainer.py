@@ -294,7 +294,10 @@ def train(
     dist = DistContext.from_env(resolve_device(config.device).type)
     log = RunLog(quiet or not dist.is_main)
     progress = progress and not quiet and dist.is_main
+    lock = None
     try:
+        # One writer per run folder: a second `train --out` on it is refused here, before it reads or writes.
+        lock = dist.on_main(run.lock, share=False)
         if resume:
             config = run.resume_config(with_model_defaults(config))
             validate(config)
@@ -339,6 +342,8 @@ def train(
             log(f"removed {RunFolder.LAST} (--keep best): this run can no longer be resumed or extended")
         return result
     finally:
+        if lock is not None:
+            lock.release()
         dist.close()
 
 
