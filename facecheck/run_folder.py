@@ -19,6 +19,7 @@ Training, evaluation, the CLI and the Python API all go through
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import json
 import os
@@ -57,6 +58,26 @@ class RunLock:
         self.handle = -1
 
 
+def _file_stat(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def changed_files(records: list[ImageRecord], recorded: dict[Path, tuple[int, int]]) -> list[tuple[str, str]]:
+    """``(path, reason)`` of each record whose file is gone or differs from when the run began."""
+    changed = []
+    for record in records:
+        now = _file_stat(record.path)
+        if now is None:
+            changed.append((str(record.path), "removed since the run began"))
+        elif record.path in recorded and now != recorded[record.path]:
+            changed.append((str(record.path), "changed since the run began (size or modification time)"))
+    return changed
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -74,6 +95,9 @@ class RunFolder:
     METRICS = "metrics.jsonl"
     SUMMARY = "summary.json"
     SKIPPED = "skipped.csv"
+    # Size and modification time of each split image (in split.csv's order) when the run began: a file that
+    # changes or goes away later is left out, never silently trained or tested on.
+    FILES = "files.json"
     LOG = "train.log"
     INSPECT = "inspect.json"
     BEST = "best.pt"
@@ -187,14 +211,47 @@ class RunFolder:
             path.unlink(missing_ok=True)
         return stale
 
+    # ---- the data as the run began -------------------------------------------------------------
+    def record_files(self, split: dict[str, list[ImageRecord]]) -> None:
+        stats = {
+            name: [list(_file_stat(record.path) or (-1, -1)) for record in records] for name, records in split.items()
+        }
+        self.write_json(self.FILES, stats)
+
+    def recorded_files(self, split: dict[str, list[ImageRecord]]) -> dict[Path, tuple[int, int]]:
+        """Each split image's recorded ``(size, mtime_ns)``; empty for runs made before it was recorded."""
+        stats = self.read_json(self.FILES) or {}
+        recorded: dict[Path, tuple[int, int]] = {}
+        for name, records in split.items():
+            values = stats.get(name) or []
+            if len(values) == len(records):
+                recorded.update((record.path, tuple(value)) for record, value in zip(records, values, strict=True))
+        return recorded
+
+    def add_skipped(self, rows: list[tuple[str, str]]) -> None:
+        path = self.path / self.SKIPPED
+        with open(path, "a", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            if handle.tell() == 0:
+                writer.writerow(["path", "reason"])
+            writer.writerows(rows)
+
     # ---- per-epoch history --------------------------------------------------------------------
     def history(self, keep_through: int) -> list[dict[str, Any]]:
         """Rows of earlier epochs; rows past ``keep_through`` (an epoch cut short) are dropped."""
         path = self.path / self.METRICS
         if not path.is_file():
             return []
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        rows = [row for row in rows if row["epoch"] <= keep_through]
+        lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        rows = []
+        for number, line in enumerate(lines, 1):
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                if number == len(lines):
+                    break  # a last line torn by a crash mid-write: its epoch is redone
+                raise FacecheckError(f"{path}: line {number} is not a metrics row; remove it to resume") from None
+        rows = [row for row in rows if isinstance(row, dict) and row.get("epoch", 0) <= keep_through]
         self._write_text(self.METRICS, "".join(json.dumps(row) + "\n" for row in rows))
         return rows
 

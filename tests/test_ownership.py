@@ -316,3 +316,91 @@ def test_a_launched_worker_dies_with_its_launcher(tmp_path: Path):
     else:
         os.kill(child, signal.SIGKILL)
         pytest.fail("the worker outlived its launcher")
+
+
+# 8. A run survives its data changing.
+
+
+def _own_run(tmp_path: Path, **overrides):
+    from .conftest import quick_config
+
+    data = write_face_set(tmp_path / "data", per_class=8, size=32)
+    return data, quick_config("seed-cnn", data, **overrides), tmp_path / "run"
+
+
+def _split_of(run_dir: Path, data: Path) -> dict:
+    from facecheck.run_folder import RunFolder
+
+    return RunFolder(run_dir).read_split(data)
+
+
+def test_a_test_image_removed_during_the_epochs_does_not_stop_the_summary(tmp_path: Path):
+    from facecheck.training.trainer import train
+
+    data, config, run_dir = _own_run(tmp_path)
+    removed = []
+
+    def remove_a_test_image(_row) -> None:
+        path = _split_of(run_dir, data)["test"][0].path
+        path.unlink()
+        removed.append(str(path))
+
+    result = train(config, run_dir, quiet=True, on_epoch=remove_a_test_image)
+    assert (run_dir / "summary.json").is_file()  # old code: FileNotFoundError in the test phase, no summary
+    assert removed[0] in (run_dir / "skipped.csv").read_text()
+    assert result.test_metrics["n"] == len(_split_of(run_dir, data)["test"]) - 1
+
+
+def test_a_training_image_truncated_mid_run_stops_with_one_line_and_resume_passes_it(tmp_path: Path):
+    from facecheck.config import merge
+    from facecheck.errors import DataError
+    from facecheck.training.trainer import train
+
+    data, config, run_dir = _own_run(tmp_path, epochs=2)
+    config = merge(config, {"data": {"decode_cache": False}})  # images read each epoch, as from a large set
+    truncated = []
+
+    def truncate_a_training_image(row) -> None:
+        if row["epoch"] == 1:
+            path = _split_of(run_dir, data)["train"][0].path
+            path.write_bytes(path.read_bytes()[:40])
+            truncated.append(str(path))
+
+    with pytest.raises(DataError, match=r"changed during the run.*--resume"):
+        train(config, run_dir, quiet=True, on_epoch=truncate_a_training_image)
+    result = train(config, run_dir, resume=True, quiet=True)  # old code: every resume failed on the file
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    assert truncated[0] in (run_dir / "skipped.csv").read_text()
+
+
+def test_an_image_whose_content_is_replaced_is_left_out_not_trained_on(tmp_path: Path):
+    import os
+
+    from facecheck.training.trainer import train
+
+    data, config, run_dir = _own_run(tmp_path)
+    train(config, run_dir, quiet=True)
+    path = _split_of(run_dir, data)["train"][0].path
+    other = next(p for p in (data / "fake").iterdir() if p != path)
+    path.write_bytes(other.read_bytes())  # another image under the same name
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    from facecheck.config import merge
+
+    train(merge(config, {"epochs": 2}), run_dir, resume=True, quiet=True)
+    assert f"{path},changed since the run began" in (run_dir / "skipped.csv").read_text()
+    assert str(path) in (run_dir / "train.log").read_text()
+
+
+def test_a_torn_last_line_of_metrics_does_not_block_resume(tmp_path: Path, trained_run):
+    import shutil
+
+    from facecheck.config import merge
+    from facecheck.run_folder import RunFolder
+    from facecheck.training.trainer import train
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run[0], run_dir)
+    with open(run_dir / "metrics.jsonl", "a") as handle:
+        handle.write('{"epoch": 2, "train_lo')  # a crash mid-append
+    result = train(merge(RunFolder(run_dir).load_config(), {"epochs": 2}), run_dir, resume=True, quiet=True)
+    assert [row["epoch"] for row in result.history] == [1, 2]
