@@ -404,3 +404,94 @@ def test_a_torn_last_line_of_metrics_does_not_block_resume(tmp_path: Path, train
         handle.write('{"epoch": 2, "train_lo')  # a crash mid-append
     result = train(merge(RunFolder(run_dir).load_config(), {"epochs": 2}), run_dir, resume=True, quiet=True)
     assert [row["epoch"] for row in result.history] == [1, 2]
+
+
+# 4. Every request has a pixel budget decided before decoding; the face detector runs on a bounded copy.
+
+
+def _png(side: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), (90, 120, 150)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_batch_past_its_pixel_budget_is_refused_before_decoding(monkeypatch, small_model: Path):
+    from fastapi.testclient import TestClient
+
+    import facecheck.serving.app as app_module
+    from facecheck.inference.predictor import Detector
+    from facecheck.serving.app import ServeSettings, create_app
+
+    decoded = []
+    real_decode = app_module.decode_upload
+    monkeypatch.setattr(app_module, "decode_upload", lambda *args: decoded.append(1) or real_decode(*args))
+    api = TestClient(create_app(Detector.load(small_model), ServeSettings(max_request_pixels=3_000_000)))
+    big = _png(1000)  # 1,000,000 pixels each, a few kB compressed
+    answer = api.post("/v1/predict/batch", files=[("files", (f"{i}.png", big)) for i in range(4)])
+    assert answer.status_code == 413 and answer.json()["error"] == "too_many_pixels" and decoded == []
+    answer = api.post("/v1/predict/batch", files=[("files", (f"{i}.png", big)) for i in range(2)])
+    assert answer.status_code == 200 and len(decoded) == 2
+
+
+def test_requests_in_flight_share_one_pixel_budget(small_model: Path):
+    from facecheck.inference.predictor import Detector
+    from facecheck.serving.app import ServeSettings, Service
+    from facecheck.serving.errors import ApiError
+    from facecheck.serving.middleware import ServiceMetrics
+
+    settings = ServeSettings(max_request_pixels=2_000_000, max_pixels_in_flight=2_500_000)
+    service = Service(Detector.load(small_model), settings, ServiceMetrics())
+    try:
+        with service.pixel_budget([_png(1000), _png(1000)]):  # 2,000,000 held by a first request
+            with pytest.raises(ApiError) as refused, service.pixel_budget([_png(1000)]):
+                pass
+            assert refused.value.status == 503
+        with service.pixel_budget([_png(1000)]):  # released: there is room again
+            assert service.pixels_in_flight == 1_000_000
+    finally:
+        service.close()
+
+
+def test_the_face_detector_runs_on_a_bounded_copy_and_maps_boxes_back(monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from facecheck.data import faces
+
+    seen = []
+
+    class FakeMTCNN:
+        def detect(self, image):
+            seen.append(image.size)
+            return np.array([[100.0, 50.0, 200.0, 150.0]]), np.array([0.99])
+
+    monkeypatch.setattr(faces, "_get_detector", lambda: FakeMTCNN())
+    found = faces.detect_faces(Image.new("RGB", (4096, 2048)), use_cache=False)
+    assert seen == [(1024, 512)]  # old code: the full 4096x2048 image
+    assert found[0].box == pytest.approx((400.0, 200.0, 800.0, 600.0))
+
+
+def test_a_slow_client_cannot_hold_up_shutdown(small_model: Path):
+    import socket
+    import time
+
+    from .conftest import start_live_server
+
+    base, stop = start_live_server(small_model, shutdown_timeout_s=1.0, body_timeout_s=60.0)
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        # A request head announcing a body that never comes: the handler waits for it.
+        sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                     b"Content-Length: 100000\r\n\r\n--b\r\n")  # fmt: skip
+        time.sleep(0.5)
+        started = time.perf_counter()
+        stop()
+        took = time.perf_counter() - started
+    finally:
+        sock.close()
+    assert took < 5  # old code: held until the body deadline (60 s here; stop() gives up after 10)
