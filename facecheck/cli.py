@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import io
 import json
 import os
@@ -1050,6 +1051,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("FACECHECK_DEBUG"):
             raise
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):  # a write of ours not caught below
+            where = f" for {exc.filename}" if exc.filename else ""
+            print(
+                f"facecheck: error: no space left on the device{where}: free some space and run again", file=sys.stderr
+            )
+            return EXIT_FAILURE
         # An optional package imported somewhere below: name the extra that installs it.
         extra = extra_for(exc) if isinstance(exc, ModuleNotFoundError) else None
         if extra is not None:

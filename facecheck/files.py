@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -102,9 +103,34 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as exc:
         Path(temporary).unlink(missing_ok=True)
+        if disk_full(exc, path.parent):
+            raise disk_full_error(path) from exc
         raise
+
+
+def disk_full(exc: BaseException, folder: Path) -> bool:
+    """Whether ``exc`` is a write that failed for want of space: ENOSPC, or a library's own error (torch's zip
+    writer says only "file write failed") while the device has (almost) nothing left."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(exc, RuntimeError) and "write" in str(exc).lower():
+        try:
+            stat = os.statvfs(folder)
+        except OSError:
+            return False
+        return stat.f_bavail * stat.f_frsize < 64 * 1024 * 1024
+    return False
+
+
+def disk_full_error(path: Path, needed: int | None = None, fix: str | None = None) -> Exception:
+    """A :class:`~facecheck.errors.DiskFullError` naming ``path`` and what to do."""
+    from facecheck.errors import DiskFullError
+
+    wanted = f" ({needed / 1e6:.0f} MB needed)" if needed else ""
+    fix = fix or "free some space and run again (a file it would have replaced is kept as it was)"
+    return DiskFullError(f"no space left on the device for {path}{wanted}: {fix}")
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -495,3 +496,72 @@ def test_a_slow_client_cannot_hold_up_shutdown(small_model: Path):
     finally:
         sock.close()
     assert took < 5  # old code: held until the body deadline (60 s here; stop() gives up after 10)
+
+
+# 6. A full disk ends with one line naming the file and the fix, and leaves nothing behind.
+
+
+def test_a_full_disk_under_the_decode_cache_is_one_clear_error(tmp_path: Path, monkeypatch):
+    import errno
+    import os
+
+    from facecheck.config import get_preset
+    from facecheck.data import decode_cache
+    from facecheck.data.discovery import discover
+    from facecheck.errors import DiskFullError
+
+    records = discover(write_face_set(tmp_path / "d", per_class=2, size=32))
+    pre = replace(get_preset("seed-cnn").preprocess, image_size=32)
+
+    def full(handle, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)  # old code: no reservation, a SIGBUS mid-build
+    with pytest.raises(DiskFullError, match=r"no space left on the device for .*\.u8 .*decode_cache=false"):
+        decode_cache.decoded_images(records, pre, progress=False, root=tmp_path / "cache")
+    assert [p.name for p in (tmp_path / "cache" / "decoded").iterdir()] == [MARKER]  # no temporary file left
+
+
+def test_a_dead_builds_temporary_file_is_removed(tmp_path: Path):
+    import socket
+    import subprocess
+    import sys
+
+    from facecheck.config import get_preset
+    from facecheck.data import decode_cache
+    from facecheck.data.discovery import discover
+
+    records = discover(write_face_set(tmp_path / "d", per_class=2, size=32))
+    pre = replace(get_preset("seed-cnn").preprocess, image_size=32)
+    folder = cache_folder("decoded", tmp_path / "cache")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    key = decode_cache.cache_key(records, pre)
+    stale = folder / f".{key}.{socket.gethostname().replace('.', '_')}-{dead.stdout.strip()}.abc"
+    stale.write_bytes(b"0" * 1000)  # as a build killed by SIGBUS or SIGKILL left it
+    decode_cache.decoded_images(records, pre, progress=False, root=tmp_path / "cache")
+    assert not stale.exists()
+
+
+def test_a_full_disk_during_a_checkpoint_write_says_so_and_keeps_the_old_file(tmp_path: Path, monkeypatch):
+    import os
+
+    import torch
+
+    from facecheck.checkpoint import atomic_torch_save
+    from facecheck.errors import DiskFullError
+
+    path = tmp_path / "last.pt"
+    path.write_bytes(b"the earlier checkpoint")
+
+    def failing_save(payload, stream) -> None:
+        stream.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file")
+
+    class Full:
+        f_bavail, f_frsize = 0, 4096
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    monkeypatch.setattr(os, "statvfs", lambda _path: Full())
+    with pytest.raises(DiskFullError, match=r"no space left on the device for .*last\.pt"):
+        atomic_torch_save({"x": 1}, path)  # old code: the RuntimeError, which does not say the disk is full
+    assert path.read_bytes() == b"the earlier checkpoint" and sorted(os.listdir(tmp_path)) == ["last.pt"]
