@@ -565,3 +565,62 @@ def test_a_full_disk_during_a_checkpoint_write_says_so_and_keeps_the_old_file(tm
     with pytest.raises(DiskFullError, match=r"no space left on the device for .*last\.pt"):
         atomic_torch_save({"x": 1}, path)  # old code: the RuntimeError, which does not say the disk is full
     assert path.read_bytes() == b"the earlier checkpoint" and sorted(os.listdir(tmp_path)) == ["last.pt"]
+
+
+# 7. One bad shard sample is left out with a warning naming it; tar members are size-checked before reading.
+
+
+def _shard(path: Path, samples: list[tuple[str, bytes, bytes]]) -> Path:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for key, image, label in samples:
+            for field, content in (("png", image), ("cls", label)):
+                info = tarfile.TarInfo(f"{key}.{field}")
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    return path
+
+
+def test_a_sample_with_a_bad_label_is_skipped_with_a_warning_naming_it(tmp_path: Path):
+    pytest.importorskip("webdataset")
+    from facecheck.data.shards import ShardStream, ShardWarning
+
+    good = _png(40)
+    shard = _shard(tmp_path / "train-000000.tar", [("a", good, b"0"), ("b", good, b"7"), ("c", good, b"1")])
+    with pytest.warns(ShardWarning, match=r"train-000000\.tar#b: label b'7'"):
+        labels = [label for _, label in ShardStream([str(shard)], lambda image: image)]
+    assert labels == [0, 1]  # old code: IndexError naming no sample, the run ended
+
+
+def test_a_truncated_shard_ends_that_shard_not_the_run(tmp_path: Path):
+    pytest.importorskip("webdataset")
+    from facecheck.data.shards import ShardStream, ShardWarning
+
+    image = _png(40)
+    first = _shard(tmp_path / "train-000000.tar", [(f"k{i}", image, b"1") for i in range(3)])
+    cut = first.read_bytes()
+    first.write_bytes(cut[: len(cut) // 2 + 100])  # a copy interrupted halfway
+    second = _shard(tmp_path / "train-000001.tar", [("z", image, b"0")])
+    with pytest.warns(ShardWarning, match=r"train-000000\.tar: shard is truncated or corrupt"):
+        labels = [label for _, label in ShardStream([str(first), str(second)], lambda image: image)]
+    assert labels[-1] == 0 and len(labels) < 4  # the second shard still read; old code: the run exited 1
+
+
+def test_a_huge_tar_member_is_skipped_unread(tmp_path: Path, monkeypatch):
+    pytest.importorskip("webdataset")
+    import tarfile
+
+    from facecheck.data import shards
+    from facecheck.data.shards import ShardStream, ShardWarning
+
+    big, small = _png(200), _png(40)
+    shard = _shard(tmp_path / "train-000000.tar", [("big", big, b"1"), ("ok", small, b"0")])
+    monkeypatch.setattr(shards, "MAX_MEMBER_BYTES", len(big) - 1)
+    read = []
+    real_extract = tarfile.TarFile.extractfile
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", lambda self, m: read.append(m.name) or real_extract(self, m))
+    with pytest.warns(ShardWarning, match="big.png of .* bytes skipped unread"):
+        labels = [label for _, label in ShardStream([str(shard)], lambda image: image)]
+    assert labels == [0] and "big.png" not in read  # old code: every member read whole into memory
