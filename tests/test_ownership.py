@@ -624,3 +624,76 @@ def test_a_huge_tar_member_is_skipped_unread(tmp_path: Path, monkeypatch):
     with pytest.warns(ShardWarning, match="big.png of .* bytes skipped unread"):
         labels = [label for _, label in ShardStream([str(shard)], lambda image: image)]
     assert labels == [0] and "big.png" not in read  # old code: every member read whole into memory
+
+
+# 9. Ray output: a folder of its own, checked first; SIGTERM says "interrupted"; SIGKILL leaves no Ray helpers.
+
+
+def test_ray_refuses_an_output_folder_holding_other_files_before_any_work(tmp_path: Path, capsys, monkeypatch):
+    pytest.importorskip("ray")
+    from facecheck.inference import ray_scoring
+
+    image = write_face_set(tmp_path / "d", per_class=1, size=32) / "real" / "000.png"
+    out = tmp_path / "scores"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's")
+    loaded = []
+    monkeypatch.setattr(ray_scoring, "scoring_job", lambda *a, **k: loaded.append(1))
+    code, _, err = run(capsys, "predict", "--engine", "ray", str(image), "--out", str(out))
+    assert code == 2 and "already holds other files (notes.txt)" in err and loaded == []  # old code: accepted
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_ray_processes_are_reaped_when_the_driver_is_killed(tmp_path: Path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    driver = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time; "
+         "from facecheck.inference.ray_scoring import reap_when_gone; "
+         "helper = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], stdout=subprocess.DEVNULL); "
+         "reap_when_gone([helper.pid]); print(helper.pid, flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    line = driver.stdout.readline()
+    assert line.strip().isdigit(), "the driver did not start its helper"  # old code: no reap_when_gone
+    helper = int(line)
+    os.kill(driver.pid, signal.SIGKILL)  # as `kill -9` of `predict --engine ray`
+    driver.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(helper, 0)
+            with open(f"/proc/{helper}/stat") as stat:  # a zombie awaiting its (dead) parent's reaping is gone
+                if stat.read().split(") ")[1].startswith("Z"):
+                    break
+        except (ProcessLookupError, FileNotFoundError):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(helper, signal.SIGKILL)
+        pytest.fail("a helper outlived the killed driver")
+
+
+@pytest.mark.slow
+def test_starting_ray_keeps_the_clis_sigterm_handler():
+    ray = pytest.importorskip("ray")
+    import signal
+
+    from facecheck.cli import _raise_interrupt
+    from facecheck.inference.ray_scoring import release_reaper, start_ray
+
+    if ray.is_initialized():
+        pytest.skip("Ray already runs in this process")
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # as the CLI installs it
+    try:
+        assert start_ray(num_cpus=1)
+        assert signal.getsignal(signal.SIGTERM) is _raise_interrupt  # old code: Ray's, which aborts (exit 134)
+    finally:
+        ray.shutdown()
+        release_reaper()
+        signal.signal(signal.SIGTERM, previous)
