@@ -31,20 +31,23 @@ def creation_mode() -> int:
 def check_output_file(path: str | Path, inputs: list[Path] | tuple[Path, ...] = ()) -> Path:
     """Refuse, before any work, an output file that cannot be written or that is one of ``inputs``.
 
-    Its folder must exist and be writable; it must not be a folder, a link or one of the input files.
+    Its folder must be writable (or be creatable: missing folders are made when it is written); it must not
+    be a folder, a link or one of the input files.
     """
     from facecheck.errors import FacecheckError
 
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
     if path.is_symlink():
         raise FacecheckError(f"--out {path} is a symbolic link: name the file itself")
     if path.is_dir():
         raise FacecheckError(f"--out {path} is a folder: name a file in it")
-    if not parent.is_dir():
-        raise FacecheckError(f"--out {path}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise FacecheckError(f"--out {path}: the folder {parent} is not writable")
+    existing = Path(os.path.abspath(path)).parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FacecheckError(f"--out {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FacecheckError(f"--out {path}: the folder {existing} is not writable")
     if path.exists() and any(path.samefile(item) for item in inputs if Path(item).exists()):
         raise FacecheckError(f"--out {path} is one of the inputs: name another file")
     return path

@@ -107,15 +107,16 @@ def test_explain_into_the_input_folder_leaves_every_input_as_it_was(tmp_path: Pa
 # 10. predict --out is checked before scoring; result files get the user's umask.
 
 
-@pytest.mark.parametrize("case", ["missing-folder", "a-folder", "a-link"])
+@pytest.mark.parametrize("case", ["under-a-file", "a-folder", "a-link"])
 def test_predict_out_is_refused_before_any_scoring(tmp_path: Path, capsys, monkeypatch, small_model: Path, case):
     from facecheck.inference.predictor import Detector
 
     image = write_face_set(tmp_path / "d", per_class=1, size=48) / "real" / "000.png"
     (tmp_path / "dir.csv").mkdir()
     (tmp_path / "link.csv").symlink_to(tmp_path / "elsewhere.csv")
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
     out = {
-        "missing-folder": tmp_path / "nowhere" / "p.csv",
+        "under-a-file": tmp_path / "notes.txt" / "sub" / "p.csv",
         "a-folder": tmp_path / "dir.csv",
         "a-link": tmp_path / "link.csv",
     }
