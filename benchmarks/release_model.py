@@ -1,16 +1,20 @@
 """Build, or rebuild and check, the model shipped inside facecheck (`make model`).
 
     .venv/bin/python benchmarks/release_model.py                 # rebuild from ../shared/data and check the card
-    .venv/bin/python benchmarks/release_model.py --write --loo runs/bench-general/loo/leave-one-out.json
+    .venv/bin/python benchmarks/release_model.py --write [--loo LOO.json] [--logo LOGO.json]
 
-The release is the general preset trained with seed 0 on every shared source
-(`ffhq-stylegan`, `lfw-faceswap`, `dfdc-faces`). The script trains it (or
-reuses a finished run given with --run): with --write, the preset as it stands
-now; to check, the recipe recorded in the shipped card (so a preset that has
-moved on since the release does not fail the check). It measures it on each source's
-held-out test split (ROC AUC, accuracy, ROC AUC after re-encoding at JPEG 50)
-and then either writes the release files (--write: float16 safetensors, the
-card with those numbers and the leave-one-source-out table, the manifest) or
+The release (facecheck-general-v2) is the general-v2 preset trained with seed 0 on
+every shared source (`ffhq-stylegan`, `lfw-faceswap`, `dfdc-faces`,
+`diffusion-portraits`, `inswapper-faces`). The script trains it (or reuses a
+finished run given with --run): with --write, the preset as it stands now; to
+check, the recipe recorded in the shipped card (so a preset that has moved on
+since the release does not fail the check). It measures it on each source's
+held-out test split (ROC AUC, accuracy, ROC AUC after re-encoding at JPEG 50,
+and at the shipped threshold the share of reals called fake per source and per
+real collection, and of fakes caught per generator) and then either writes the
+release files (--write: float16 safetensors, the card with those numbers and
+the leave-one-out tables when given, the manifest; earlier releases stay
+loadable by name) or
 compares the rebuilt model with the shipped card: every in-domain ROC AUC must
 lie within --tolerance (default 0.02) of the card's, and the scores of the
 shipped file must agree with the float32 weights it was made from. Exits 1 on
@@ -28,49 +32,69 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-SOURCES = ("ffhq-stylegan", "lfw-faceswap", "dfdc-faces")
-PRESET = "general-sbi-lite0"
+SOURCES = ("ffhq-stylegan", "lfw-faceswap", "dfdc-faces", "diffusion-portraits", "inswapper-faces")
+PRESET = "general-v2"
+RELEASE_NAME = "facecheck-general-v2"
 
 SCOPE = {
-    "summary": "real-vs-fake face photo detector, facecheck's general preset (general-sbi-lite0)",
+    "summary": "real-vs-fake face photo detector v2, judged face by face (facecheck's general-v2 preset)",
     "detects": [
         "GAN-generated faces of the StyleGAN kind (whole synthetic portraits)",
-        "face swaps that warp and blend a face into a photo (FaceSwap-style)",
-        "face swaps in video frames (DFDC methods), judged on face crops",
+        "diffusion and text-to-image portraits (Stable Diffusion 1.4, 1.5, XL, Midjourney)",
+        "face swaps: FaceSwap-style warps and blends, DFDC video swaps, inswapper one-click swaps",
     ],
     "does_not_detect": [
-        "kinds of fake unlike its training sources (diffusion images, relit or retouched photos, "
-        "edits outside the face): its leave-one-source-out numbers show how far it carries",
+        "kinds of fake unlike its training sources (relit or retouched photos, edits outside the face, "
+        "generators far from the ones above): its leave-one-out numbers show how far it carries",
         "anything in pictures without a face (the answer is 'no face')",
-        "faces that are small in a large photo: the whole picture is shrunk to 224 px; crop the face first",
+        "every face of a group photo: the largest face decides",
     ],
     "sources": [
         "ffhq-stylegan: FFHQ photographs (CC BY-NC-SA 4.0) vs StyleGAN faces, from the public "
         "'140k Real and Fake Faces' collection; research and testing only",
         "lfw-faceswap: LFW photographs (research use) vs face swaps made from them",
         "dfdc-faces: DeepFake Detection Challenge videos (challenge research terms), one face crop per video",
+        "diffusion-portraits: Stable Diffusion 1.4/1.5/XL, an unstated SD version and Midjourney portraits "
+        "against Unsplash photos, studio portraits (Face Research Lab London Set and related, CC BY 4.0) and "
+        "OpenForensics in-the-wild face crops (research terms)",
+        "inswapper-faces: insightface inswapper_128 swaps against aligned FFHQ-style photo crops",
     ],
     "face_check": True,
-    "command": "make model (benchmarks/release_model.py), leave-one-out: benchmarks/generalisation.py",
+    "command": "make model (benchmarks/release_model.py); leave-one-out: benchmarks/generalisation.py",
 }
 
 
-def measure(run_or_detector: Any, data: list[Path]) -> dict[str, dict[str, float | None]]:
-    """In-domain test split of each source: ROC AUC, accuracy, and ROC AUC at JPEG 50."""
-    from facecheck.api import evaluate
+def measure(run_or_detector: Any, data: list[Path]) -> dict[str, dict[str, Any]]:
+    """Each source's held-out test split: ROC AUC, accuracy, ROC AUC at JPEG 50, and at the model's threshold
+    the share of reals called fake, per source and per real collection (manifest generator) and the share of
+    fakes caught per generator."""
+    from facecheck.evaluation.detector import evaluate_with_scores
     from facecheck.evaluation.perturb import parse_perturbations
 
     jpeg = parse_perturbations(["jpeg:50"])
     numbers = {}
     for source in data:
-        result = evaluate(run_or_detector, source, perturbations=jpeg, progress=sys.stderr.isatty())
-        perturbed = result["perturbations"][jpeg[0].name]["roc_auc"]
-        numbers[source.name] = {
+        manifest = source / "manifest.csv"
+        by = "generator" if manifest.is_file() and "generator" in manifest.read_text().splitlines()[0] else None
+        result = evaluate_with_scores(run_or_detector, source, perturbations=jpeg, by=by, progress=sys.stderr.isatty())[
+            0
+        ]
+        matrix = result["confusion_matrix"]
+        row: dict[str, Any] = {
             "roc_auc": result["roc_auc"],
             "accuracy": result["accuracy"],
-            "roc_auc_jpeg50": perturbed,
+            "roc_auc_jpeg50": result["perturbations"][jpeg[0].name]["roc_auc"],
+            "reals_called_fake": matrix[0][1] / max(result["n_real"], 1),
+            "fakes_caught": result["recall"],
+            "threshold": result["threshold"],
             "n": result["n"],
         }
+        if by:
+            row["by_generator"] = {
+                name: {k: v for k, v in values.items() if k in ("n", "called_fake", "roc_auc_vs_reals")}
+                for name, values in result["breakdown"][by].items()
+            }
+        numbers[source.name] = row
     return numbers
 
 
@@ -92,6 +116,7 @@ def main() -> int:
     parser.add_argument("--run", default="runs/model-build", help="run folder to train into or reuse")
     parser.add_argument("--write", action="store_true", help="write the release files instead of checking them")
     parser.add_argument("--loo", help="leave-one-out.json of the same recipe, to record in the card (--write)")
+    parser.add_argument("--logo", help="leave-one-generator-out.json of the same recipe, for the card (--write)")
     parser.add_argument("--tolerance", type=float, default=0.02)
     args = parser.parse_args()
     data = [SHARED / name for name in SOURCES]
@@ -101,7 +126,7 @@ def main() -> int:
 
     from facecheck.config import get_preset, merge
     from facecheck.inference.predictor import Detector
-    from facecheck.inference.release import DEFAULT_MODEL, read_release_card, release, write_release
+    from facecheck.inference.release import read_release_card, release, write_release
     from facecheck.training.trainer import train
 
     run = Path(args.run)
@@ -109,7 +134,7 @@ def main() -> int:
     if not (run / "summary.json").is_file():
         # A check rebuilds the shipped model's own recipe (its card keeps the whole training config);
         # a new release is the preset as it stands.
-        recipe = get_preset(PRESET) if args.write else read_release_card(release()).training
+        recipe = get_preset(PRESET) if args.write else read_release_card(release(RELEASE_NAME)).training
         print(f"release_model: training {'the preset ' + PRESET if args.write else 'the shipped card recipe'}")
         sources = {"seed": 0, "data": {"data_dir": [str(d) for d in data], "split_seed": 0}}
         train(merge(recipe, sources), run, resume=(run / "config.yaml").is_file())
@@ -129,14 +154,20 @@ def main() -> int:
             loo = json.loads(Path(args.loo).read_text())
             measured |= {f"left_out[{k}]": v["held_out"] for k, v in loo["folds"].items()}
             measured["left_out_mean_roc_auc"] = loo.get("mean_held_out_roc_auc")
+        if args.logo:
+            logo = json.loads(Path(args.logo).read_text())
+            measured |= {f"generator_left_out[{logo['source']}/{k}]": v for k, v in logo["folds"].items()}
+        summary = json.loads((run / "summary.json").read_text())
+        calibration = summary.get("calibration") or {}
+        measured["validation_reals_called_fake_per_collection"] = calibration.get("val_fpr_per_collection")
         measured["train_seconds"] = train_seconds
         measured["date"] = time.strftime("%Y-%m-%d", time.gmtime())
         scope["measured"] = measured
         scope["canaries"] = canaries(run, data)
-        write_release(run / "best.pt", DEFAULT_MODEL, scope=scope)
+        write_release(run / "best.pt", RELEASE_NAME, scope=scope)
         # The canaries' scores are those of the shipped (float16-stored) file itself; the largest difference
         # from the float32 run it was made from is recorded beside them.
-        shipped_detector = Detector.load(None, face_check=False)
+        shipped_detector = Detector.load(RELEASE_NAME, face_check=False)
         original = Detector.load(run, face_check=False)
         paths = [SHARED / canary["path"] for canary in scope["canaries"]]
         shipped_scores = [p.p_fake for p in shipped_detector.predict(paths)]
@@ -146,12 +177,12 @@ def main() -> int:
         measured["float16_max_p_fake_difference"] = max(
             abs(a - b) for a, b in zip(shipped_scores, original_scores, strict=True)
         )
-        entry = write_release(run / "best.pt", DEFAULT_MODEL, scope=scope)
+        entry = write_release(run / "best.pt", RELEASE_NAME, scope=scope)
         written = {"written": str(entry.weights), "bytes": entry.weights.stat().st_size}
         print(json.dumps(written | {"float16_max_p_fake_difference": measured["float16_max_p_fake_difference"]}))
         return 0
 
-    card = read_release_card(release())
+    card = read_release_card(release(RELEASE_NAME))
     failures = []
     for source, numbers in rebuilt.items():
         expected = card.scope.get("measured", {}).get(f"in_domain[{source}]", {}).get("roc_auc")

@@ -183,6 +183,63 @@ class ModelCard:
             raise CheckpointError(f"{where}: {problem}")
 
 
+def _shown(value: Any) -> str:
+    """A value as a person reads it: floats rounded to 3 decimals, lists and pairs without brackets noise."""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, (list, tuple)):
+        return "-".join(_shown(v) for v in value) if len(value) == 2 else ", ".join(_shown(v) for v in value)
+    return str(value)
+
+
+def _measured_lines(measured: dict[str, Any]) -> list[str]:
+    """The card's measured numbers: one line per entry, nested breakdowns indented below it."""
+    lines = []
+    for key, value in measured.items():
+        if isinstance(value, dict):
+            flat = {k: v for k, v in value.items() if not isinstance(v, dict)}
+            lines.append(f"  {key}: " + ", ".join(f"{k} {_shown(v)}" for k, v in flat.items()))
+            for name, nested in value.items():
+                if isinstance(nested, dict):
+                    for part, numbers in nested.items():
+                        shown = (", ".join(f"{k} {_shown(v)}" for k, v in numbers.items())
+                                 if isinstance(numbers, dict) else _shown(numbers))  # fmt: skip
+                        lines.append(f"      {name} {part}: {shown}")
+        elif value is not None:
+            lines.append(f"  {key}: {_shown(value)}")
+    return lines
+
+
+def render_card(card: ModelCard, name: str, weights_sha256: str | None = None) -> str:
+    """The model card in plain words: the same text for ``facecheck models --card``, ``GET /v1/model`` and the
+    web page."""
+    scope, pre = card.scope, card.preprocess
+    lines = [f"{name}: {scope.get('summary', card.model_name)}", ""]
+    for key, title in (("detects", "Detects"), ("does_not_detect", "Does not detect"), ("sources", "Trained on")):
+        values = scope.get(key)
+        if values:
+            lines.append(f"{title}:")
+            lines += [f"  - {v}" for v in values]
+    face = f"the largest face (MTCNN, margin {pre.face_margin:g}) cropped, " if pre.face_crop else ""
+    band = "none" if card.uncertain_band is None else _shown(card.uncertain_band)
+    lines += [
+        "",
+        f"Model: {card.model_name} ({card.preset}), input {card.model_kwargs.get('image_size')} px",
+        f"Input: {face}resize {pre.resize} to {pre.image_size} px, JPEG normalised at {pre.normalize_jpeg}, "
+        f"test-time views {pre.tta}",
+        f"Verdict: fake at p_fake >= {card.threshold:.3f}, uncertain in {band}; temperature {card.temperature:.3f}",
+    ]
+    if weights_sha256:
+        lines.append(f"Weights sha256: {weights_sha256}")
+    measured = scope.get("measured") or {}
+    if measured:
+        lines += ["", "Measured:", *_measured_lines(measured)]
+    if scope.get("command"):
+        lines += ["", f"Reproduce: {scope['command']}"]
+    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in card.versions.items())]
+    return "\n".join(lines)
+
+
 def current_versions() -> dict[str, str]:
     import torch
     import torchvision

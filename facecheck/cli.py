@@ -101,10 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
         "writes leave-one-out.{json,md,png}",
     )
     crosseval.add_argument(
+        "--leave-one-generator-out",
+        metavar="SOURCE",
+        help="for each generator named in SOURCE's manifest (one of the --data sets): train on every --data set "
+        "without that generator's images, test them against SOURCE's held-out reals; writes "
+        "leave-one-generator-out.{json,md}",
+    )
+    crosseval.add_argument(
         "--held-out",
         action="append",
         metavar="NAME",
-        help="with --leave-one-out: run only the fold that leaves out this source (its folder name); repeatable",
+        help="with --leave-one-out: run only the fold that leaves out this source (its folder name); with "
+        "--leave-one-generator-out: this generator; repeatable",
     )
     crosseval.add_argument(
         "--rescore",
@@ -504,13 +512,12 @@ def command_evaluate(args: argparse.Namespace) -> int:
     if args.report:
         require_extra("report")
     detector = load_detector(args.model or [None], device=args.device, backend=args.backend, tta=args.tta)
-    _override_threshold(detector, args.threshold)
     sets = args.data or [None]
     results = []
     for index, data in enumerate(sets):
         result, scores = evaluate_with_scores(
             detector, data, split=args.split, batch_size=args.batch_size, perturbations=perturbations, by=args.by,
-            progress=None,
+            progress=None, threshold=args.threshold,
         )  # fmt: skip
         for warning in result["warnings"]:
             print(f"facecheck: WARNING: {warning}", file=sys.stderr)
@@ -586,21 +593,28 @@ def _print_evaluation(result: dict) -> None:
         print(f"  {result['n_unreadable']} unreadable image(s) left out, e.g. {result['errors'][0]['error']}")
 
 
-def _override_threshold(detector: Any, threshold: float | None) -> None:
-    """``--threshold``: decisions (labels, confusion matrix, accuracy) at this p_fake instead of the model's."""
-    if threshold is not None:
-        detector.threshold = threshold
-
-
-PREDICTION_COLUMNS = ["path", "p_fake", "label", "error"]
+# faces: how many faces were judged; face_box: the deciding face's box (left top right bottom, pixels).
+# provenance: the summary of what the file declares about itself (--format json has the evidence).
+PREDICTION_COLUMNS = ["path", "p_fake", "label", "faces", "face_box", "error", "provenance"]
 RESULT_FILE_TYPES = (".csv", ".json")
+
+
+def _flat_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A result in one line: the face list becomes its count and the deciding face's box, the provenance its
+    summary."""
+    faces, decided = row.get("faces"), row.get("decided_by")
+    flat = {**row, "faces": None if faces is None else len(faces)}
+    flat["provenance"] = (row.get("provenance") or {}).get("summary")
+    if faces and decided is not None:
+        flat["face_box"] = " ".join(str(v) for v in faces[decided]["box"])
+    return flat
 
 
 def _prediction_csv(rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=PREDICTION_COLUMNS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(_flat_row(row) for row in rows)
     return buffer.getvalue()
 
 
@@ -628,17 +642,18 @@ def command_predict(args: argparse.Namespace) -> int:
     frames = args.frames * (len(inputs) - len(images))  # each video is scored on that many frames
     backend = resolve_backend(args.backend, resolve_device(args.device), images=len(images) + frames)
     detector = load_detector(args.model or [None], device=args.device, backend=backend, tta=args.tta)
-    _override_threshold(detector, args.threshold)
     if args.face_check is not None:
         for member in getattr(detector, "members", [detector]):
             member.face_check = args.face_check
     by_path: dict[Path, dict] = {}
-    predictions = detector.predict(images, batch_size=args.batch_size, progress=show_progress(len(images)))
+    predictions = detector.predict(
+        images, batch_size=args.batch_size, progress=show_progress(len(images)), threshold=args.threshold
+    )
     for prediction in predictions:
         by_path.setdefault(Path(prediction.path), prediction.to_dict())
     for path in inputs:
         if is_video_path(path):
-            by_path[path] = predict_video(detector, path, args.frames).to_dict()
+            by_path[path] = predict_video(detector, path, args.frames, threshold=args.threshold).to_dict()
     rows = [by_path[path] for path in inputs]
     if out is not None:
         from facecheck.files import atomic_write_text
@@ -659,12 +674,22 @@ def command_predict(args: argparse.Namespace) -> int:
             else:
                 frames = f"  (video: mean of {len(row['frames'])} frames)" if "frames" in row else ""
                 notice = f"  ({row['notice']})" if row.get("notice") else ""
-                verdict = f"{row['label']:<9} p_fake={row['p_fake']:.4f}{frames}{notice}"
-            print(f"{row['path']!s:<{width}}  {verdict}")
+                verdict = f"{row['label']:<9} p_fake={row['p_fake']:.4f}{frames}{notice}{_faces_note(row)}"
+            declared = f"  provenance: {row['provenance']['summary']}" if row.get("provenance") else ""
+            print(f"{row['path']!s:<{width}}  {verdict}{declared}")
     failed = sum("error" in row for row in rows)
     if failed:
         print(f"facecheck: {failed} of {len(rows)} file(s) could not be read", file=sys.stderr)
     return EXIT_FAILURE if failed == len(rows) else EXIT_OK
+
+
+def _faces_note(row: dict[str, Any]) -> str:
+    """For a picture of several faces: which one decided, and each face's verdict."""
+    faces = row.get("faces") or []
+    if len(faces) < 2:
+        return ""
+    each = ", ".join(f"{face['label']} {face['p_fake']:.2f} at {tuple(face['box'])}" for face in faces)
+    return f"  ({len(faces)} faces, the most suspicious decides: {each})"
 
 
 def _predict_on_ray(args: argparse.Namespace) -> int:
@@ -700,6 +725,17 @@ def command_crosseval(args: argparse.Namespace) -> int:
     from facecheck.experiments import crosseval
 
     require_extra("report")  # the heatmaps
+    if args.leave_one_generator_out:
+        from facecheck.experiments import leave_one_generator_out
+
+        if args.leave_one_out or args.rescore:
+            raise FacecheckError("--leave-one-generator-out goes alone (without --leave-one-out or --rescore)")
+        logo = leave_one_generator_out(
+            train_config_from_args(args), args.data, args.leave_one_generator_out, Path(args.out),
+            held_out=args.held_out, quiet=args.quiet, progress=True,
+        )  # fmt: skip
+        print((Path(args.out) / "leave-one-generator-out.md").read_text())
+        return EXIT_OK if logo["folds"] else EXIT_FAILURE
     for flag, given in (("--held-out", args.held_out), ("--rescore", args.rescore)):
         if given and not args.leave_one_out:
             raise FacecheckError(f"{flag} needs --leave-one-out")
@@ -878,6 +914,7 @@ def _data_inspect(args: argparse.Namespace) -> int:
 
 
 def command_models(args: argparse.Namespace) -> int:
+    from facecheck.card import render_card
     from facecheck.config import PRESETS
     from facecheck.inference.release import DEFAULT_MODEL, read_release_card, releases
     from facecheck.models import list_models, model_entry
@@ -888,7 +925,8 @@ def command_models(args: argparse.Namespace) -> int:
         if name not in shipped:
             raise FacecheckError(f"no shipped model {name!r}; shipped: {', '.join(shipped) or 'none'}")
         card = read_release_card(shipped[name])
-        print(json.dumps(card.to_dict(), indent=2) if args.json else render_card(name, card))
+        text = render_card(card, name, shipped[name].weights_sha256)
+        print(json.dumps(card.to_dict(), indent=2) if args.json else text)
         return EXIT_OK
     entries = [
         {"name": n, "description": model_entry(n).description, "pretrained": model_entry(n).has_pretrained}
@@ -911,30 +949,6 @@ def command_models(args: argparse.Namespace) -> int:
     for name, model in presets.items():
         print(f"  {name:<18} model {model}")
     return EXIT_OK
-
-
-def render_card(name: str, card: Any) -> str:
-    """The model card in plain words, for the terminal."""
-    scope, metrics = card.scope, card.scope.get("measured", {})
-    lines = [f"{name}: {scope.get('summary', card.model_name)}", ""]
-    for key, title in (("detects", "Detects"), ("does_not_detect", "Does not detect"), ("sources", "Trained on")):
-        values = scope.get(key)
-        if values:
-            lines.append(f"{title}:")
-            lines += [f"  - {v}" for v in values]
-    lines += [
-        "",
-        f"Model: {card.model_name} {card.model_kwargs}; preset {card.preset}",
-        f"Input: {card.preprocess.image_size} px, resize {card.preprocess.resize}, "
-        f"JPEG normalised at {card.preprocess.normalize_jpeg}, test-time views {card.preprocess.tta}",
-        f"Threshold {card.threshold:.4f}, temperature {card.temperature:.3f}, uncertain band {card.uncertain_band}",
-    ]
-    if metrics:
-        lines += ["", "Measured:"] + [f"  {k}: {v}" for k, v in metrics.items()]
-    if scope.get("command"):
-        lines += ["", f"Reproduce: {scope['command']}"]
-    lines += ["", f"Versions: {card.versions}"]
-    return "\n".join(lines)
 
 
 def command_cache(args: argparse.Namespace) -> int:

@@ -15,15 +15,18 @@ import yaml
 from facecheck.api import evaluate, load, split_data
 from facecheck.choices import SUMMARY_METRICS
 from facecheck.config import TrainConfig, merge
+from facecheck.data.discovery import FAKE, REAL
 from facecheck.data.layouts import open_dataset
+from facecheck.data.sources import GENERATOR, resolve_data_root
 from facecheck.errors import ConfigError, DataError
+from facecheck.evaluation.detector import evaluate_records
 from facecheck.evaluation.perturb import parse_perturbations
 from facecheck.extras import require
 from facecheck.files import atomic_write_text, file_sha256
 from facecheck.run_folder import RunFolder
 from facecheck.training.trainer import train
 
-__all__ = ["SUMMARY_METRICS", "cross_validate", "crosseval", "leave_one_out", "tune"]
+__all__ = ["SUMMARY_METRICS", "cross_validate", "crosseval", "leave_one_generator_out", "leave_one_out", "tune"]
 
 
 # Scoring thousands of held-out images is much of an experiment's time: the fastest installed CPU engine
@@ -150,6 +153,83 @@ def leave_one_out(
         _store_fold(run_dir, held_dir, training, jpeg_quality, fold)
         _write_leave_one_out(out_dir, config, names, folds, jpeg_quality)
     return _write_leave_one_out(out_dir, config, names, folds, jpeg_quality)
+
+
+def leave_one_generator_out(
+    config: TrainConfig,
+    data_dirs: list[str],
+    source: str,
+    out_dir: Path,
+    *,
+    held_out: list[str] | None = None,
+    quiet: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Leave-one-generator-out inside one source: for each generator named in its manifest, train on every
+    given set with that generator's images left out, then score all of its images against the source's own
+    held-out test reals (never seen in training). ``held_out``: only these generators' folds.
+
+    The question it answers: does a detector trained on the other generators catch this one? A finished
+    fold (summary.json in its run folder) is not trained again; an interrupted one resumes.
+    """
+    dirs = [str(Path(d).expanduser().resolve()) for d in data_dirs]
+    names = [_set_name(d) for d in dirs]
+    if source not in names:
+        raise DataError(f"--leave-one-generator-out {source} is not one of the --data sets: {', '.join(names)}")
+    _open_every_set(dirs)
+    source_dir = Path(dirs[names.index(source)])
+    dataset = open_dataset(source_dir)
+    generator_of = {r.path: dataset.metadata.get(r.path, {}).get(GENERATOR) for r in dataset.records}
+    generators = sorted({g for r in dataset.records if r.label == FAKE and (g := generator_of[r.path])})
+    if len(generators) < 2:
+        raise DataError(f"{source}'s manifest names {len(generators)} generator(s) of fakes: leave-one-generator-out "
+                        "needs a 'generator' column with at least two")  # fmt: skip
+    unknown = sorted(set(held_out or []) - set(generators))
+    if unknown:
+        raise DataError(f"--held-out {', '.join(unknown)} is not a generator of {source}: {', '.join(generators)}")
+    folds: dict[str, dict[str, Any]] = {}
+    for generator in generators:
+        if held_out and generator not in held_out:
+            continue
+        run_dir = out_dir / f"without-{generator}"
+        run_config = merge(config, {"data": {"data_dir": dirs, "exclude_generators": [generator]}})
+        if not (run_dir / "summary.json").is_file():
+            train(run_config, run_dir, resume=(run_dir / "config.yaml").is_file(), quiet=quiet)
+        detector = load(run_dir, backend=SCORING_BACKEND)
+        test = RunFolder(run_dir).read_split(resolve_data_root(run_config, lambda _m: None))["test"]
+        reals = [r for r in test if r.label == REAL and r.path.resolve().is_relative_to(source_dir)]
+        fakes = [r for r in dataset.records if r.label == FAKE and generator_of[r.path] == generator]
+        result = evaluate_records(detector, reals + fakes, dataset.metadata, progress=progress)[0]
+        folds[generator] = {
+            "roc_auc": result["roc_auc"],
+            "caught": result["recall"],  # the left-out generator's fakes called fake
+            "reals_called_fake": result["confusion_matrix"][0][1] / max(result["n_real"], 1),
+            "n_fake": result["n_fake"],
+            "n_real": result["n_real"],
+            "threshold": result["threshold"],
+        }
+        _write_leave_one_generator_out(out_dir, config, source, folds)
+    return _write_leave_one_generator_out(out_dir, config, source, folds)
+
+
+def _write_leave_one_generator_out(
+    out_dir: Path, config: TrainConfig, source: str, folds: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    summary = {"preset": config.preset, "source": source, "folds": folds}
+    lines = [
+        f"# Leave-one-generator-out inside {source} ({config.preset})",
+        "",
+        "rows: the generator left out of training; its every image scored against the source's held-out test "
+        "reals; caught and reals called fake at the run's own threshold",
+        "",
+        "| left out | ROC AUC | caught | reals called fake | fakes | reals |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, fold in folds.items():
+        lines.append(f"| {name} | {_auc(fold['roc_auc'])} | {fold['caught']:.3f} | {fold['reals_called_fake']:.3f} | "
+                     f"{fold['n_fake']} | {fold['n_real']} |")  # fmt: skip
+    _write(out_dir, "leave-one-generator-out", summary, lines)
+    return summary
 
 
 # A fold's scores, kept in its run folder: scoring 4,000-6,500 images a fold costs minutes on a CPU.

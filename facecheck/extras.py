@@ -23,6 +23,8 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "tune": ("optuna", "matplotlib"),
     # Ray batch scoring (its actors run ONNX Runtime) and WebDataset shards; torch.distributed needs nothing more.
     "distributed": ("ray", "webdataset", "pyarrow", "onnxruntime"),
+    # Reading and validating C2PA Content Credentials (facecheck.provenance; without it they are named, not read).
+    "provenance": ("c2pa",),
 }
 # Module -> the first extra that installs it.
 MODULE_EXTRAS: dict[str, str] = {}
@@ -32,7 +34,7 @@ for _extra, _modules in EXTRA_MODULES.items():
 MODULE_EXTRAS["multipart"] = "serve"  # python-multipart's older import name
 # Module -> its distribution name on PyPI, where they differ.
 DISTRIBUTIONS = {"python_multipart": "python-multipart", "multipart": "python-multipart"}
-DISTRIBUTIONS |= {"prometheus_client": "prometheus-client"}
+DISTRIBUTIONS |= {"prometheus_client": "prometheus-client", "c2pa": "c2pa-python"}
 
 
 class MissingExtraError(FacecheckError):

@@ -82,7 +82,7 @@ def test_train_evaluate_predict_round_trip(tmp_path: Path, capsys, preset: str):
 
     code, out, _ = run(capsys, "predict", "--model", str(run_dir), str(data / "real"), "--format", "csv")
     assert code == 0
-    assert out.splitlines()[0] == "path,p_fake,label,error" and len(out.splitlines()) == 13
+    assert out.splitlines()[0] == "path,p_fake,label,faces,face_box,error,provenance" and len(out.splitlines()) == 13
 
 
 def test_default_data_is_the_synthetic_set(tmp_path: Path, capsys):

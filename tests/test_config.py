@@ -28,7 +28,7 @@ def test_presets_reproduce_the_report():
         assert (preset.epochs, preset.batch_size, preset.preprocess.image_size) == (15, 32, 256)
         assert (preset.preprocess.hflip_prob, preset.preprocess.rotation_degrees) == (0.5, 10.0)
         assert preset.data.test_fraction == 0.3
-    assert list_presets() == ["general-sbi-lite0", "lite0-native-jpeg", "seed-cnn", "seed-mobilenet"]
+    assert list_presets() == ["general-sbi-lite0", "general-v2", "lite0-native-jpeg", "seed-cnn", "seed-mobilenet"]
 
 
 def test_recommended_preset_is_the_measured_recipe():

@@ -216,7 +216,7 @@ def test_a_nan_score_is_an_error_never_a_verdict(tmp_path: Path, capsys):
     image = write_face_set(tmp_path / "d", per_class=1, size=48) / "real" / "000.png"
     code, out, _ = run(capsys, "predict", "--model", str(path), str(image), "--format", "json")
     row = json.loads(out)[0]
-    assert "not a number" in row["error"] and row.get("label") is None and code == 1
+    assert "NaN" in row["error"] and row.get("label") is None and code == 1
 
 
 def test_resume_refuses_an_edited_config_before_allocating(tmp_path: Path, capsys, trained_run):

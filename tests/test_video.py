@@ -74,5 +74,4 @@ def test_video_verdict_uses_the_cards_uncertain_band(tmp_path: Path, model_file:
     video = write_video(tmp_path / "v.mp4", 8)
     p_fake = predict_video(detector, video, frames=4).p_fake
     detector.card = detector.card.with_values(threshold=p_fake, uncertain_band=(p_fake - 0.01, p_fake + 0.01))
-    detector.threshold = p_fake
     assert predict_video(detector, video, frames=4).label == "uncertain"

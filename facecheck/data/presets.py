@@ -16,6 +16,7 @@ and resize of :func:`source_and_resize`.
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import torch
@@ -190,9 +191,72 @@ class ToViews:
         return f"ToViews(mean={self.mean.tolist()}, std={self.std.tolist()}, tta={self.views.tta!r})"
 
 
+class RandomDownUp(v2.Transform):
+    """Shrink by a random factor in ``scale`` (antialiased) and bring back to the original size.
+
+    What a picture goes through between a camera or a generator and a user (thumbnails, re-uploads, small
+    face crops enlarged for display) erases the finest traces in real and fake pictures alike; a detector
+    that leans on them calls every low-resolution real face fake.
+    """
+
+    def __init__(self, scale: tuple[float, float] = (0.25, 1.0)) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def make_params(self, flat_inputs: list) -> dict:
+        factor = float(torch.empty(1).uniform_(*self.scale))
+        bicubic = bool(torch.rand(1) < 0.5)
+        return {"factor": factor, "bicubic": bicubic}
+
+    def transform(self, inpt: Any, params: dict) -> Any:
+        height, width = v2.functional.get_size(inpt)
+        small = [max(8, round(height * params["factor"])), max(8, round(width * params["factor"]))]
+        up = v2.InterpolationMode.BICUBIC if params["bicubic"] else v2.InterpolationMode.BILINEAR
+        shrunk = v2.functional.resize(inpt, small, antialias=True)
+        return v2.functional.resize(shrunk, [height, width], interpolation=up, antialias=True)
+
+
+class FaceViews:
+    """The evaluation pipeline of a face-crop model, split where the faces are found.
+
+    ``eval_transform`` is JPEG normalisation, the largest face's crop, resize and views in one go; this does the
+    same in two steps, so that one face detection serves the face check, every face's crop (per-face verdicts)
+    and the picture's verdict: ``views(normalised(image), face)`` equals ``eval_transform`` for the largest face.
+    """
+
+    def __init__(self, cfg: PreprocessConfig, tta: str | None = None) -> None:
+        self.normalise = NormalizeJpeg(cfg.normalize_jpeg) if cfg.normalize_jpeg else None
+        self.margin = cfg.face_margin
+        self.rest = T.Compose([resize_step(cfg), ToViews(*normalisation(cfg), eval_views(cfg, tta))])
+
+    def normalised(self, image: Image.Image) -> Image.Image:
+        """The picture as the face detector and the crops see it (JPEG-normalised as in training)."""
+        return self.normalise(image) if self.normalise else image
+
+    def views(self, normalised: Image.Image, face: Any | None) -> torch.Tensor:
+        """The model's input for one face (a :class:`facecheck.data.faces.Face`), or the whole picture (None)."""
+        from facecheck.data.faces import crop_box
+
+        if face is not None:
+            normalised = normalised.crop(crop_box(face, normalised.size, self.margin))
+        return self.rest(normalised)
+
+
 def random_steps(cfg: PreprocessConfig) -> list:
     """Training-only augmentation, for PIL images or uint8 tensors alike (torchvision v2)."""
     steps: list = []
+    if cfg.augment == "degrade":
+        # What the road from a generator or a camera to a user does to any picture, applied to both classes:
+        # colour and tone changes, downscaling and enlarging, blur, then JPEG re-compression (last, as a
+        # re-upload would). Each step with probability robust_prob (JPEG: always half the time at least).
+        p = cfg.robust_prob
+        steps += [
+            v2.RandomApply([v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02)], p=p),
+            v2.RandomGrayscale(0.05),
+            v2.RandomApply([RandomDownUp((0.25, 1.0))], p=p),
+            v2.RandomApply([v2.GaussianBlur(kernel_size=9, sigma=(0.1, 2.0))], p=p / 2),
+            v2.RandomApply([v2.JPEG(quality=(30, 100))], p=max(p, 0.5)),
+        ]
     if cfg.augment == "jpeg":
         # JPEG re-compression only: robustness to re-saved photos without blur, which erases generator traces.
         steps.append(v2.RandomApply([v2.JPEG(quality=(30, 100))], p=cfg.robust_prob))
@@ -202,7 +266,7 @@ def random_steps(cfg: PreprocessConfig) -> list:
             v2.RandomApply([v2.GaussianBlur(kernel_size=9, sigma=(0.1, 3.0))], p=cfg.robust_prob),
             v2.RandomApply([v2.JPEG(quality=(30, 100))], p=cfg.robust_prob),
         ]
-    if cfg.augment in ("report", "jpeg", "robust"):
+    if cfg.augment in ("report", "jpeg", "robust", "degrade"):
         if cfg.hflip_prob > 0:
             steps.append(v2.RandomHorizontalFlip(cfg.hflip_prob))
         if cfg.rotation_degrees > 0:

@@ -20,6 +20,8 @@ from facecheck.data.synthetic import make_synthetic_dataset
 from facecheck.errors import DataError
 
 SOURCE = "source"
+# The manifest column naming the model (fakes) or photo collection (reals) an image comes from.
+GENERATOR = "generator"
 
 
 def source_name(path: str | Path) -> str:
@@ -121,3 +123,17 @@ def source_of(path: Path, data_dirs: list[str] | list[Path]) -> str:
         if resolved.is_relative_to(root):
             return root.name
     return ""
+
+
+def manifest_metadata(data_dirs: list[str] | list[Path]) -> dict[Path, dict[str, str]]:
+    """Per image (resolved path), the metadata of its source's manifest and its source's name."""
+    if not data_dirs:
+        return {}
+    return {path.resolve(): values for path, values in open_sources(list(data_dirs)).metadata.items()}
+
+
+def collection_of(metadata: dict[str, str]) -> str:
+    """An image's collection: ``source/generator`` where the manifest names a generator, else its source."""
+    source = metadata.get(SOURCE, "")
+    generator = metadata.get(GENERATOR)
+    return f"{source}/{generator}" if generator else source

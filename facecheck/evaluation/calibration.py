@@ -90,6 +90,48 @@ def uncertain_band(
     return max(0.0, threshold - width), min(1.0, threshold + width)
 
 
+# A real collection with fewer validation images than this cannot pin a rate of a few percent: it is judged
+# together with the other small collections of its source.
+MIN_COLLECTION_REALS = 20
+
+
+def pooled_collections(collections: list[str], labels: np.ndarray) -> list[str]:
+    """Each image's collection, small real collections (< MIN_COLLECTION_REALS reals) joined per source."""
+    counts: dict[str, int] = {}
+    for name, label in zip(collections, labels, strict=True):
+        if label == REAL:
+            counts[name] = counts.get(name, 0) + 1
+    joined = []
+    for name in collections:
+        small = counts.get(name, 0) < MIN_COLLECTION_REALS and "/" in name
+        joined.append(f"{name.split('/', 1)[0]}/other" if small else name)
+    return joined
+
+
+def threshold_per_collection(
+    p_fake: np.ndarray, labels: np.ndarray, collections: list[str], target_fpr: float
+) -> tuple[float, dict[str, dict[str, float]]]:
+    """The strictest of the thresholds that hold each real collection's false-positive rate at ``target_fpr``,
+    and per collection its number of reals and its false-positive rate at that threshold."""
+    names = np.array(pooled_collections(collections, labels))
+    thresholds = {}
+    for name in sorted({str(n) for n in names[labels == REAL]}):
+        chosen = names == name
+        thresholds[name] = threshold_for_fpr(p_fake[chosen], labels[chosen], target_fpr)
+    if not thresholds:
+        raise DataError("choosing a threshold for a false-positive rate needs real images in the validation split")
+    threshold = max(thresholds.values())
+    rates = {
+        name: {
+            "n_real": int(np.sum((names == name) & (labels == REAL))),
+            "fpr": float(np.mean(p_fake[(names == name) & (labels == REAL)] >= threshold)),
+            "own_threshold": value,
+        }
+        for name, value in thresholds.items()
+    }
+    return threshold, rates
+
+
 @dataclass
 class Calibration:
     temperature: float
@@ -98,13 +140,23 @@ class Calibration:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def calibrate(logits: np.ndarray, labels: np.ndarray, target_fpr: float | None = None) -> Calibration:
-    """Temperature, threshold and uncertain band fitted on validation ``logits`` and ``labels``."""
+def calibrate(
+    logits: np.ndarray, labels: np.ndarray, target_fpr: float | None = None, collections: list[str] | None = None
+) -> Calibration:
+    """Temperature, threshold and uncertain band fitted on validation ``logits`` and ``labels``.
+
+    With ``collections`` (each image's real collection, see :func:`facecheck.data.sources.collection_of`) and a
+    ``target_fpr``, the threshold holds every collection's false-positive rate at the target, not the pooled one.
+    """
     temperature = fit_temperature(logits, labels)
     p_fake = p_fake_of(logits, temperature)
-    threshold = (
-        balanced_threshold(p_fake, labels) if target_fpr is None else threshold_for_fpr(p_fake, labels, target_fpr)
-    )
+    per_collection = None
+    if target_fpr is None:
+        threshold = balanced_threshold(p_fake, labels)
+    elif collections is not None:
+        threshold, per_collection = threshold_per_collection(p_fake, labels, collections, target_fpr)
+    else:
+        threshold = threshold_for_fpr(p_fake, labels, target_fpr)
     band = uncertain_band(p_fake, labels, threshold)
     report: dict[str, Any] = {
         "temperature": temperature,
@@ -126,4 +178,7 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, target_fpr: float | None =
     if target_fpr is not None:
         report["target_fpr"] = target_fpr
         report["val_fpr_at_threshold"] = float(np.mean(p_fake[labels == REAL] >= threshold))
+        report["val_tpr_at_threshold"] = float(np.mean(p_fake[labels != REAL] >= threshold))
+    if per_collection is not None:
+        report["val_fpr_per_collection"] = per_collection
     return Calibration(temperature, threshold, band, report)

@@ -13,18 +13,16 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from facecheck.data.discovery import CLASS_NAMES, ImageRecord
+from facecheck.data.discovery import CLASS_NAMES, REAL, ImageRecord
 from facecheck.data.images import load_image
 from facecheck.data.layouts import open_dataset
-from facecheck.data.sources import SOURCE, resolve_data_dirs, resolve_data_root, source_of
+from facecheck.data.sources import SOURCE, manifest_metadata, resolve_data_dirs, resolve_data_root, source_of
 from facecheck.errors import DataError
-from facecheck.evaluation.metrics import full_metrics, result_warnings
+from facecheck.evaluation.metrics import classification_metrics, full_metrics, result_warnings
 from facecheck.evaluation.perturb import Perturbation
-from facecheck.inference.ensemble import Ensemble
 from facecheck.inference.predictor import Detector, Prediction, show_progress
+from facecheck.inference.protocol import AnyDetector
 from facecheck.run_folder import RunFolder
-
-AnyDetector = Detector | Ensemble
 
 
 def evaluation_records(
@@ -46,7 +44,8 @@ def evaluation_records(
         assert run is not None
         test = run.read_split(resolve_data_root(config, lambda _message: None))["test"]
         dirs = resolve_data_dirs(config, lambda _message: None)
-        metadata = {r.path: {SOURCE: source_of(r.path, dirs)} for r in test}
+        manifests = _manifests_if_present(dirs)
+        metadata = {r.path: {**manifests.get(r.path.resolve(), {}), SOURCE: source_of(r.path, dirs)} for r in test}
         return test, f"test split of {run.path}", metadata
     data_path = Path(data).expanduser().resolve()
     dataset = open_dataset(data_path)
@@ -71,6 +70,7 @@ def evaluate(
     batch_size: int = 64,
     perturbations: list[Perturbation] | None = None,
     progress: bool | None = False,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """Score a model on labelled data; returns the metrics dict (plus ``data``, ``errors`` and ``warnings``).
 
@@ -79,8 +79,9 @@ def evaluate(
     a bar on stderr per pass; None: as the CLI chooses (:func:`show_progress`).
     """
     return evaluate_with_scores(
-        model, data, split=split, batch_size=batch_size, perturbations=perturbations, progress=progress
-    )[0]
+        model, data, split=split, batch_size=batch_size, perturbations=perturbations, progress=progress,
+        threshold=threshold,
+    )[0]  # fmt: skip
 
 
 @dataclass
@@ -102,36 +103,67 @@ def evaluate_with_scores(
     perturbations: list[Perturbation] | None = None,
     by: str | None = None,
     progress: bool | None = False,
+    threshold: float | None = None,
 ) -> tuple[dict[str, Any], Scores]:
-    """:func:`evaluate` plus the per-image scores; ``by`` breaks the metrics down by a metadata column."""
-    detector = model if isinstance(model, (Detector, Ensemble)) else Detector.load(model)
+    """:func:`evaluate` plus the per-image scores; ``by`` breaks the metrics down by a metadata column.
+
+    ``threshold``: decisions (confusion matrix, accuracy, ...) at this p_fake instead of the model's own."""
+    detector = model if isinstance(model, AnyDetector) else Detector.load(model)
+    threshold = detector.threshold if threshold is None else threshold
     records, source, metadata = evaluation_records(detector, data, split)
     if not records:
         raise DataError(f"no images to evaluate in {source}")
     shown = show_progress(len(records)) if progress is None else progress
-    result, scores = _score(detector, records, batch_size, None, metadata, shown)
+    result, scores = _score(detector, records, batch_size, None, metadata, shown, threshold=threshold)
     result["data"] = source
     result["model"] = getattr(detector, "description", detector.source)
     result["tta"] = detector.tta
     result["class_names"] = list(CLASS_NAMES)
     if by:
-        values = [m.get(by) for m in scores.metadata]
-        if all(v is None for v in values):
-            raise DataError(f"no image in {source} has the metadata column {by!r}")
-        result["breakdown"] = {by: {}}
-        for value in sorted({v for v in values if v is not None}):
-            chosen = np.array([v == value for v in values])
-            result["breakdown"][by][value] = full_metrics(
-                scores.labels[chosen], scores.p_fake[chosen], detector.threshold, resamples=0
-            )
+        result["breakdown"] = {by: breakdown(scores, by, threshold, source)}
     result["warnings"] = evaluation_warnings(detector, result)
     if perturbations:
         result["perturbations"] = {}
         for number, perturbation in enumerate(perturbations, 1):
             step = f"{number}/{len(perturbations)}"
-            metrics = _score(detector, records, batch_size, perturbation, metadata, shown, step)[0]
+            metrics = _score(detector, records, batch_size, perturbation, metadata, shown, step, threshold)[0]
             result["perturbations"][perturbation.name] = {k: v for k, v in metrics.items() if k != "errors"}
     return result, scores
+
+
+def breakdown(scores: Scores, by: str, threshold: float, source: str = "the data") -> dict[str, dict[str, Any]]:
+    """Metrics per value of a metadata column.
+
+    A value that holds one class only (a generator's fakes, a collection of reals) has no ROC AUC of its own:
+    it gets the share of its images called fake (``called_fake``: the catch rate of a generator, the
+    false-fake rate of a real collection), and a generator's fakes get ``roc_auc_vs_reals``, their ROC AUC
+    against every real image evaluated with them.
+    """
+    values = [m.get(by) for m in scores.metadata]
+    if all(v is None for v in values):
+        raise DataError(f"no image in {source} has the metadata column {by!r}")
+    reals = scores.labels == REAL
+    table: dict[str, dict[str, Any]] = {}
+    for value in sorted({v for v in values if v is not None}):
+        chosen = np.array([v == value for v in values])
+        row = full_metrics(scores.labels[chosen], scores.p_fake[chosen], threshold, resamples=0)
+        matrix = np.asarray(row["confusion_matrix"])  # rows true real/fake, columns called real/fake
+        row["called_fake"] = float(matrix[:, 1].sum() / max(matrix.sum(), 1))
+        if not reals[chosen].any() and reals.any():
+            pair = chosen | reals
+            row["roc_auc_vs_reals"] = classification_metrics(scores.labels[pair], scores.p_fake[pair], threshold)[
+                "roc_auc"
+            ]
+        table[value] = row
+    return table
+
+
+def _manifests_if_present(dirs: list[Path]) -> dict[Path, dict[str, str]]:
+    """The training sources' manifest columns (generator, ...), or nothing when a source has gone."""
+    try:
+        return manifest_metadata(dirs)
+    except DataError:
+        return {}
 
 
 def evaluation_warnings(detector: AnyDetector, result: dict[str, Any]) -> list[str]:
@@ -152,6 +184,20 @@ def _perturbed(path: Path, perturbation: Perturbation) -> Any:
         return path
 
 
+def evaluate_records(
+    detector: AnyDetector,
+    records: list[ImageRecord],
+    metadata: dict[Path, dict[str, str]] | None = None,
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> tuple[dict[str, Any], Scores]:
+    """Metrics and per-image scores of a chosen list of labelled images (e.g. one generator and some reals)."""
+    if not records:
+        raise DataError("no images to evaluate")
+    return _score(detector, records, batch_size, None, metadata or {}, progress)
+
+
 def _score(
     detector: AnyDetector,
     records: list[ImageRecord],
@@ -160,6 +206,7 @@ def _score(
     metadata: dict[Path, dict[str, str]],
     progress: bool = False,
     step: str = "",
+    threshold: float | None = None,
 ) -> tuple[dict[str, Any], Scores]:
     predictions = []
     desc = "scoring" if perturbation is None else f"scoring {perturbation.name} (perturbation {step})"
@@ -173,7 +220,7 @@ def _score(
         for record, there in zip(chunk, present, strict=True):
             if there:
                 inputs.append(record.path if perturbation is None else _perturbed(record.path, perturbation))
-        found = iter(detector.predict(inputs, batch_size=batch_size))
+        found = iter(detector.predict(inputs, batch_size=batch_size, provenance=False))  # scores only
         for record, there in zip(chunk, present, strict=True):
             gone = f"{record.path}: not found (or not a regular file)"
             prediction = next(found) if there else Prediction(None, error=gone)
@@ -187,7 +234,7 @@ def _score(
         raise DataError(f"none of the {len(records)} images could be read")
     labels = np.array([r.label for r, _ in scored])
     p_fake = np.array([p.p_fake for _, p in scored])
-    result = full_metrics(labels, p_fake, detector.threshold)
+    result = full_metrics(labels, p_fake, detector.threshold if threshold is None else threshold)
     result["n_unreadable"] = len(errors)
     result["errors"] = [p.to_dict() for p in errors]
     scores = Scores([str(r.path) for r, _ in scored], labels, p_fake, [metadata.get(r.path, {}) for r, _ in scored])

@@ -98,10 +98,8 @@ def explain_files(detector: Any, paths: list[Path], out_dir: Path) -> list[dict[
             results.append({"path": str(path), "error": str(exc)})
             continue
         p_fake = float(detector.predict_tensor(detector.transform(image).unsqueeze(0))[0])
-        if not math.isfinite(p_fake):  # an error, never a verdict
-            from facecheck.inference.predictor import NOT_A_NUMBER
-
-            results.append({"path": str(path), "error": NOT_A_NUMBER})
+        if not math.isfinite(p_fake):  # an error, never a verdict (as in predict)
+            results.append({"path": str(path), "error": "the model gave no finite score (NaN): its card is unusable"})
             continue
         target, stream = create_new_file(out_dir, name)
         with stream:

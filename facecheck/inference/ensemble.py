@@ -32,13 +32,26 @@ class Ensemble:
             raise DataError(f"the models disagree on class names: {sorted(names)}")
         self.members = list(members)
         first = self.members[0]
-        self.class_names = first.class_names
-        # The first member's card describes where evaluation without --data takes its test split from.
-        self.card = first.card
+        # The ensemble's own card: the first member's (where evaluation without --data takes its test split
+        # from) with the mean of the members' thresholds and no uncertain band (each member's band was fitted
+        # around its own threshold, none around the mean).
+        self.card = first.card.with_values(
+            threshold=float(np.mean([m.threshold for m in self.members])),
+            uncertain_band=None,
+            scope={**first.card.scope, "summary": "ensemble (mean calibrated p_fake) of "
+                   + " + ".join(m.source for m in self.members)},
+        )  # fmt: skip
         self.source = first.source
-        self.threshold = float(np.mean([m.threshold for m in self.members]))
         self.model = None  # no single network: no Grad-CAM
         self.tta = ",".join(sorted({m.tta for m in self.members}))
+
+    @property
+    def threshold(self) -> float:
+        return self.card.threshold
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.card.class_names)
 
     @classmethod
     def load(
@@ -59,23 +72,34 @@ class Ensemble:
         return "+".join(m.model_name for m in self.members)
 
     def predict(
-        self, images: ImageInput | Iterable[ImageInput], batch_size: int = 32, progress: bool = False
+        self,
+        images: ImageInput | Iterable[ImageInput],
+        batch_size: int = 32,
+        progress: bool = False,
+        threshold: float | None = None,
+        provenance: bool = True,
     ) -> list[Prediction]:
         """Mean calibrated ``p_fake``; an image any member cannot read gets that member's error.
 
         Takes what :meth:`Detector.predict` takes (folders too) and raises on the same misuse.
         """
         items = expand_image_inputs(images)
-        per_member = [m.predict(items, batch_size=batch_size, progress=progress) for m in self.members]
+        # What a file declares about itself is read once, by the first member.
+        per_member = [
+            m.predict(items, batch_size=batch_size, progress=progress, provenance=provenance and index == 0)
+            for index, m in enumerate(self.members)
+        ]
         results = []
         for predictions in zip(*per_member, strict=True):
             first = predictions[0]
             failed = next((p for p in predictions if p.error is not None), None)
             if failed is not None:
-                results.append(Prediction(first.path, error=failed.error))
+                results.append(Prediction(first.path, error=failed.error, provenance=first.provenance))
                 continue
             p_fake = float(np.mean([p.p_fake for p in predictions]))
-            results.append(Prediction(first.path, p_fake, self.card.decide(p_fake, self.threshold)))
+            decided = Prediction(first.path, p_fake, self.card.decide(p_fake, threshold))
+            decided.provenance = first.provenance
+            results.append(decided)
         return results
 
     __call__ = predict

@@ -68,7 +68,7 @@ def write_card(path: Path, card: ModelCard) -> None:
     onnx.save(graph, str(path))
 
 
-def read_card(path: Path) -> ModelCard:
+def read_onnx_card(path: Path) -> ModelCard:
     """The facecheck card of an exported ``.onnx`` file (parsing protobuf runs no code), validated."""
     require("onnx", "export")
     import onnx
@@ -119,5 +119,5 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: list[torch.Tenso
         )
     finally:
         prepared.unlink(missing_ok=True)
-    write_card(out_path, read_card(fp32_path))
+    write_card(out_path, read_onnx_card(fp32_path))
     return out_path

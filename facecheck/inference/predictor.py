@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import functools
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -17,11 +17,13 @@ from tqdm import tqdm
 from facecheck.card import ModelCard
 from facecheck.checkpoint import load_model, resolve_checkpoint_path
 from facecheck.choices import BACKENDS
+from facecheck.config import PreprocessConfig
 from facecheck.data.discovery import iter_images
 from facecheck.data.images import load_image, to_rgb
-from facecheck.data.presets import eval_transform
+from facecheck.data.presets import FaceViews, eval_transform
 from facecheck.device import resolve_device
 from facecheck.errors import CheckpointError, DataError, InputError, InputNotFoundError, InputTypeError
+from facecheck.files import file_sha256
 from facecheck.inference.engines import (
     OnnxEngine,
     OpenVinoEngine,
@@ -29,12 +31,14 @@ from facecheck.inference.engines import (
     cached_onnx_export,
     resolve_backend,
 )
-from facecheck.inference.export import read_card
 from facecheck.inference.outputs import mean_over_views, p_fake_of
 from facecheck.models import FaceClassifier
+from facecheck.provenance import Provenance, read_provenance
 
 ImageInput = str | Path | Image.Image | np.ndarray
 NO_FACE = "no face"
+SHIPPED_PREFIX = "shipped model "  # a detector's source when it is a model shipped with facecheck
+NO_FACE_NOTICE = "no face found: the verdict of a face detector means nothing here"
 # More inputs than this get a progress bar (on stderr) even when stderr is not a terminal.
 FEW_IMAGES = 8
 
@@ -98,9 +102,31 @@ def _has_face(image: Image.Image) -> bool | None:
 Engine = Callable[[torch.Tensor], np.ndarray]
 
 
+# Faces whose box is smaller than this (pixels, shorter side) are not judged on their own, except the largest
+# face of a picture; and at most MAX_FACES faces of one picture are judged (the largest ones).
+MIN_FACE_SIDE = 32
+MAX_FACES = 16
+
+
+@dataclass
+class FaceResult:
+    """One face of a picture: where it is, how sure the face detector was, and its own verdict."""
+
+    box: tuple[int, int, int, int]  # left, top, right, bottom, in the picture's pixels
+    confidence: float  # the face detector's probability that this is a face
+    p_fake: float | None = None
+    label: str | None = None
+
+
 @dataclass
 class Prediction:
-    """One input's result: ``p_fake`` in [0, 1] and its label, or ``error``."""
+    """One input's result: ``p_fake`` in [0, 1] and its label, or ``error``.
+
+    For a model that judges faces (``preprocess.face_crop``), ``faces`` lists every face found (largest first)
+    with its own ``p_fake`` and label; the picture's ``p_fake`` and label are those of the most suspicious face,
+    ``decided_by`` (its index in ``faces``). A picture without a face has ``faces == []`` and the label
+    ``no face`` when the face check is on.
+    """
 
     path: str | None
     p_fake: float | None = None
@@ -108,6 +134,11 @@ class Prediction:
     error: str | None = None
     # Said beside the verdict, e.g. that no face was found (the label is then "no face").
     notice: str | None = None
+    faces: list[FaceResult] | None = None
+    decided_by: int | None = None
+    # What the file declares about itself (C2PA, IPTC source type, EXIF, generator text): beside the verdict, never
+    # part of it. Read for path inputs; see facecheck.provenance.
+    provenance: Provenance | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None or k in ("path",)}
@@ -136,18 +167,16 @@ class Detector:
         if engine is None and model is None:
             raise DataError("a Detector needs a model or an inference engine")
         self.engine: Engine = engine or TorchEngine(model, self.device)
+        # Everything about reading the model's output (threshold, temperature, band, preprocessing) stays on
+        # its card; a threshold of the user's is an argument of predict, never written into the detector.
         self.card = card
-        self.class_names: list[str] = list(card.class_names)
-        self.threshold: float = card.threshold
-        # Temperature scaling fitted on validation data: p_fake = softmax(logits / T).
-        self.temperature: float = card.temperature
-        self.preprocess = card.preprocess
         # Test-time augmentation: the checkpoint's own setting unless overridden.
         self.tta = self.preprocess.tta if tta is None else tta
         self.transform = eval_transform(self.preprocess, self.tta)
+        # A face-crop model: one detection per picture serves the face check, each face's crop and the verdict.
+        self.face_views = FaceViews(self.preprocess, self.tta) if self.preprocess.face_crop else None
         # One (3, s, s) tensor per image: for Grad-CAM and int8 calibration, which need plain batches.
         self.single_view_transform = eval_transform(self.preprocess, "none")
-        self.min_size = card.min_image_size
         # Look for a face (MTCNN) first and answer "no face" without one; default: as the card says.
         self.face_check = bool(card.scope.get("face_check", False)) if face_check is None else face_check
         self.source = "<in memory>"
@@ -171,24 +200,29 @@ class Detector:
         if backend not in BACKENDS:
             raise DataError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         backend = resolve_backend(backend, resolve_device(device))
-        if path is None:
-            from facecheck.inference.release import DEFAULT_MODEL, load_release, release
+        from facecheck.inference.release import shipped_name
 
-            model, card = load_release()
+        shipped = shipped_name(path)
+        if shipped is not None:
+            from facecheck.inference.release import load_release, release
+
+            model, card = load_release(shipped) if path is not None else load_release()
             engine = None
             if backend in ("onnx", "openvino"):
-                weights = release().weights
+                weights = (release(shipped) if path is not None else release()).weights
                 exported = cached_onnx_export(weights, model, card.preprocess)
                 engine = OnnxEngine(exported) if backend == "onnx" else OpenVinoEngine(exported)
             detector = cls(model, card, device, engine, tta, face_check)
-            detector.source = f"shipped model {DEFAULT_MODEL}"
+            detector.source = f"{SHIPPED_PREFIX}{shipped}"
             return detector
         if Path(path).suffix == ".onnx":
+            from facecheck.inference.cards import load_card
+
             onnx_path = Path(path).expanduser()
             if not onnx_path.is_file():
                 raise CheckpointError(f"model not found: {onnx_path}")
             engine_class = OpenVinoEngine if backend == "openvino" else OnnxEngine
-            detector = cls(None, read_card(onnx_path), device, engine_class(onnx_path), tta, face_check)
+            detector = cls(None, load_card(onnx_path), device, engine_class(onnx_path), tta, face_check)
             detector.source = str(onnx_path)
             return detector
         checkpoint_path = resolve_checkpoint_path(path)
@@ -204,6 +238,37 @@ class Detector:
     @property
     def backend(self) -> str:
         return self.engine.name
+
+    @property
+    def threshold(self) -> float:
+        return self.card.threshold
+
+    @functools.cached_property
+    def weights_sha256(self) -> str | None:
+        """The sha256 of the weights file this detector was loaded from (None for one built in memory)."""
+        if self.source.startswith(SHIPPED_PREFIX):
+            from facecheck.inference.release import release
+
+            return release(self.source.removeprefix(SHIPPED_PREFIX)).weights_sha256
+        path = Path(self.source)
+        return file_sha256(path) if path.is_file() else None
+
+    @property
+    def temperature(self) -> float:
+        """Temperature scaling fitted on validation data: p_fake = softmax(logits / T)."""
+        return self.card.temperature
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.card.class_names)
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return self.card.preprocess
+
+    @property
+    def min_size(self) -> int:
+        return self.card.min_image_size
 
     @property
     def model_name(self) -> str:
@@ -222,53 +287,97 @@ class Detector:
         return p_fake_of(mean_over_views(self.engine, batch), self.temperature)
 
     def predict(
-        self, images: ImageInput | Iterable[ImageInput], batch_size: int = 32, progress: bool = False
+        self,
+        images: ImageInput | Iterable[ImageInput],
+        batch_size: int = 32,
+        progress: bool = False,
+        threshold: float | None = None,
+        provenance: bool = True,
     ) -> list[Prediction]:
         """Predict each image: paths, folders (every image file below them, sorted), PIL images or uint8 arrays.
+
+        ``threshold``: decide at this p_fake instead of the card's own (the ``uncertain`` band, fitted around
+        the card's threshold, is then dropped).
 
         Misuse raises before any work (see :func:`expand_image_inputs`): a missing path, an object of another
         type, a malformed array, a folder without images. A file that exists but cannot be read or
         preprocessed (corrupt, truncated, too small) gets ``error`` set in its result instead, and never
         stops the others. ``progress``: a bar on stderr (see :func:`show_progress` for the CLI's choice).
+        ``provenance``: read what each file (path) declares about itself (:mod:`facecheck.provenance`) into
+        its result; evaluation, which only needs scores, turns it off.
         """
         items = expand_image_inputs(images)
         results = [Prediction(str(item) if isinstance(item, (str, Path)) else None) for item in items]
+        for item, result in zip(items, results, strict=True):
+            if provenance and isinstance(item, (str, Path)):
+                result.provenance = read_provenance(item)  # never raises: problems go to its own error
         bar = tqdm(total=len(items), desc="predicting", unit="img", disable=not progress, leave=False, file=sys.stderr)
         for start in range(0, len(items), batch_size):
             indices = range(start, min(start + batch_size, len(items)))
+            # Each picture gives one input, or one per face for a face-crop model.
             prepared = [self._prepare(items[index], results[index]) for index in indices]
-            slots = [index for index, tensor in zip(indices, prepared, strict=True) if tensor is not None]
-            if slots:
-                batch = _stack([tensor for tensor in prepared if tensor is not None])
-                for index, p_fake in zip(slots, self.predict_tensor(batch), strict=True):
-                    if not math.isfinite(float(p_fake)):  # damaged weights or card: an error, never a verdict
-                        results[index].error = f"{results[index].path or 'image'}: {NOT_A_NUMBER}"
-                        continue
-                    results[index].p_fake = float(p_fake)
-                    no_face = results[index].notice is not None
-                    results[index].label = NO_FACE if no_face else self.card.decide(float(p_fake), self.threshold)
+            tensors = [tensor for views in prepared for tensor in views]
+            if tensors:
+                scores = iter(self.predict_tensor(_stack(tensors)).tolist())
+                for index, views in zip(indices, prepared, strict=True):
+                    if views:
+                        self._decide(results[index], [next(scores) for _ in views], threshold)
             bar.update(len(indices))
         bar.close()
         return results
 
-    def _prepare(self, item: ImageInput, result: Prediction) -> torch.Tensor | None:
-        """The model's input views of one item, or None with ``result.error`` set; notes a missing face."""
+    def _decide(self, result: Prediction, scores: list[float], threshold: float | None) -> None:
+        """The picture's verdict from its inputs' scores: the most suspicious face decides."""
+        if any(not np.isfinite(score) for score in scores):  # never a verdict from a broken number
+            result.error = f"{result.path or 'image'}: the model gave no finite score (NaN): its card is unusable"
+            result.faces = None
+            return
+        if result.faces:
+            for face, p_fake in zip(result.faces, scores, strict=True):
+                face.p_fake, face.label = p_fake, self.card.decide(p_fake, threshold)
+            result.decided_by = int(np.argmax(scores))
+        result.p_fake = max(scores)
+        no_face = result.notice is not None
+        result.label = NO_FACE if no_face else self.card.decide(result.p_fake, threshold)
+
+    def _prepare(self, item: ImageInput, result: Prediction) -> list[torch.Tensor]:
+        """The model's input views of one item (one per judged face for a face-crop model), or none with
+        ``result.error`` set; notes a missing face."""
         try:
             image = self._to_image(item)
+            if self.face_views is not None:
+                return self._prepare_faces(image, result)
             found = _has_face(image) if self.face_check else True
             if found is False:
-                result.notice = "no face found: the verdict of a face detector means nothing here"
-            return self.transform(image)
+                result.notice = NO_FACE_NOTICE
+            return [self.transform(image)]
         except DataError as exc:
             message, where = str(exc), result.path
             prefixed = where is None or message.startswith(where)
             result.error = message if prefixed else f"{where}: {message}"
-            return None
+            return []
+
+    def _prepare_faces(self, image: Image.Image, result: Prediction) -> list[torch.Tensor]:
+        from facecheck.data.faces import NoFaceError, detect_faces
+
+        assert self.face_views is not None
+        normalised = self.face_views.normalised(image)
+        found = sorted(detect_faces(normalised), key=lambda f: -f.area)
+        judged = [f for i, f in enumerate(found) if i == 0 or min(_sides(f.box)) >= MIN_FACE_SIDE][:MAX_FACES]
+        result.faces = [FaceResult(tuple(round(v) for v in f.box), round(f.probability, 4)) for f in judged]
+        if judged:
+            return [self.face_views.views(normalised, face) for face in judged]
+        if self.face_check:
+            result.notice = NO_FACE_NOTICE
+        elif self.preprocess.no_face != "keep":
+            raise NoFaceError("no face found (the model judges faces only)")
+        return [self.face_views.views(normalised, None)]  # the whole picture, as in training
 
     __call__ = predict
 
 
-NOT_A_NUMBER = "the model's score is not a number (NaN): its weights or card are damaged; retrain or re-export it"
+def _sides(box: tuple[float, ...]) -> tuple[float, float]:
+    return box[2] - box[0], box[3] - box[1]
 
 
 def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:

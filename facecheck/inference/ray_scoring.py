@@ -8,8 +8,9 @@ so every score is the one ``facecheck predict --backend onnx`` gives). Each
 partition is written by the actor that scored it as one Parquet file with a
 deterministic name (``part-00007-<digest>.parquet``, renamed into place when
 complete) inside the ``--out`` folder, which is therefore a Parquet data set
-with columns ``path, p_fake, label, error``. A rerun skips the partitions whose
-file exists, so an interrupted job continues where it stopped.
+with columns ``path, p_fake, label, faces, decided_by, error`` (faces as in
+``predict``'s JSON). A rerun skips the partitions whose file exists, so an
+interrupted job continues where it stopped.
 
 On one machine a local Ray is started (``ray.init(num_cpus=...)``); with
 ``address`` the job joins a running cluster, whose nodes need facecheck
@@ -24,7 +25,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from facecheck.extras import require
 PARTITION_SIZE = 256
 # The job a folder of partitions belongs to; "_" keeps it out of the Parquet data set.
 MANIFEST = "_facecheck_job.json"
-COLUMNS = ("path", "p_fake", "label", "error")
+COLUMNS = ("path", "p_fake", "label", "faces", "decided_by", "error")
 
 
 @dataclass(frozen=True)
@@ -113,11 +114,14 @@ class PartitionScorer:
         counts, failures = [], []
         for name, listed in zip(batch["file"], batch["paths"], strict=True):
             pairs = json.loads(str(listed))
-            results = self.detector.predict([absolute for _shown_path, absolute in pairs], self.batch_size)
+            paths = [absolute for _shown_path, absolute in pairs]
+            results = self.detector.predict(paths, self.batch_size, provenance=False)  # the rows hold scores only
             rows = {
                 "path": [shown for shown, _absolute in pairs],
                 "p_fake": [r.p_fake for r in results],
                 "label": [r.label for r in results],
+                "faces": [None if r.faces is None else [asdict(face) for face in r.faces] for r in results],
+                "decided_by": [r.decided_by for r in results],
                 "error": [None if r.error is None else r.error.replace(absolute, shown, 1)
                           for r, (shown, absolute) in zip(results, pairs, strict=True)],
             }  # fmt: skip
@@ -132,8 +136,11 @@ def write_partition(path: Path, rows: dict[str, list]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    # faces: as predict's JSON (per face: box, detector confidence, p_fake, label), for a model that judges faces.
+    face = pa.struct([("box", pa.list_(pa.int64())), ("confidence", pa.float64()), ("p_fake", pa.float64()),
+                      ("label", pa.string())])  # fmt: skip
     schema = pa.schema([("path", pa.string()), ("p_fake", pa.float64()), ("label", pa.string()),
-                        ("error", pa.string())])  # fmt: skip
+                        ("faces", pa.list_(face)), ("decided_by", pa.int64()), ("error", pa.string())])  # fmt: skip
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         pq.write_table(pa.Table.from_pydict(rows, schema=schema), temporary)

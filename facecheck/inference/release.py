@@ -55,6 +55,17 @@ def release(name: str = DEFAULT_MODEL, folder: Path = RELEASE_DIR) -> Release:
     return found[name]
 
 
+def shipped_name(path: str | Path | None) -> str | None:
+    """The shipped model that ``path`` names: None -> the default one; a bare name of a shipped model (that is
+    not also a file or folder here) -> that name; anything else -> None (a path to load)."""
+    if path is None:
+        return DEFAULT_MODEL
+    text = str(path)
+    if "/" in text or "\\" in text or Path(text).expanduser().exists():
+        return None
+    return text if text in releases() else None
+
+
 def read_release_card(entry: Release) -> ModelCard:
     if not entry.card.is_file() or file_sha256(entry.card) != entry.card_sha256:
         raise CheckpointError(f"{entry.card}: missing or changed (sha256 differs from the manifest)")

@@ -7,7 +7,7 @@ backbone is one decorated function. The CLI takes its choices from here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from facecheck.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig
 from facecheck.errors import ConfigError
@@ -78,9 +78,10 @@ def with_model_defaults(config: TrainConfig) -> TrainConfig:
     pre = config.preprocess
     if pre.mean is not None and pre.std is not None and pre.image_size is not None:
         return config
-    filled = {
-        "mean": list(pre.mean or entry.mean),
-        "std": list(pre.std or entry.std),
-        "image_size": pre.image_size or entry.input_size,
-    }
-    return TrainConfig.from_dict(config.to_dict() | {"preprocess": config.to_dict()["preprocess"] | filled})
+    filled = replace(
+        pre,
+        mean=tuple(pre.mean or entry.mean),
+        std=tuple(pre.std or entry.std),
+        image_size=pre.image_size or entry.input_size,
+    )
+    return replace(config, preprocess=filled)

@@ -15,14 +15,13 @@ metrics, log line), ``server`` (uvicorn with connection timeouts).
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,8 +34,10 @@ from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import Headers
 
+from facecheck.card import render_card
 from facecheck.errors import DataError
-from facecheck.inference.predictor import Detector
+from facecheck.inference.predictor import SHIPPED_PREFIX, Detector
+from facecheck.provenance import read_provenance
 from facecheck.serving.errors import ApiError, install_error_handlers
 from facecheck.serving.middleware import RequestGuard, ServiceMetrics
 from facecheck.serving.pool import ModelCopies, WorkerPool
@@ -44,6 +45,7 @@ from facecheck.serving.uploads import decode_upload, header_pixels
 from facecheck.version import __version__
 
 STATIC = Path(__file__).parent / "static"
+PROVENANCE = "facecheck.provenance"  # key in a decoded upload's info: facecheck.provenance.Provenance
 PROTECTED = ("/v1/", "/metrics")
 # Paths with their own label in the metrics (anything else counts as "other", so scans cannot grow them).
 KNOWN_PATHS = {
@@ -86,13 +88,16 @@ def model_info(detector: Detector) -> dict[str, Any]:
     Nothing here names a place on the server's disk: training sources are given by their folder names only.
     """
     card = detector.card
-    source = Path(detector.source)
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12] if source.is_file() else "shipped"
+    digest = detector.weights_sha256
+    name = detector.source.removeprefix(SHIPPED_PREFIX) if detector.source.startswith(SHIPPED_PREFIX) else card.preset
     return _without_paths(
         {
             "model": card.model_name,
             "preset": card.preset,
-            "id": f"{card.model_name}-{digest}",
+            "id": f"{card.model_name}-{(digest or 'in-memory')[:12]}",
+            "weights_sha256": digest,
+            # The same text as `facecheck models --card`; the page shows it as it is.
+            "card_text": render_card(card, name, digest),
             "backend": detector.backend,
             "threshold": detector.threshold,
             "temperature": detector.temperature,
@@ -141,6 +146,13 @@ def _data_uri(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def _decode_with_provenance(data: bytes, *limits: int) -> Image.Image:
+    """:func:`decode_upload`, with what the file declares about itself kept in the image's info (never fails it)."""
+    image = decode_upload(data, *limits)
+    image.info[PROVENANCE] = read_provenance(data)
+    return image
+
+
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
@@ -168,7 +180,7 @@ class Service:
 
     async def decode(self, data: bytes) -> Image.Image:
         limits = self.settings.max_upload_bytes, self.settings.max_pixels, self.detector.min_size
-        return await self.decoding.run(decode_upload, data, *limits)
+        return await self.decoding.run(_decode_with_provenance, data, *limits)
 
     @contextmanager
     def pixel_budget(self, uploads: list[bytes]) -> Iterator[None]:
@@ -200,13 +212,11 @@ class Service:
             entry: dict[str, Any] = {"p_fake": prediction.p_fake, "label": prediction.label}
             if prediction.notice:
                 entry["notice"] = prediction.notice
-            if self.face_crop:
-                from facecheck.data.faces import detect_faces
-
-                entry["faces"] = [
-                    {"box": [round(v, 1) for v in face.box], "probability": face.probability}
-                    for face in detect_faces(image)
-                ]
+            if PROVENANCE in image.info:  # beside the verdict, never part of it
+                entry["provenance"] = image.info[PROVENANCE].to_dict()
+            if prediction.faces is not None:  # a model that judges faces: each face's box and verdict
+                entry["faces"] = [asdict(face) for face in prediction.faces]
+                entry["decided_by"] = prediction.decided_by
             if explain and self.explainers is not None:
                 entry["heatmap_png"] = self.heatmap(image)
             self.metrics.predictions.labels(prediction.label).inc()

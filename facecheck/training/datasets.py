@@ -26,7 +26,7 @@ from facecheck.data.decode_cache import CachedImageDataset, decoded_images
 from facecheck.data.discovery import FAKE, REAL, ImageRecord
 from facecheck.data.presets import eval_tensor_transform, eval_transform, train_tensor_transform, train_transform
 from facecheck.data.shards import ShardSet, ShardStream
-from facecheck.data.sources import source_of
+from facecheck.data.sources import GENERATOR, manifest_metadata, source_of
 from facecheck.errors import FacecheckError
 from facecheck.models import FaceClassifier
 from facecheck.training.distributed import DistContext
@@ -126,14 +126,33 @@ class RunDatasets:
         return source_of(record.path, self.data_dirs)
 
     def sampler_weights(self) -> torch.Tensor | None:
-        """Per training item, the weight that makes every (source, class) pair equally likely; None: uniform."""
-        if self.config.data.balance == "none":
+        """Per training item, the weight that makes every (source, class) pair equally likely; None: uniform.
+
+        ``source-class-generator``: inside a pair, each generator (or real photo collection) named by the
+        manifest weighs in proportion to the square root of its image count, so that a small generator is
+        seen far more often than its share, without repeating its few images as often as a large one's.
+        """
+        balance = self.config.data.balance
+        if balance == "none":
             return None
         keys = [(self._source(r), r.label) for r in self.train_records]
+        generators = [""] * len(keys)
+        if balance == "source-class-generator":
+            metadata = manifest_metadata(self.data_dirs)
+            generators = [metadata.get(r.path.resolve(), {}).get(GENERATOR, "") for r in self.train_records]
         if self.pseudo is not None:
             keys += [(self.pseudo_sources[i % len(self.pseudo_sources)], "pseudo") for i in range(len(self.pseudo))]
-        counts = Counter(keys)
-        return torch.tensor([1.0 / counts[key] for key in keys], dtype=torch.float64)
+            generators += [""] * len(self.pseudo)
+        counts = Counter(zip(keys, generators, strict=True))
+        # Each pair's generators share its weight 1 in proportion to sqrt(count); each image its generator's share.
+        roots: dict[tuple, float] = {}
+        for (key, _), count in counts.items():
+            roots[key] = roots.get(key, 0.0) + count**0.5
+        weights = [
+            (counts[(key, generator)] ** 0.5 / roots[key]) / counts[(key, generator)]
+            for key, generator in zip(keys, generators, strict=True)
+        ]
+        return torch.tensor(weights, dtype=torch.float64)
 
     def monitor(self) -> Dataset:
         return self._dataset(self.monitor_name, training=False)

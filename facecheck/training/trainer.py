@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from facecheck.card import ModelCard
-from facecheck.checkpoint import build_model, model_kwargs, read_checkpoint, save_checkpoint
+from facecheck.checkpoint import build_model, card_for, read_checkpoint, save_checkpoint
 from facecheck.choices import KEEP_CHECKPOINTS
 from facecheck.compute import configure_threads, resolve_precision, to_memory_format
 from facecheck.config import TrainConfig, validate
@@ -37,7 +37,10 @@ from facecheck.data.inspect import inspect_records, merge_groups, summary_lines
 from facecheck.data.layouts import Dataset, describe
 from facecheck.data.shards import ShardSet, is_shard_spec
 from facecheck.data.sources import (
+    GENERATOR,
     SOURCE,
+    collection_of,
+    manifest_metadata,
     open_sources,
     resolve_data_dirs,
     resolve_data_root,
@@ -135,6 +138,15 @@ def prepare_data(config: TrainConfig, log: Log, progress: bool) -> PreparedData:
     log(f"found {len(records)} images in {data_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     log(describe(dataset))
     multi_source = len(data_dirs) > 1
+    if config.data.exclude_generators:
+        excluded = set(config.data.exclude_generators)
+        named = {dataset.metadata.get(r.path, {}).get(GENERATOR) for r in records}
+        missing = sorted(excluded - named)
+        if missing:
+            raise DataError(f"no image's manifest names the generator(s) {', '.join(missing)} (exclude_generators)")
+        before = len(records)
+        records = [r for r in records if dataset.metadata.get(r.path, {}).get(GENERATOR) not in excluded]
+        log(f"left out {before - len(records)} image(s) of {', '.join(sorted(excluded))} (exclude_generators)")
     if config.data.max_per_class is not None:
         if multi_source:  # the cap applies per source, so that no source is crowded out
             sources = sources_of(records, dataset.metadata)
@@ -186,6 +198,7 @@ def open_shards(config: TrainConfig) -> ShardSet | None:
     data, pre = config.data, config.preprocess
     unsupported = [
         (bool(data.pseudo_fakes), "pseudo-fakes (they are made from the decode cache)"),
+        (config.target_fpr_scope == "collection", "a threshold per real collection (it reads the sources' manifests)"),
         (data.balance != "none", "balanced sampling (it weighs every image; a stream has no index)"),
         (config.freeze_backbone, "--freeze-backbone (its feature cache is keyed by image files)"),
         (bool(data.split_file), "--split-file (shards carry their split)"),
@@ -382,7 +395,6 @@ class TrainingSession:
             f"{'channels-last' if config.compute.channels_last else 'contiguous'} tensors{processes}"
             f"{wait_policy_note()}"
         )
-        self.model_kwargs = model_kwargs(config)
         resuming = run.last.is_file()
         # Seeded so the new layers start the same in every run of this seed. Pretrained weights
         # are only needed for a fresh start; a resumed model gets its trained weights below.
@@ -438,7 +450,7 @@ class TrainingSession:
                 self.run.add_skipped(changed)
 
     def card(self, epoch: int, metrics: dict[str, Any], **values: Any) -> ModelCard:
-        return ModelCard.from_config(self.config, self.model_kwargs, epoch=epoch, metrics=metrics, **values)
+        return card_for(self.config, epoch=epoch, metrics=metrics, **values)
 
     def run_phases(self, on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
         config = self.config
@@ -537,8 +549,8 @@ class TrainingSession:
             self.leave_out_changed(("val", "test"))  # an image removed while the epochs ran does not stop the summary
         calibration = None
         if config.calibrate and split["val"]:
-            calibration = _calibrate_best(best_model, run, self.datasets.inference("val"), config, self.device,
-                                          self.progress, log)  # fmt: skip
+            calibration = _calibrate_best(best_model, run, self.datasets.inference("val"), split["val"], config,
+                                          self.device, self.progress, log)  # fmt: skip
         card = read_checkpoint(run.best)["card"]
         if not split["test"]:
             raise DataError("the test split is empty")
@@ -595,6 +607,7 @@ def _calibrate_best(
     model: torch.nn.Module,
     run: RunFolder,
     val_set: torch.utils.data.Dataset,
+    val_records: list[ImageRecord],
     config: TrainConfig,
     device: torch.device,
     progress: bool,
@@ -602,7 +615,11 @@ def _calibrate_best(
 ) -> dict[str, Any]:
     """Fit temperature, threshold and the uncertain band on validation and store them in best.pt's card."""
     logits, labels = _inference_logits(model, val_set, config, device, progress, "calibration")
-    result = calibrate(logits, labels, config.target_fpr)
+    collections = None
+    if config.target_fpr is not None and config.target_fpr_scope == "collection":
+        metadata = manifest_metadata([str(d) for d in resolve_data_dirs(config, lambda _m: None)])
+        collections = [collection_of(metadata.get(r.path.resolve(), {})) for r in val_records]
+    result = calibrate(logits, labels, config.target_fpr, collections)
     checkpoint = read_checkpoint(run.best)
     card: ModelCard = checkpoint["card"]
     card = card.with_values(
