@@ -53,11 +53,12 @@ def check_output_file(path: str | Path, inputs: list[Path] | tuple[Path, ...] = 
     return path
 
 
-def create_new_file(folder: Path, name: Path) -> tuple[Path, IO[bytes]]:
+def create_new_file(folder: Path, name: Path, suffix: str | None = None) -> tuple[Path, IO[bytes]]:
     """A new file at ``folder / name`` opened for writing, never an existing file or a link's target.
 
-    Where the name is taken (by any file, or a link), ``<stem>-2<suffix>``, ``-3`` ... is used instead; a
-    sub-folder of ``name`` that is a link, or leads outside ``folder``, is refused.
+    Where the name is taken (by any file, or a link), ``<stem>-2<suffix>``, ``-3`` ... is used instead
+    (``suffix``: the name's ending, default its last suffix); a sub-folder of ``name`` that is a link, or
+    leads outside ``folder``, is refused.
     """
     from facecheck.errors import FacecheckError
 
@@ -72,11 +73,8 @@ def create_new_file(folder: Path, name: Path) -> tuple[Path, IO[bytes]]:
     parent.mkdir(parents=True, exist_ok=True)
     if not parent.resolve().is_relative_to(base):
         raise FacecheckError(f"{parent} leads outside the output folder {folder}")
-    stem, suffix = name.name, ""
-    for ending in (".gradcam.png", *([name.suffix] if name.suffix else [])):
-        if name.name.endswith(ending):
-            stem, suffix = name.name[: -len(ending)], ending
-            break
+    suffix = name.suffix if suffix is None or not name.name.endswith(suffix) else suffix
+    stem = name.name[: len(name.name) - len(suffix)]
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     for number in range(1, 10_000):
         candidate = parent / (f"{stem}{suffix}" if number == 1 else f"{stem}-{number}{suffix}")

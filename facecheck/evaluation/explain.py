@@ -101,7 +101,7 @@ def explain_files(detector: Any, paths: list[Path], out_dir: Path) -> list[dict[
         if not math.isfinite(p_fake):  # an error, never a verdict (as in predict)
             results.append({"path": str(path), "error": "the model gave no finite score (NaN): its card is unusable"})
             continue
-        target, stream = create_new_file(out_dir, name)
+        target, stream = create_new_file(out_dir, name, ".gradcam.png")
         with stream:
             picture.save(stream, format="PNG")
         results.append(
