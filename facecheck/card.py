@@ -16,7 +16,7 @@ import platform
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from facecheck.config import PreprocessConfig, TrainConfig
+from facecheck.config import MAX_IMAGE_SIZE, PreprocessConfig, TrainConfig, preprocess_problem
 from facecheck.errors import CheckpointError, ConfigError
 from facecheck.version import __version__
 
@@ -176,8 +176,11 @@ class ModelCard:
         if self.min_image_size < 1:
             raise CheckpointError(f"{where}: the minimum image size must be a positive whole number")
         size = self.model_kwargs.get("image_size", 0)
-        if not isinstance(size, int) or not 16 <= size <= 4096:
-            raise CheckpointError(f"{where}: model input size {size!r} is out of range (16-4096)")
+        if not isinstance(size, int) or not 16 <= size <= MAX_IMAGE_SIZE:
+            raise CheckpointError(f"{where}: model input size {size!r} is out of range (16-{MAX_IMAGE_SIZE})")
+        problem = preprocess_problem(self.preprocess)  # before any image is resized or normalised with it
+        if problem:
+            raise CheckpointError(f"{where}: {problem}")
 
 
 def _shown(value: Any) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import io
 import json
 import os
@@ -509,8 +510,10 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 def command_train(args: argparse.Namespace) -> int:
     from facecheck.api import train
     from facecheck.run_folder import RunExistsError
-    from facecheck.training.launch import inside_launched_process, launch_local
+    from facecheck.training.launch import LAUNCHER_PID, die_with_parent, inside_launched_process, launch_local
 
+    if inside_launched_process() and os.environ.get(LAUNCHER_PID, "").isdigit():
+        die_with_parent(int(os.environ[LAUNCHER_PID]))  # a killed `train --nproc-per-node` leaves no orphans
     config = train_config_from_args(args)
     if args.print_config:
         print(config_yaml(config), end="")
@@ -672,6 +675,10 @@ def command_predict(args: argparse.Namespace) -> int:
     from facecheck.inference.engines import resolve_backend
 
     inputs = expand_inputs(args.paths)  # a missing path or an empty folder stops here (exit 2), before loading
+    if out is not None:
+        from facecheck.files import check_output_file
+
+        check_output_file(out, inputs)  # before any scoring: a bad --out costs nothing
     images = [p for p in inputs if not is_video_path(p)]
     frames = args.frames * (len(inputs) - len(images))  # each video is scored on that many frames
     backend = resolve_backend(args.backend, resolve_device(args.device), images=len(images) + frames)
@@ -1018,9 +1025,12 @@ def command_cache(args: argparse.Namespace) -> int:
     where = cache_dir()
     if args.cache_command == "clean":
         removed = clean_cache(args.only)
-        freed = sum(entry.bytes for entry in removed)
+        freed = sum(entry.bytes for entry in removed if entry.owned)
         for entry in removed:
-            print(f"removed {entry.kind:<10} {entry.files:>7} files  {human_size(entry.bytes):>9}")
+            if entry.owned:
+                print(f"removed {entry.kind:<10} {entry.files:>7} files  {human_size(entry.bytes):>9}")
+            else:
+                print(f"kept    {entry.kind:<10} {entry.path} (not made by facecheck: remove it yourself if unwanted)")
         print(f"freed {human_size(freed)} in {where}")
         return EXIT_OK
     usage = cache_usage()
@@ -1030,7 +1040,8 @@ def command_cache(args: argparse.Namespace) -> int:
     source = "$FACECHECK_CACHE_DIR" if os.environ.get("FACECHECK_CACHE_DIR") else "default; set $FACECHECK_CACHE_DIR"
     print(f"cache folder: {where} ({source})")
     for entry in usage:
-        print(f"  {entry.kind:<10} {entry.files:>7} files  {human_size(entry.bytes):>9}  {entry.description}")
+        what = entry.description if entry.owned else "not made by facecheck: left alone"
+        print(f"  {entry.kind:<10} {entry.files:>7} files  {human_size(entry.bytes):>9}  {what}")
     print(f"  {'total':<10} {sum(e.files for e in usage):>7} files  {human_size(sum(e.bytes for e in usage)):>9}")
     print("`facecheck cache clean` removes them; each is made again when next needed")
     return EXIT_OK
@@ -1122,6 +1133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("FACECHECK_DEBUG"):
             raise
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):  # a write of ours not caught below
+            where = f" for {exc.filename}" if exc.filename else ""
+            print(
+                f"facecheck: error: no space left on the device{where}: free some space and run again", file=sys.stderr
+            )
+            return EXIT_FAILURE
         # An optional package imported somewhere below: name the extra that installs it.
         extra = extra_for(exc) if isinstance(exc, ModuleNotFoundError) else None
         if extra is not None:

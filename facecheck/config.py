@@ -8,6 +8,7 @@ run so that it can be reproduced or resumed.
 
 from __future__ import annotations
 
+import math
 import reprlib
 import types
 import typing
@@ -445,8 +446,41 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
     raise ConfigError(f"{name}: unsupported setting type {hint!r}")
 
 
+# Inputs cost memory with the square of their side: no model facecheck registers is trained or run above this.
+MAX_IMAGE_SIZE = 1024
+# Pixels in one batch (batch size x side x side); x 3 channels x 4 bytes is the batch's float32 input, ~3 GB.
+MAX_BATCH_PIXELS = 1 << 28
+
+
+def preprocess_problem(pre: PreprocessConfig) -> str | None:
+    """What makes ``pre`` cost more than any facecheck model needs, or give scores that mean nothing; or None.
+
+    Checked (for configs and for model cards) before anything is allocated.
+    """
+    if pre.image_size is not None and not (isinstance(pre.image_size, int) and 32 <= pre.image_size <= MAX_IMAGE_SIZE):
+        return f"preprocess.image_size must be a whole number from 32 to {MAX_IMAGE_SIZE}, got {pre.image_size!r}"
+    for name, values in (("mean", pre.mean), ("std", pre.std)):
+        if values is None:
+            continue
+        if len(values) != 3 or not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+            return f"preprocess.{name} must be three finite numbers, got {list(values)}"
+    if pre.std is not None and not all(v > 0 for v in pre.std):
+        return f"preprocess.std must be positive (it divides every pixel), got {list(pre.std)}"
+    return None
+
+
 def validate(config: TrainConfig) -> None:
     """Reject settings that would fail later in a less clear way."""
+    problem = preprocess_problem(config.preprocess)
+    if problem:
+        raise ConfigError(problem)
+    side = config.preprocess.image_size or 0
+    for name, size in (("batch_size", config.batch_size), ("eval_batch_size", config.eval_batch_size)):
+        if size * side * side > MAX_BATCH_PIXELS:
+            raise ConfigError(
+                f"{name} {size} at preprocess.image_size {side} needs {size * side * side * 12 / 1e9:.0f} GB per "
+                f"batch: at most {MAX_BATCH_PIXELS // (side * side)} at that size"
+            )
     checks = [
         (config.epochs >= 1, "epochs must be at least 1"),
         (config.batch_size >= 1, "batch_size must be at least 1"),

@@ -25,6 +25,10 @@ class ConfigError(FacecheckError):
     """A preset, config file or override is invalid."""
 
 
+class DiskFullError(FacecheckError, OSError):
+    """No space was left on the device for a file facecheck writes (what was there before is kept)."""
+
+
 class InputError(DataError, ValueError):
     """A Python API call got something it cannot work with (an empty folder, a malformed array).
 

@@ -149,7 +149,7 @@ def test_oversized_network_is_refused_before_allocating(tmp_path: Path):
     config = quick_config("seed-cnn", None)
     save_checkpoint(tmp_path / "m.pt", build_model(config), card_for(config))
     payload = torch.load(tmp_path / "m.pt", weights_only=True)
-    payload["card"]["model_kwargs"]["image_size"] = 4096  # seed_cnn's fc1 would need billions of weights
+    payload["card"]["model_kwargs"]["image_size"] = 1024  # seed_cnn's fc1 would need billions of weights
     torch.save(payload, tmp_path / "big.pt")
     with pytest.raises(CheckpointError, match="larger than any facecheck model"):
         load_model(tmp_path / "big.pt")

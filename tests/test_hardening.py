@@ -220,7 +220,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 )
 def test_crafted_onnx_cards_are_refused(tmp_path: Path, capsys, exported, change, message):
     from facecheck.cli import main
-    from facecheck.inference.export import read_card
+    from facecheck.inference.export import read_onnx_card as read_card
 
     base, good = exported
     assert read_card(_with_card(base, tmp_path / "good.onnx", good)).to_dict() == good
@@ -235,7 +235,7 @@ def test_crafted_onnx_cards_are_refused(tmp_path: Path, capsys, exported, change
 
 @pytest.mark.parametrize("metadata", ["{not json", "[1, 2]", '"facecheck-checkpoint"'])
 def test_malformed_onnx_metadata_is_a_checkpoint_error(tmp_path: Path, exported, metadata):
-    from facecheck.inference.export import read_card
+    from facecheck.inference.export import read_onnx_card as read_card
 
     with pytest.raises(CheckpointError):
         read_card(_with_card(exported[0], tmp_path / "odd.onnx", metadata))

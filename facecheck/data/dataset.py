@@ -26,7 +26,14 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         record = self.records[index]
-        image = load_image(record.path, self.min_size)
+        try:
+            image = load_image(record.path, self.min_size)
+        except DataError as exc:  # it was readable when the run began (scan_readable): it changed since
+            reason = str(exc).removeprefix(f"{record.path}: ")
+            raise DataError(
+                f"{record.path} changed during the run ({reason}): resume with `facecheck train --out RUN --resume`, "
+                "which leaves out files changed since the run began"
+            ) from None
         return self.transform(image), record.label
 
 

@@ -9,9 +9,11 @@ uint8 tensors (torchvision transforms v2).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +29,8 @@ from facecheck.config import PreprocessConfig
 from facecheck.data.discovery import ImageRecord
 from facecheck.data.images import load_image
 from facecheck.data.presets import source_and_resize, source_signature
-from facecheck.paths import cache_dir
+from facecheck.files import disk_full, disk_full_error
+from facecheck.paths import cache_folder
 
 # 2: images are turned upright by their EXIF orientation before decoding (older entries are not).
 CACHE_VERSION = 2
@@ -55,7 +58,7 @@ def decoded_images(
     root: Path | None = None,
 ) -> np.ndarray:
     """A read-only ``(N, size, size, 3)`` uint8 array of ``records`` after the source steps and Resize."""
-    folder = (root or cache_dir()) / "decoded"
+    folder = cache_folder("decoded", root)
     image_size = preprocess.image_size
     prepare = source_and_resize(preprocess)
     key = cache_key(records, preprocess)
@@ -63,9 +66,24 @@ def decoded_images(
     shape = (len(records), image_size, image_size, 3)
     if not path.is_file() or path.stat().st_size != int(np.prod(shape)):
         folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{key}.", dir=folder)
-        os.close(handle)
+        _remove_stale_builds(folder, key)
+        handle, temporary = tempfile.mkstemp(prefix=f".{key}.{_builder()}.", dir=folder)
         try:
+            # Reserved up front: a memory-mapped write past a full disk is a SIGBUS (the process dies without a
+            # word, and its half file stays), a failed reservation is a clear error.
+            try:
+                os.posix_fallocate(handle, 0, int(np.prod(shape)))
+            except OSError as exc:
+                if disk_full(exc, folder):
+                    raise disk_full_error(
+                        path, int(np.prod(shape)),
+                        "free some space, point $FACECHECK_CACHE_DIR at a larger disk, or train with "
+                        "--set data.decode_cache=false",
+                    ) from None  # fmt: skip
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+            finally:
+                os.close(handle)
             array = np.memmap(temporary, mode="w+", dtype=np.uint8, shape=shape)
             with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
                 decoded = pool.map(lambda r: _decode(r, prepare, min_size), records)
@@ -83,6 +101,30 @@ def decoded_images(
         finally:
             Path(temporary).unlink(missing_ok=True)
     return np.memmap(path, dtype=np.uint8, mode="r", shape=shape)
+
+
+def _builder() -> str:
+    """Who builds a cache entry, in its temporary file's name: ``host-pid`` (the cache may be shared)."""
+    return f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
+
+
+def _remove_stale_builds(folder: Path, key: str) -> None:
+    """Temporary files of builds on this host whose process is gone (killed mid-build): they only hold space."""
+    host = socket.gethostname().replace(".", "_")
+    for stale in folder.glob(f".{key}.{host}-*"):
+        pid = stale.name.removeprefix(f".{key}.{host}-").split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class CachedImageDataset(Dataset):

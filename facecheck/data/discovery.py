@@ -10,6 +10,7 @@ from pathlib import Path
 
 from facecheck.data.images import is_image_path
 from facecheck.errors import DataError
+from facecheck.paths import check_cache_outside
 
 # Label indices are fixed so that "fake" is always the positive class.
 CLASS_NAMES = ("real", "fake")
@@ -70,6 +71,7 @@ def discover(data_dir: str | Path) -> list[ImageRecord]:
         raise DataError(f"data folder not found: {root}")
     if not root.is_dir():
         raise DataError(f"data path is not a folder: {root}")
+    check_cache_outside(root)
     class_dirs: dict[int, list[Path]] = {REAL: [], FAKE: []}
     for child in sorted(root.iterdir()):
         if child.is_dir():

@@ -25,7 +25,7 @@ from PIL import Image
 
 from facecheck.errors import DataError, WeightsError
 from facecheck.files import file_sha256
-from facecheck.paths import cache_dir
+from facecheck.paths import cache_folder
 
 # Digests of the files in the facenet-pytorch 2.6.0 wheel (measured on its PyPI wheel).
 MTCNN_WEIGHTS = {
@@ -33,7 +33,9 @@ MTCNN_WEIGHTS = {
     "rnet.pt": "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
     "onet.pt": "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
 }
-DETECTOR_VERSION = "mtcnn-facenet-pytorch-2.6.0-v1"
+# v2: large images are searched on a copy of at most DETECT_SIDE px (see detect_faces).
+DETECTOR_VERSION = "mtcnn-facenet-pytorch-2.6.0-v2"
+DETECT_SIDE = 1024
 INSTALL_HINT = "pip install --no-deps facenet-pytorch==2.6.0 requests"
 NO_FACE_POLICIES = ("keep", "skip", "fail")
 MIN_FACE_PROBABILITY = 0.9
@@ -120,7 +122,7 @@ def _cache_path(image: Image.Image) -> Path:
     digest = hashlib.sha256(f"{detector_identity()}|{image.size}".encode())
     digest.update(np.asarray(image, dtype=np.uint8).tobytes())
     key = digest.hexdigest()
-    return cache_dir() / "faces" / key[:2] / f"{key}.json"
+    return cache_folder("faces") / key[:2] / f"{key}.json"
 
 
 def detect_faces(image: Image.Image, use_cache: bool = True) -> list[Face]:
@@ -136,8 +138,18 @@ def detect_faces(image: Image.Image, use_cache: bool = True) -> list[Face]:
         except (ValueError, KeyError):
             path.unlink(missing_ok=True)
     detector = _get_detector()
+    # MTCNN's image pyramid costs time and memory with the pixel count: it runs on a copy whose long side is
+    # at most DETECT_SIDE, and the boxes are scaled back to the image.
+    scale = min(1.0, DETECT_SIDE / max(image.size))
+    small = (
+        image
+        if scale == 1.0
+        else image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
+    )
     with _detector_lock:  # MTCNN keeps state between calls: one image at a time
-        boxes, probabilities = detector.detect(image)
+        boxes, probabilities = detector.detect(small)
+    if boxes is not None and scale != 1.0:
+        boxes = np.asarray(boxes, dtype=float) / scale
     faces = []
     if boxes is not None:
         for box, probability in zip(np.asarray(boxes, dtype=float), probabilities, strict=True):

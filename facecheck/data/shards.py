@@ -19,7 +19,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import random
+import re
+import tarfile
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,20 +182,79 @@ class ShardSet:
         return split
 
 
+# A member larger than this is skipped unread (an image file of facecheck's never comes near it): a tar member
+# is held in memory whole while its sample is decoded.
+MAX_MEMBER_BYTES = 64 * 1024 * 1024
+_MEMBER_NAME = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # "dir/key.ext" as webdataset splits it
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, ShardWarning, stacklevel=3)
+
+
+class ShardWarning(UserWarning):
+    """A shard sample or member that was skipped: the run goes on without it."""
+
+
+def tar_samples(source: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """A webdataset pipeline stage: the samples of each ``{"url": ...}`` shard, read member by member.
+
+    Unlike ``webdataset.tarfile_to_samples``, a member's size is checked before it is read (past
+    :data:`MAX_MEMBER_BYTES` it is skipped unread), and a truncated or corrupt shard ends that shard with a
+    warning naming it, never the run.
+    """
+    for item in source:
+        url = item["url"]
+        sample: dict[str, Any] = {}
+        try:
+            with open(url, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+                for member in tar:
+                    match = _MEMBER_NAME.match(member.name)
+                    if not member.isfile() or match is None:
+                        continue
+                    key, field = match.groups()
+                    if sample and sample["__key__"] != key:
+                        yield sample
+                        sample = {}
+                    if not sample:
+                        sample = {"__key__": key, "__url__": url}
+                    if member.size > MAX_MEMBER_BYTES:
+                        _warn(f"{url}#{key}: member {member.name} of {member.size:,} bytes skipped unread")
+                        sample["__skipped__"] = True
+                        continue
+                    handle = tar.extractfile(member)
+                    sample[field.lower()] = handle.read() if handle is not None else b""
+                # tarfile takes a header cut short for the end of the archive: a whole tar ends in zero blocks.
+                if os.pread(stream.fileno(), 512, tar.offset) != bytes(512):
+                    raise tarfile.ReadError("it ends without the end-of-archive blocks")
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            _warn(f"{url}: shard is truncated or corrupt ({exc}); its remaining samples skipped")
+            sample = {}  # the sample being read may be cut short
+        if sample:
+            yield sample
+
+
 def iterate_samples(urls: list[str]) -> Iterator[dict[str, Any]]:
     """The raw samples of ``urls``, in order."""
     wds = require("webdataset", "distributed")
-    yield from wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())
+    yield from wds.DataPipeline(wds.SimpleShardList(urls), tar_samples)
 
 
 def decode_sample(sample: dict[str, Any], min_size: int) -> tuple[Any, int]:
-    """``(PIL image, label)`` of a raw sample, read under the same rules as a file (see read_image)."""
+    """``(PIL image, label)`` of a raw sample, read under the same rules as a file (see read_image).
+
+    A sample that cannot be used (no image, a label other than 0 or 1, an unreadable image) is a
+    :class:`DataError` naming the shard and the sample's key.
+    """
     field = next((f for f in (*IMAGE_FIELDS, "img") if f in sample), None)
     where = f"{sample.get('__url__', '?')}#{sample.get('__key__', '?')}"
     if field is None:
         raise DataError(f"{where}: no image in this shard sample")
+    label = sample.get("cls", b"").strip()
+    if label not in (b"0", b"1"):
+        raise DataError(f"{where}: label {label[:20]!r} is not 0 (real) or 1 (fake)")
     image = read_image(io.BytesIO(sample[field]), min_size, name=where)
-    return image, int(sample["cls"])
+    return image, int(label)
 
 
 class ShardStream(IterableDataset):
@@ -230,13 +293,17 @@ class ShardStream(IterableDataset):
             # The same order in every process and round: each process keeps its own shards all epoch.
             random.Random(self.seed * 7_919 + self.epoch * 104_729).shuffle(urls)
             rank, _world, worker, _workers = wds.utils.pytorch_worker_info()
-            stages = [wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker, wds.tarfile_to_samples(),
+            stages = [wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker, tar_samples,
                       wds.shuffle(self.buffer, initial=min(100, self.buffer),
                                   rng=random.Random(hash((self.seed, self.epoch, round_, rank, worker))))]  # fmt: skip
         else:
-            stages.append(wds.tarfile_to_samples())
+            stages.append(tar_samples)
         for sample in wds.DataPipeline(*stages):
-            image, label = decode_sample(sample, self.min_size)
+            try:
+                image, label = decode_sample(sample, self.min_size)
+            except DataError as exc:  # one bad sample is left out (with a warning), never the end of a run
+                _warn(f"skipped {exc}")
+                continue
             try:
                 yield self.transform(image), label
             except NoFaceError:

@@ -11,6 +11,7 @@ from sklearn.model_selection import train_test_split
 
 from facecheck.data.discovery import CLASS_NAMES, ImageRecord
 from facecheck.errors import DataError
+from facecheck.files import creation_mode
 
 SPLITS = ("train", "val", "test")
 
@@ -122,6 +123,7 @@ def write_split(split: dict[str, list[ImageRecord]], path: str | Path, root: str
     root = Path(root).resolve()
     path = Path(path)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(handle, creation_mode())  # the user's umask, not mkstemp's 0600
     try:
         with open(handle, "w", newline="", encoding="utf-8", errors=PATH_ERRORS) as stream:
             writer = csv.writer(stream, lineterminator="\n")

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from facecheck.paths import cache_dir
+from facecheck.paths import cache_folder
 
 SYNTHETIC_VERSION = 1
 
 
 def default_synthetic_dir(per_class: int, seed: int) -> Path:
-    return cache_dir() / "synthetic" / f"v{SYNTHETIC_VERSION}-n{per_class}-seed{seed}"
+    return cache_folder("synthetic") / f"v{SYNTHETIC_VERSION}-n{per_class}-seed{seed}"
 
 
 def draw_face(rng: np.random.Generator, fake: bool, size: int = 128) -> Image.Image:

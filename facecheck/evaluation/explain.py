@@ -170,9 +170,15 @@ def explain_files(
     """Write a Grad-CAM overlay for each readable image (names from :func:`overlay_names`); one entry per input.
 
     ``p_fake`` and ``label`` are the detector's own, with its test-time views (as ``predict`` gives them, at
-    ``threshold`` when given); the heatmap is drawn for the plain view (the image as it is, not its mirror or
-    crops).
+    ``threshold`` when given; a NaN score is an error there, never a verdict); the heatmap is drawn for the plain
+    view (the image as it is, not its mirror or crops). An overlay never replaces a file: where its name is taken
+    (an earlier overlay, an input) it is numbered (``x-2.gradcam.png``), and links are not followed.
     """
+    from facecheck.errors import FacecheckError
+    from facecheck.files import create_new_file
+
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise FacecheckError(f"--out {out_dir} is not a folder (or is a link to one): name a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for path, name in zip(paths, overlay_names(paths), strict=True):
@@ -193,9 +199,9 @@ def explain_files(
         except Exception as exc:  # noqa: BLE001 - any input that cannot be read or explained is reported, never fatal
             results.append({"path": str(path), "error": str(exc)})
             continue
-        target = out_dir / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        picture.save(target)
+        target, stream = create_new_file(out_dir, name, ".gradcam.png")
+        with stream:
+            picture.save(stream, format="PNG")
         results.append(
             {
                 "path": str(path),

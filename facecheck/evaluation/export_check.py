@@ -17,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 from facecheck.data.images import load_image
 from facecheck.errors import DataError
 from facecheck.evaluation.detector import evaluation_records
+from facecheck.files import creation_mode
 from facecheck.inference.predictor import Detector
 
 Log = Callable[[str], None]
@@ -71,6 +72,7 @@ def export_model(
     def staging_path(final: Path) -> Path:
         # Ends in .onnx (the loader goes by the suffix) and starts with a dot (hidden until complete).
         handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial.onnx", dir=final.parent)
+        os.fchmod(handle, creation_mode())  # the user's umask, not mkstemp's 0600
         os.close(handle)
         staged.append(Path(name))
         return Path(name)

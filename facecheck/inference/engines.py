@@ -22,7 +22,7 @@ from facecheck.errors import FacecheckError
 from facecheck.extras import require
 from facecheck.files import file_sha256
 from facecheck.models import FaceClassifier
-from facecheck.paths import cache_dir
+from facecheck.paths import cache_folder
 
 # What ``auto`` picks: the first of these whose runtime is installed. The order is benchmarks/speed.py's
 # batch-1 latency ranking (MobileNetV2); its file-* variants measure it for the default model.
@@ -119,7 +119,7 @@ def cached_onnx_export(checkpoint_path: Path, model: FaceClassifier, preprocess:
     """The ONNX export of ``checkpoint_path``, made on first use and reused while the file is unchanged."""
     from facecheck.inference.export import export_onnx
 
-    target = cache_dir() / "onnx" / f"{file_sha256(checkpoint_path)[:32]}.onnx"
+    target = cache_folder("onnx") / f"{file_sha256(checkpoint_path)[:32]}.onnx"
     if not target.is_file():
         temporary = target.with_suffix(f".{os.getpid()}.tmp.onnx")
         export_onnx(model, preprocess, temporary)

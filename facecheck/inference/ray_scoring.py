@@ -159,19 +159,113 @@ def read_scores(out_dir: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+# Run beside the driver: when the driver's end of the pipe closes without a word (it was killed), the local Ray
+# processes it started (gcs_server, raylet, ...) are killed too, checked by start time so a reused pid is spared.
+_REAPER = """
+import os, signal, sys
+said = sys.stdin.buffer.read()
+if not said:
+    for entry in sys.argv[1:]:
+        pid, started = entry.split(":")
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[19] == started:
+                    os.kill(int(pid), signal.SIGKILL)
+        except (OSError, IndexError):
+            pass
+"""
+_reaper: Any = None
+
+
+def _start_time(pid: int) -> str | None:
+    """A process's start time (clock ticks after boot, /proc/PID/stat field 22): with the pid, its identity."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (Linux, from /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*") if Path("/proc/self/stat").exists() else []:
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def reap_when_gone(pids: list[int]) -> None:
+    """Kill ``pids`` if this process dies without calling :func:`release_reaper` (SIGKILL included; Linux)."""
+    import subprocess
+    import sys
+
+    global _reaper
+    entries = [f"{pid}:{started}" for pid in pids if (started := _start_time(pid)) is not None]
+    if not entries:
+        return
+    _reaper = subprocess.Popen(
+        [sys.executable, "-c", _REAPER, *entries], stdin=subprocess.PIPE, start_new_session=True
+    )  # its own session: a Ctrl-C or kill of the driver's process group does not stop it first
+
+
+def release_reaper() -> None:
+    """The driver shut Ray down itself: the reaper leaves the processes alone (they are gone, their pids free)."""
+    global _reaper
+    if _reaper is not None:
+        try:
+            _reaper.stdin.write(b"done")
+            _reaper.stdin.close()
+        except OSError:
+            pass
+        _reaper.wait(timeout=10)
+        _reaper = None
+
+
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Join the cluster at ``address``, or start a local Ray with ``num_cpus``; False when Ray already runs here."""
+    import signal
+
     ray = require("ray", "distributed")
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a local job reports nothing anywhere
     quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
+    # ray.init installs its own SIGTERM handler, which aborts the driver (exit 134); ours says "interrupted"
+    # after shutting Ray down in an orderly way.
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
     if address:
         ray.init(address=address, **quiet)
     else:
+        before = set(descendants(os.getpid()))
         cores = available_cores()
         ray.init(num_cpus=num_cpus or cores, include_dashboard=False, **quiet)
+        reap_when_gone([pid for pid in descendants(os.getpid()) if pid not in before])
+    for number, handler in handlers.items():
+        if handler is not None:
+            signal.signal(number, handler)
     return True
+
+
+def check_scores_folder(out_dir: Path) -> None:
+    """Before any work: ``--out`` is a folder of facecheck's scores, or new, or empty; never the user's files."""
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise FacecheckError(f"--out {out_dir} is not a folder: --engine ray writes a folder of Parquet files")
+    if out_dir.is_dir() and not (out_dir / MANIFEST).is_file():
+        others = sorted(entry.name for entry in out_dir.iterdir())
+        if others:
+            raise FacecheckError(
+                f"--out {out_dir} already holds other files ({others[0]}{', ...' if len(others) > 1 else ''}): "
+                "--engine ray writes a folder of its own; use a new --out"
+            )
 
 
 def _check_manifest(out_dir: Path, job: ScoringJob, partitions: list[Partition]) -> None:
@@ -216,6 +310,7 @@ def score_with_ray(
     if not paths:
         raise DataError("nothing to score")
     out = Path(out_dir)
+    check_scores_folder(out)  # before the model is loaded or exported
     job = scoring_job(model, tta, face_check, batch_size)
     partitions = plan_partitions(paths, partition_size, job.digest)
     _check_manifest(out, job, partitions)
@@ -229,6 +324,7 @@ def score_with_ray(
                 import ray
 
                 ray.shutdown()
+                release_reaper()
     rows = read_scores(out)
     return {
         "out": str(out),

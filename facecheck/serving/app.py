@@ -17,9 +17,10 @@ from __future__ import annotations
 import base64
 import io
 import secrets
+import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -41,7 +42,7 @@ from facecheck.provenance import read_provenance
 from facecheck.serving.errors import ApiError, install_error_handlers
 from facecheck.serving.middleware import RequestGuard, ServiceMetrics
 from facecheck.serving.pool import ModelCopies, WorkerPool
-from facecheck.serving.uploads import decode_upload
+from facecheck.serving.uploads import decode_upload, header_pixels
 from facecheck.version import __version__
 
 STATIC = Path(__file__).parent / "static"
@@ -62,6 +63,11 @@ class ServeSettings:
     max_upload_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 40_000_000
     max_batch_files: int = 32
+    # Decoded pixels (width x height, from the headers, before decoding) of one request, and of all requests
+    # being decoded or scored at once; RGB takes 3 bytes a pixel, plus the model's own copies.
+    max_request_pixels: int = 100_000_000
+    max_pixels_in_flight: int = 200_000_000
+    shutdown_timeout_s: float = 5.0  # on SIGTERM, requests still open after this are cut off
     workers: int = 2  # inferences at once
     decode_workers: int = 2  # uploads decoded at once
     queue_limit: int = 16  # requests waiting for a worker before 503
@@ -185,11 +191,39 @@ class Service:
         self.explainers = ModelCopies(detector.model, settings.workers) if detector.model is not None else None
         # Why no heatmap can be drawn here (None: it can): said in words, never a 500.
         self.explain_problem = explain_problem(detector)
+        self.budget_lock = threading.Lock()
+        self.pixels_in_flight = 0
 
     async def read(self, upload: UploadFile) -> Image.Image:
+        return await self.decode(await self.receive(upload))
+
+    async def receive(self, upload: UploadFile) -> bytes:
+        return await upload.read(self.settings.max_upload_bytes + 1)
+
+    async def decode(self, data: bytes) -> Image.Image:
         limits = self.settings.max_upload_bytes, self.settings.max_pixels, self.detector.min_size
-        data = await upload.read(self.settings.max_upload_bytes + 1)
         return await self.decoding.run(_decode_with_provenance, data, *limits)
+
+    @contextmanager
+    def pixel_budget(self, uploads: list[bytes]) -> Iterator[None]:
+        """Reserve the decoded size of ``uploads`` (from their headers) before any is decoded, or refuse:
+        413 where one request is past its own limit, 503 while others hold the server's budget."""
+        wanted = sum(min(header_pixels(data), self.settings.max_pixels) for data in uploads)
+        if wanted > self.settings.max_request_pixels:
+            raise ApiError(
+                413, "too_many_pixels",
+                f"the images of one request may hold at most {self.settings.max_request_pixels:,} pixels in all "
+                f"(these hold {wanted:,}): send fewer or smaller images",
+            )  # fmt: skip
+        with self.budget_lock:
+            if self.pixels_in_flight + wanted > self.settings.max_pixels_in_flight:
+                raise ApiError(503, "busy", "too many large images are being scored; retry shortly")
+            self.pixels_in_flight += wanted
+        try:
+            yield
+        finally:
+            with self.budget_lock:
+                self.pixels_in_flight -= wanted
 
     def score(self, images: list[Image.Image], explain: bool) -> list[dict[str, Any]]:
         results = []
@@ -314,8 +348,10 @@ def _routes(service: Service) -> APIRouter:
     @router.post("/predict")
     async def predict(file: Annotated[UploadFile, File()], explain: bool = False) -> dict[str, Any]:
         started = time.perf_counter()
-        image = await service.read(file)
-        result = (await service.inference.run(service.score, [image], explain))[0]
+        data = await service.receive(file)
+        with service.pixel_budget([data]):
+            image = await service.decode(data)
+            result = (await service.inference.run(service.score, [image], explain))[0]
         if "error" in result:
             raise ApiError(422, result["error"], result["message"])
         band = detector.card.uncertain_band  # drawn on the page's probability bar
@@ -335,12 +371,14 @@ def _routes(service: Service) -> APIRouter:
             raise ApiError(501, "not_available", "this model has no PyTorch weights (an ONNX file): no Grad-CAM")
         if service.explain_problem is not None:
             raise ApiError(503, "not_available", service.explain_problem)
-        image = await service.read(file)
         if face is not None and not detector.preprocess.face_crop:
             raise ApiError(422, "no_such_face", "this model judges whole pictures: leave face= out")
         if face is not None and not 0 <= face < MAX_FACES:
             raise ApiError(422, "no_such_face", f"face={face}: give the index of one of the prediction's faces")
-        heatmap = await service.inference.run(service.heatmap, image, face)
+        data = await service.receive(file)
+        with service.pixel_budget([data]):
+            image = await service.decode(data)
+            heatmap = await service.inference.run(service.heatmap, image, face)
         return {"heatmap_png": heatmap, "model": service.identity, "latency_ms": _ms(started)}
 
     @router.post("/predict/batch")
@@ -350,19 +388,22 @@ def _routes(service: Service) -> APIRouter:
             raise ApiError(413, "too_many_files", f"at most {settings.max_batch_files} files per batch")
         entries: list[dict[str, Any]] = []
         images, slots = [], []
-        for index, upload in enumerate(files):
-            try:
-                images.append(await service.read(upload))
-                slots.append(index)
-                entries.append({})
-            except ApiError as exc:
-                if exc.status >= 500:  # busy or timed out: the whole batch is refused, not one file
-                    raise
-                service.metrics.count_error(exc.code)
-                entries.append({"error": exc.code, "message": exc.message})
-        if images:
-            for index, result in zip(slots, await service.inference.run(service.score, images, False), strict=True):
-                entries[index] = result
+        uploads = [await service.receive(upload) for upload in files]
+        with service.pixel_budget(uploads):  # decided from the headers, before anything is decoded
+            for index, data in enumerate(uploads):
+                try:
+                    images.append(await service.decode(data))
+                    slots.append(index)
+                    entries.append({})
+                except ApiError as exc:
+                    if exc.status >= 500:  # busy or timed out: the whole batch is refused, not one file
+                        raise
+                    service.metrics.count_error(exc.code)
+                    entries.append({"error": exc.code, "message": exc.message})
+            if images:
+                scored = await service.inference.run(service.score, images, False)
+                for index, result in zip(slots, scored, strict=True):
+                    entries[index] = result
         for upload, entry in zip(files, entries, strict=True):
             entry["filename"] = upload.filename
         return {"results": entries, "threshold": detector.threshold, "model": service.identity} | {

@@ -70,6 +70,7 @@ def uvicorn_config(app: Any, host: str, port: int, settings: ServeSettings, **op
         timeout_keep_alive=settings.keep_alive_s,
         limit_concurrency=settings.max_connections,  # past this, uvicorn answers 503 at once
         h11_max_incomplete_event_size=16 * 1024,  # request line and headers
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,  # a slow client cannot hold up a SIGTERM
         **({"log_level": "warning", "access_log": False} | options),
     )
 

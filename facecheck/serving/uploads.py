@@ -27,6 +27,20 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
+def header_pixels(data: bytes) -> int:
+    """Width x height from an upload's header, nothing decoded (0 where it is not an image: decoding says why)."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as opened:
+                width, height = opened.size
+    except Exception:  # noqa: BLE001 - any unreadable header is left to decode_upload's own error
+        return 0
+    return width * height
+
+
 def decode_upload(data: bytes, max_bytes: int, max_pixels: int, min_size: int) -> Image.Image:
     """Validate and decode one uploaded image, or raise :class:`ApiError` with a 4xx status.
 

@@ -22,7 +22,7 @@ from facecheck.config import PreprocessConfig
 from facecheck.data.decode_cache import cache_key as records_key
 from facecheck.data.discovery import ImageRecord
 from facecheck.models import FaceClassifier
-from facecheck.paths import cache_dir
+from facecheck.paths import cache_folder
 
 FEATURES_VERSION = 1
 
@@ -90,7 +90,7 @@ def extract_features(
 
 def cached_features(key: str, compute: callable, root: Path | None = None) -> torch.Tensor:
     """Load features stored under ``key`` or compute and store them (atomically)."""
-    folder = (root or cache_dir()) / "features"
+    folder = cache_folder("features", root)
     path = folder / f"{key}.pt"
     if path.is_file():
         try:
@@ -98,7 +98,6 @@ def cached_features(key: str, compute: callable, root: Path | None = None) -> to
         except Exception:  # noqa: BLE001 - a damaged cache entry is recomputed
             path.unlink(missing_ok=True)
     features = compute()
-    folder.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
     torch.save(features, temporary)
     temporary.replace(path)

@@ -21,6 +21,32 @@ def inside_launched_process() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 or "TORCHELASTIC_RUN_ID" in os.environ
 
 
+# Set by launch_local for the processes it starts: the pid they must not outlive.
+LAUNCHER_PID = "FACECHECK_LAUNCHER_PID"
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel send this process SIGTERM when ``parent`` (its launcher) dies, even by SIGKILL.
+
+    Linux only (prctl PR_SET_PDEATHSIG); elsewhere nothing is done. Where the launcher is already gone (it
+    died before this call), the process ends at once.
+    """
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def without_launch_option(argv: list[str]) -> list[str]:
     """``argv`` minus ``--nproc-per-node N`` (or ``--nproc-per-node=N``): what each process runs."""
     kept, skip = [], False
@@ -48,6 +74,7 @@ def launch_local(argv: list[str], nproc: int) -> int:
     cores = available_cores()
     # torchrun would otherwise set OMP_NUM_THREADS=1 (and say so); the processes set their own thread counts.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))
+    os.environ[LAUNCHER_PID] = str(os.getpid())  # the workers die with this process (see die_with_parent)
     args = get_args_parser().parse_args(
         ["--standalone", f"--nproc-per-node={nproc}", "--module", "facecheck", *without_launch_option(argv)]
     )

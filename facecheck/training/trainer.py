@@ -48,7 +48,7 @@ from facecheck.data.sources import (
     sources_of,
     split_by_source,
 )
-from facecheck.data.splits import make_split, read_split, write_split
+from facecheck.data.splits import SPLITS, make_split, read_split, write_split
 from facecheck.device import resolve_device
 from facecheck.errors import DataError
 from facecheck.evaluation.calibration import calibrate
@@ -56,7 +56,7 @@ from facecheck.evaluation.metrics import classification_metrics, full_metrics, r
 from facecheck.evaluation.scoring import loader_logits, mean_cross_entropy
 from facecheck.inference.outputs import p_fake_of
 from facecheck.models.registry import with_model_defaults
-from facecheck.run_folder import RunFolder
+from facecheck.run_folder import RunFolder, changed_files
 from facecheck.training.datasets import RunDatasets, ShardDatasets
 from facecheck.training.distributed import RANK_SEED_STRIDE, DistContext, convert_sync_batchnorm
 from facecheck.training.runners import ImageRunner, Phase, plan_phases, set_trainable
@@ -111,9 +111,13 @@ class PreparedData:
     # Per image: its duplicate/identity group and its source (written into shards).
     groups: dict[Path, str] | None = None
     sources: dict[Path, str] | None = None
+    # Image files (not shard members): their sizes and dates are recorded, to notice a change during the run.
+    files: bool = True
 
     def write(self, run: RunFolder) -> None:
         write_split(self.split, run / RunFolder.SPLIT, self.root)
+        if self.files:
+            run.record_files(self.split)
         if self.inspection is not None:
             run.write_json(
                 RunFolder.INSPECT, {k: v for k, v in self.inspection.items() if k not in ("facts", "groups")}
@@ -219,7 +223,7 @@ def prepare_shards(shards: ShardSet, log: Log) -> PreparedData:
         f"{len(shards.urls('val'))} validation, {len(shards.urls('test'))} test")  # fmt: skip
     log("split (from the shards): " + ", ".join(
         f"{name} {len(part)} {count_by_class(part)}" for name, part in split.items() if part))  # fmt: skip
-    return PreparedData(Path(shards.manifest["root"]), split, [])
+    return PreparedData(Path(shards.manifest["root"]), split, [], files=False)
 
 
 def _own_split(
@@ -313,7 +317,10 @@ def train(
     dist = DistContext.from_env(resolve_device(config.device).type)
     log = RunLog(quiet or not dist.is_main)
     progress = progress and not quiet and dist.is_main
+    lock = None
     try:
+        # One writer per run folder: a second `train --out` on it is refused here, before it reads or writes.
+        lock = dist.on_main(run.lock, share=False)
         if resume:
             config = run.resume_config(with_model_defaults(config))
             validate(config)
@@ -358,6 +365,8 @@ def train(
             log(f"removed {RunFolder.LAST} (--keep best): this run can no longer be resumed or extended")
         return result
     finally:
+        if lock is not None:
+            lock.release()
         dist.close()
 
 
@@ -418,6 +427,10 @@ class TrainingSession:
                 "and best.pt is simply the last epoch so that no choice is made on test data"
             )
         self.shards = open_shards(config)
+        # The images as the run began: one changed or removed since is left out (and listed), never read.
+        self.recorded = run.recorded_files(split) if self.shards is None else {}
+        if self.shards is None:
+            self.leave_out_changed(SPLITS)
         if self.shards is not None:
             self.datasets: RunDatasets | ShardDatasets = ShardDatasets(config, self.shards, self.monitor_name, dist)
         else:
@@ -425,6 +438,22 @@ class TrainingSession:
             self.datasets = RunDatasets(config, split, self.monitor_name, progress, data_dirs, dist)
         if self.start_epoch > config.total_epochs:
             log(f"all {config.total_epochs} epochs are already done")
+
+    def leave_out_changed(self, names: tuple[str, ...]) -> None:
+        """Drop from ``names`` the images removed or changed since the run began (logged and in skipped.csv)."""
+        for name in names:
+            changed = changed_files(self.split[name], self.recorded)
+            if not changed:
+                continue
+            gone = {path for path, _ in changed}
+            self.split[name] = [record for record in self.split[name] if str(record.path) not in gone]
+            self.log(
+                f"WARNING: left out {len(changed)} {name} image(s) changed during the run (in {RunFolder.SKIPPED}):"
+            )
+            for path, reason in changed[:5]:
+                self.log(f"  {path}: {reason}")
+            if self.dist.is_main:
+                self.run.add_skipped(changed)
 
     def card(self, epoch: int, metrics: dict[str, Any], **values: Any) -> ModelCard:
         return card_for(self.config, epoch=epoch, metrics=metrics, **values)
@@ -522,6 +551,8 @@ class TrainingSession:
     def _finish(self, keep: str) -> TrainResult:
         config, run, split, log = self.config, self.run, self.split, self.log
         best_model = _load_best(run, config, self.device)
+        if self.shards is None:
+            self.leave_out_changed(("val", "test"))  # an image removed while the epochs ran does not stop the summary
         calibration = None
         if config.calibrate and split["val"]:
             calibration = _calibrate_best(best_model, run, self.datasets.inference("val"), split["val"], config,
