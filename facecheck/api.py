@@ -7,19 +7,22 @@ model on labelled data, ``export_model`` to ONNX, ``inspect_data`` and
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from facecheck.config import TrainConfig
+from facecheck.config import RECOMMENDED_PRESET, TrainConfig
 from facecheck.data.images import is_image_path
 from facecheck.data.inspect import inspect_records, merge_groups
 from facecheck.data.layouts import describe, open_dataset
 from facecheck.data.splits import fold_split, make_folds, make_split, write_split
-from facecheck.errors import DataError
+from facecheck.errors import DataError, FacecheckError
 from facecheck.evaluation.detector import Scores, evaluate, evaluate_with_scores, evaluation_records
 from facecheck.evaluation.export_check import export_model
 from facecheck.inference.ensemble import Ensemble, load_detector
 from facecheck.inference.predictor import Detector, Prediction, expand_image_inputs
+from facecheck.inference.protocol import AnyDetector
 from facecheck.training.trainer import TrainResult
 from facecheck.training.trainer import train as _train
 
@@ -35,6 +38,67 @@ def load(
     (none, flip, five-crop, five-crop-flip; default: the model's own).
     """
     return Detector.load(path, device=device, backend=backend, tta=tta)
+
+
+# The options of `facecheck train` (and crosseval, cv, tune) and where each goes in a TrainConfig.
+TRAIN_OPTIONS: dict[str, tuple[str, ...]] = {
+    "epochs": ("epochs",), "batch_size": ("batch_size",), "seed": ("seed",), "device": ("device",),
+    "freeze_backbone": ("freeze_backbone",), "unfreeze_blocks": ("unfreeze_blocks",), "target_fpr": ("target_fpr",),
+    "data": ("data", "data_dir"), "split_seed": ("data", "split_seed"), "val_fraction": ("data", "val_fraction"),
+    "max_per_class": ("data", "max_per_class"), "split_file": ("data", "split_file"),
+    "pseudo_fakes": ("data", "pseudo_fakes"), "pseudo_fake_ratio": ("data", "pseudo_fake_ratio"),
+    "use_fakes": ("data", "use_fakes"), "balance": ("data", "balance"), "lr": ("optim", "lr"),
+    "weights": ("model", "weights"), "normalize_jpeg": ("preprocess", "normalize_jpeg"),
+    "augment": ("preprocess", "augment"), "face_crop": ("preprocess", "face_crop"),
+    "face_margin": ("preprocess", "face_margin"), "no_face": ("preprocess", "no_face"),
+    "precision": ("compute", "precision"), "sync_batchnorm": ("compute", "sync_batchnorm"),
+}  # fmt: skip
+
+
+def train_config(
+    preset: str = RECOMMENDED_PRESET,
+    *,
+    resume: str | Path | None = None,
+    config_file: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    **options: Any,
+) -> TrainConfig:
+    """The config ``facecheck train`` would run, with its defaults: a preset (or, with ``resume``, that run
+    folder's own config), then a settings file, then ``section.key=value`` overrides, then ``options`` (the
+    command's options by name, see :data:`TRAIN_OPTIONS`; None leaves a setting as it is). ``data`` is one
+    folder or a list; ``seed`` also seeds the split. A resumed run keeps its data, split and preprocessing."""
+    from facecheck.config import get_preset, load_config_file, merge, parse_override
+    from facecheck.run_folder import RunFolder
+
+    unknown = sorted(set(options) - set(TRAIN_OPTIONS))
+    if unknown:
+        raise FacecheckError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(TRAIN_OPTIONS)}")
+    config = RunFolder(resume).resume_config(None) if resume is not None else get_preset(preset)
+    if config_file:
+        config = merge(config, load_config_file(config_file))
+    for text in overrides:
+        config = merge(config, parse_override(text))
+    chosen = {name: value for name, value in options.items() if value is not None}
+    if "seed" in chosen:
+        chosen.setdefault("split_seed", chosen["seed"])
+    if "data" in chosen:  # one folder, or several sources
+        folders = [
+            str(Path(d).expanduser().resolve())
+            for d in ([chosen["data"]] if isinstance(chosen["data"], (str, Path)) else chosen["data"])
+        ]
+        chosen["data"] = folders[0] if len(folders) == 1 else folders
+    if "split_file" in chosen:
+        chosen["split_file"] = str(Path(chosen["split_file"]).expanduser().resolve())
+    updates: dict[str, Any] = {}
+    for name, value in chosen.items():
+        *sections, key = TRAIN_OPTIONS[name]
+        target = updates
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[key] = value
+    if resume is not None and ("data" in updates or "preprocess" in updates):
+        raise FacecheckError("a resumed run keeps its data, split and preprocessing; drop those options")
+    return merge(config, updates) if updates else config
 
 
 def train(
@@ -53,6 +117,83 @@ def expand_inputs(paths: list[str | Path]) -> list[Path]:
     A path that does not exist, or a folder without images, raises before any work (as ``Detector.predict``).
     """
     return [Path(item).expanduser() for item in expand_image_inputs([Path(p) for p in paths])]
+
+
+@dataclass
+class Verdicts:
+    """What :func:`predict_files` found: one row per input (``predict --format json``'s rows, in input order),
+    the detector that judged them, and warnings a person should read (e.g. a face check this install cannot
+    make)."""
+
+    rows: list[dict[str, Any]]
+    detector: AnyDetector
+    warnings: list[str]
+
+
+def predict_files(
+    paths: list[str | Path],
+    model: str | Path | list[str | Path | None] | None = None,
+    *,
+    device: str = "auto",
+    backend: str = "auto",
+    tta: str | None = None,
+    threshold: float | None = None,
+    face_check: bool | None = None,
+    frames: int = 16,
+    batch_size: int = 32,
+    progress: bool | None = None,
+    out: str | Path | None = None,
+) -> Verdicts:
+    """Everything ``facecheck predict`` does, with its defaults: judge every image and video in ``paths``
+    (folders: every image below them) with ``model`` (None: the shipped one; a list: an ensemble).
+
+    A missing path, an empty folder or an unusable ``out`` (checked, not written: see :func:`write_results`)
+    raise before any model is loaded. ``backend="auto"`` picks by workload (torch for a few images).
+    ``face_check``: look for a face first (default: as the card says); a model that judges faces, or a face
+    check asked for, is refused where this install has no face detector.
+    """
+    from facecheck.device import resolve_device
+    from facecheck.files import check_output_file
+    from facecheck.inference.engines import resolve_backend
+    from facecheck.inference.predictor import show_progress
+    from facecheck.inference.video import is_video_path, predict_video
+
+    inputs = expand_inputs(list(paths))
+    if out is not None:
+        check_output_file(Path(out), inputs)  # before any scoring: a bad output costs nothing
+    images = [p for p in inputs if not is_video_path(p)]
+    workload = len(images) + frames * (len(inputs) - len(images))  # each video is scored on `frames` frames
+    backend = resolve_backend(backend, resolve_device(device), images=workload)
+    models = model if isinstance(model, list) else [model]
+    detector = load_detector(models, device=device, backend=backend, tta=tta)
+    members = getattr(detector, "members", [detector])
+    if face_check is not None:
+        for member in members:
+            member.face_check = face_check
+    problem = next((m.face_check_problem for m in members if m.face_check_problem), None)
+    crops = any(getattr(m, "face_views", None) is not None for m in members)  # judges face crops: cannot run
+    if problem and (face_check or crops):
+        raise FacecheckError(f"{'--face-check' if face_check else 'this model judges face crops'}: {problem}")
+    warnings = [f"pictures are not checked for a face: {problem}"] if problem else []
+    shown = show_progress(len(images)) if progress is None else progress
+    by_path: dict[Path, dict[str, Any]] = {}
+    for prediction in detector.predict(images, batch_size=batch_size, progress=shown, threshold=threshold):
+        by_path.setdefault(Path(prediction.path), prediction.to_dict())
+    for path in inputs:
+        if is_video_path(path):
+            by_path[path] = predict_video(detector, path, frames, threshold=threshold).to_dict()
+    return Verdicts([by_path[path] for path in inputs], detector, warnings)
+
+
+def write_results(rows: list[dict[str, Any]], out: str | Path) -> Path:
+    """``predict --out``: the rows as JSON (``.json``) or CSV (``.csv``), written atomically."""
+    from facecheck.files import atomic_write_text
+    from facecheck.reporting.tables import prediction_csv
+
+    out = Path(out)
+    as_json = out.suffix.lower() == ".json"
+    atomic_write_text(out, json.dumps(rows, indent=2) + "\n" if as_json else prediction_csv(rows))
+    return out
 
 
 def batch_score(
