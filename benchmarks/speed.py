@@ -168,7 +168,7 @@ def run_naive_training(variant: str, args: argparse.Namespace, work: Path) -> di
     from facecheck.data.presets import eval_transform, train_transform
     from facecheck.evaluation.metrics import classification_metrics
     from facecheck.evaluation.scoring import score_loader
-    from facecheck.training.trainer import prepare_data
+    from facecheck.training.preparation import prepare_data
 
     config = base_config(PRESET_OF[variant.split("-")[0]], args)
     torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))

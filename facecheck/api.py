@@ -242,7 +242,7 @@ def shard_data(
     write it as WebDataset shards with a manifest (see :mod:`facecheck.data.shards`)."""
     from facecheck.config import merge
     from facecheck.data.shards import write_shards
-    from facecheck.training.trainer import prepare_data
+    from facecheck.training.preparation import prepare_data
 
     dirs = [str(Path(d).expanduser().resolve()) for d in data_dirs]
     data = {"data_dir": dirs[0] if len(dirs) == 1 else dirs, "split_seed": seed, "test_fraction": test_fraction,
