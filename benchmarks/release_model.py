@@ -68,7 +68,7 @@ def measure(run_or_detector: Any, data: list[Path]) -> dict[str, dict[str, Any]]
     """Each source's held-out test split: ROC AUC, accuracy, ROC AUC at JPEG 50, and at the model's threshold
     the share of reals called fake, per source and per real collection (manifest generator) and the share of
     fakes caught per generator."""
-    from facecheck.evaluation.detector import evaluate_with_scores
+    from facecheck.evaluation.evaluate import evaluate_with_scores
     from facecheck.evaluation.perturb import parse_perturbations
 
     jpeg = parse_perturbations(["jpeg:50"])

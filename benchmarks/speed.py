@@ -165,7 +165,7 @@ def run_naive_training(variant: str, args: argparse.Namespace, work: Path) -> di
 
     from facecheck.checkpoint import build_model
     from facecheck.data.dataset import ImageDataset
-    from facecheck.data.presets import eval_transform, train_transform
+    from facecheck.data.transforms import eval_transform, train_transform
     from facecheck.evaluation.metrics import classification_metrics
     from facecheck.evaluation.scoring import score_loader
     from facecheck.training.preparation import prepare_data
@@ -230,7 +230,7 @@ def run_inference(variant: str, args: argparse.Namespace, work: Path) -> dict[st
     from facecheck.config import get_preset
     from facecheck.data.discovery import discover, limit_per_class
     from facecheck.data.images import load_image
-    from facecheck.data.presets import eval_transform
+    from facecheck.data.transforms import eval_transform
 
     threads = configure_threads(args.threads)
     config = get_preset("seed-mobilenet")
@@ -417,7 +417,7 @@ def run_file_latency(variant: str, args: argparse.Namespace, work: Path) -> dict
 def run_evaluation_speed(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     """``evaluate`` on the file model's test split: images/s from files to metrics."""
     from facecheck.compute import configure_threads
-    from facecheck.evaluation.detector import evaluate
+    from facecheck.evaluation.evaluate import evaluate
     from facecheck.inference import predictor
 
     threads = configure_threads(args.threads)

@@ -66,7 +66,7 @@ def batches(args: argparse.Namespace, config, count: int):
 
     from facecheck.data.decode_cache import CachedImageDataset, decoded_images
     from facecheck.data.discovery import discover, limit_per_class
-    from facecheck.data.presets import train_tensor_transform
+    from facecheck.data.transforms import train_tensor_transform
 
     if args.data.is_dir():
         records = limit_per_class(discover(args.data), config.batch_size)

@@ -18,7 +18,7 @@ from facecheck.data.inspect import inspect_records, merge_groups
 from facecheck.data.layouts import describe, open_dataset
 from facecheck.data.splits import fold_split, make_folds, make_split, write_split
 from facecheck.errors import DataError, FacecheckError
-from facecheck.evaluation.detector import Scores, evaluate, evaluate_with_scores, evaluation_records
+from facecheck.evaluation.evaluate import Scores, evaluate, evaluate_with_scores, evaluation_records
 from facecheck.evaluation.export_check import export_model
 from facecheck.inference.ensemble import Ensemble, load_detector
 from facecheck.inference.predictor import Detector, Prediction, expand_image_inputs

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from facecheck.config import MAX_IMAGE_SIZE, PreprocessConfig, TrainConfig, preprocess_problem
+from facecheck.data.discovery import CLASS_NAMES
 from facecheck.errors import CheckpointError, ConfigError
 from facecheck.version import __version__
 
 CARD_FORMAT = "facecheck-model-card"
 CARD_VERSION = 2
-LABELS = ("real", "fake")
+# The class names every model's card carries, in output order (index 1 = fake): the data's own.
+LABELS = CLASS_NAMES
 UNCERTAIN = "uncertain"
 
 

@@ -15,7 +15,7 @@ import torch
 
 from facecheck.card import ModelCard
 from facecheck.config import TrainConfig
-from facecheck.data.presets import input_size
+from facecheck.data.transforms import input_size
 from facecheck.errors import CheckpointError, ConfigError
 from facecheck.files import atomic_open
 from facecheck.models import FaceClassifier, create_model

@@ -19,7 +19,7 @@ from facecheck.data.discovery import FAKE, REAL
 from facecheck.data.layouts import open_dataset
 from facecheck.data.sources import GENERATOR, resolve_data_root
 from facecheck.errors import ConfigError, DataError
-from facecheck.evaluation.detector import evaluate_records
+from facecheck.evaluation.evaluate import evaluate_records
 from facecheck.evaluation.perturb import parse_perturbations
 from facecheck.extras import require
 from facecheck.files import atomic_write_text, file_sha256

@@ -11,7 +11,7 @@ from facecheck.cli import main
 from facecheck.config import PreprocessConfig
 from facecheck.data import faces as faces_module
 from facecheck.data.faces import Face, FaceCrop, NoFaceError, crop_box, crop_folder, verify_mtcnn_weights
-from facecheck.data.presets import eval_transform
+from facecheck.data.transforms import eval_transform
 from facecheck.errors import DataError
 
 from .conftest import SHARED_DATA, write_face_set

@@ -14,7 +14,7 @@ from PIL import Image
 from facecheck.checkpoint import build_model, card_for, save_checkpoint
 from facecheck.cli import main
 from facecheck.data.images import load_image
-from facecheck.data.presets import FaceViews, eval_transform
+from facecheck.data.transforms import FaceViews, eval_transform
 from facecheck.inference.predictor import Detector
 from tests.conftest import SHARED_DATA, quick_config
 

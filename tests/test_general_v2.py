@@ -14,11 +14,11 @@ import torch
 from facecheck.cli import main
 from facecheck.config import get_preset, validate
 from facecheck.data.discovery import FAKE, REAL
-from facecheck.data.presets import RandomDownUp
 from facecheck.data.sources import collection_of, manifest_metadata, open_sources
+from facecheck.data.transforms import RandomDownUp
 from facecheck.errors import DataError
 from facecheck.evaluation.calibration import calibrate, pooled_collections, threshold_per_collection
-from facecheck.evaluation.detector import Scores, breakdown
+from facecheck.evaluation.evaluate import Scores, breakdown
 from facecheck.models.registry import with_model_defaults
 from facecheck.training.datasets import RunDatasets
 from facecheck.training.trainer import train

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from facecheck.api import evaluate
 from facecheck.cli import main
 from facecheck.config import PreprocessConfig, get_preset, merge, validate
-from facecheck.data.presets import Views, eval_transform, train_transform
+from facecheck.data.transforms import Views, eval_transform, train_transform
 from facecheck.errors import ConfigError, DataError
 from facecheck.inference.ensemble import Ensemble
 from facecheck.inference.outputs import mean_over_views, p_fake_of

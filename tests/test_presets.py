@@ -7,7 +7,7 @@ import torch
 from PIL import Image, ImageFilter
 
 from facecheck.config import PreprocessConfig
-from facecheck.data.presets import NormalizeJpeg, eval_transform, train_tensor_transform, train_transform
+from facecheck.data.transforms import NormalizeJpeg, eval_transform, train_tensor_transform, train_transform
 
 
 def _jpeg(image: Image.Image, quality: int) -> Image.Image:
@@ -45,7 +45,7 @@ def test_no_augmentation_means_train_equals_eval():
 
 
 def test_fit_keeps_small_images_native_and_shrinks_large_ones_whole():
-    from facecheck.data.presets import ShrinkToFit
+    from facecheck.data.transforms import ShrinkToFit
 
     small = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8))
     assert np.array_equal(np.asarray(ShrinkToFit(40)(small)), np.asarray(small))  # no resampling at its size
@@ -76,7 +76,7 @@ def test_numpy_views_equal_torchvisions_totensor_normalize_and_views():
     """ToViews computes evaluation tensors in NumPy; they must be torchvision's, to the last bit."""
     from torchvision import transforms as T
 
-    from facecheck.data.presets import ToViews, Views
+    from facecheck.data.transforms import ToViews, Views
 
     rng = np.random.default_rng(0)
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]

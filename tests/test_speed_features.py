@@ -14,7 +14,7 @@ from facecheck.data import decode_cache
 from facecheck.data.decode_cache import CachedImageDataset, decoded_images
 from facecheck.data.discovery import discover
 from facecheck.data.images import load_image
-from facecheck.data.presets import eval_tensor_transform, eval_transform
+from facecheck.data.transforms import eval_tensor_transform, eval_transform
 from facecheck.errors import ConfigError
 from facecheck.training import features as features_module
 from facecheck.training.runners import TrainStep

@@ -11,7 +11,7 @@ from PIL import Image
 from facecheck.cli import main
 from facecheck.config import PreprocessConfig
 from facecheck.data import faces as faces_module
-from facecheck.data.presets import size_notice
+from facecheck.data.transforms import size_notice
 from facecheck.errors import WeightsError
 from facecheck.inference.predictor import Detector
 
@@ -128,7 +128,7 @@ def test_a_face_crop_model_without_the_face_detector_stops_with_one_line(no_face
 
 
 def test_training_on_pictures_larger_than_a_native_pixel_model_sees_says_so(tmp_path: Path):
-    from facecheck.data.presets import size_warning
+    from facecheck.data.transforms import size_warning
 
     native = PreprocessConfig(image_size=256, resize="none")
     words = size_warning(native, [(600, 600), (600, 400), (256, 256)])

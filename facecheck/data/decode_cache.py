@@ -28,7 +28,7 @@ from tqdm import tqdm
 from facecheck.config import PreprocessConfig
 from facecheck.data.discovery import ImageRecord
 from facecheck.data.images import load_image
-from facecheck.data.presets import source_and_resize, source_signature
+from facecheck.data.transforms import source_and_resize, source_signature
 from facecheck.files import disk_full, disk_full_error
 from facecheck.paths import cache_folder
 

@@ -234,12 +234,6 @@ def tar_samples(source: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             yield sample
 
 
-def iterate_samples(urls: list[str]) -> Iterator[dict[str, Any]]:
-    """The raw samples of ``urls``, in order."""
-    wds = require("webdataset", "distributed")
-    yield from wds.DataPipeline(wds.SimpleShardList(urls), tar_samples)
-
-
 def decode_sample(sample: dict[str, Any], min_size: int) -> tuple[Any, int]:
     """``(PIL image, label)`` of a raw sample, read under the same rules as a file (see read_image).
 

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from facecheck.data.images import load_image
-from facecheck.data.presets import FaceViews, resize_step, source_and_resize
+from facecheck.data.transforms import FaceViews, resize_step, source_and_resize
 from facecheck.errors import DataError
 from facecheck.extras import require
 from facecheck.inference.protocol import AnyDetector

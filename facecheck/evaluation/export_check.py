@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 
 from facecheck.data.images import load_image
 from facecheck.errors import DataError
-from facecheck.evaluation.detector import evaluation_records
+from facecheck.evaluation.evaluate import evaluation_records
 from facecheck.files import creation_mode
 from facecheck.inference.predictor import Detector
 

@@ -10,7 +10,7 @@ import torch
 
 from facecheck.card import ModelCard
 from facecheck.config import PreprocessConfig
-from facecheck.data.presets import input_size
+from facecheck.data.transforms import input_size
 from facecheck.errors import CheckpointError, FacecheckError
 from facecheck.extras import require
 from facecheck.models import FaceClassifier

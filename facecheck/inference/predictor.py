@@ -21,7 +21,7 @@ from facecheck.config import PreprocessConfig
 from facecheck.data.discovery import iter_images
 from facecheck.data.faces import Face
 from facecheck.data.images import load_image, to_rgb
-from facecheck.data.presets import FaceViews, eval_transform, size_notice
+from facecheck.data.transforms import FaceViews, eval_transform, size_notice
 from facecheck.device import resolve_device
 from facecheck.errors import CheckpointError, DataError, InputError, InputNotFoundError, InputTypeError
 from facecheck.files import file_sha256
@@ -366,7 +366,7 @@ class Detector:
         ``result.error`` set.
 
         ``result.notice`` says what limits the verdict: no face, no face check possible here, a picture far
-        from the size the model judges (see :func:`facecheck.data.presets.size_notice`).
+        from the size the model judges (see :func:`facecheck.data.transforms.size_notice`).
         """
         try:
             image = self._to_image(item)

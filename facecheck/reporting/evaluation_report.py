@@ -14,7 +14,7 @@ import numpy as np
 
 from facecheck.data.discovery import CLASS_NAMES
 from facecheck.data.sources import SOURCE
-from facecheck.evaluation.detector import Scores
+from facecheck.evaluation.evaluate import Scores
 from facecheck.files import atomic_write_text
 from facecheck.inference.protocol import AnyDetector
 from facecheck.reporting.html import figure_png, img, matplotlib_agg, page, report_files, table

@@ -20,7 +20,7 @@ import uvicorn
 from PIL import Image
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from facecheck.data.presets import input_size
+from facecheck.data.transforms import input_size
 from facecheck.errors import FacecheckError
 from facecheck.inference.predictor import Detector
 from facecheck.serving.app import ServeSettings

@@ -24,9 +24,9 @@ from facecheck.config import TrainConfig
 from facecheck.data.dataset import ImageDataset
 from facecheck.data.decode_cache import CachedImageDataset, decoded_images
 from facecheck.data.discovery import FAKE, REAL, ImageRecord
-from facecheck.data.presets import eval_tensor_transform, eval_transform, train_tensor_transform, train_transform
 from facecheck.data.shards import ShardSet, ShardStream
 from facecheck.data.sources import GENERATOR, manifest_metadata, source_of
+from facecheck.data.transforms import eval_tensor_transform, eval_transform, train_tensor_transform, train_transform
 from facecheck.errors import FacecheckError
 from facecheck.models import FaceClassifier
 from facecheck.training.distributed import DistContext

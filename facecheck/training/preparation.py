@@ -16,7 +16,6 @@ from facecheck.data.dataset import scan_readable
 from facecheck.data.discovery import ImageRecord, count_by_class, limit_per_class
 from facecheck.data.inspect import inspect_records, merge_groups, summary_lines
 from facecheck.data.layouts import Dataset, describe
-from facecheck.data.presets import size_warning
 from facecheck.data.shards import ShardSet, is_shard_spec
 from facecheck.data.sources import (
     GENERATOR,
@@ -27,6 +26,7 @@ from facecheck.data.sources import (
     split_by_source,
 )
 from facecheck.data.splits import make_split, read_split, write_split
+from facecheck.data.transforms import size_warning
 from facecheck.errors import DataError
 from facecheck.run_folder import RunFolder
 
@@ -178,7 +178,7 @@ def _drop_faceless(records: list[ImageRecord], config: TrainConfig, log: Log, pr
     """Detect faces up front (filling the detection cache); leave out or fail on images without one."""
     from facecheck.data.faces import NoFaceError
     from facecheck.data.images import load_image
-    from facecheck.data.presets import source_steps
+    from facecheck.data.transforms import source_steps
 
     steps = source_steps(config.preprocess)
     kept, faceless = [], []

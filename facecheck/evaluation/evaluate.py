@@ -135,10 +135,10 @@ def evaluate_with_scores(
 
 
 def _size_warning(preprocess: Any, paths: list[Path]) -> str | None:
-    """:func:`facecheck.data.presets.size_warning` for these files, their sizes read from the headers only."""
+    """:func:`facecheck.data.transforms.size_warning` for these files, their sizes read from the headers only."""
     from PIL import Image
 
-    from facecheck.data.presets import size_warning
+    from facecheck.data.transforms import size_warning
 
     if preprocess.image_size is None:
         return None
