@@ -183,6 +183,15 @@ class ModelCard:
         problem = preprocess_problem(self.preprocess)  # before any image is resized or normalised with it
         if problem:
             raise CheckpointError(f"{where}: {problem}")
+        # One input size: what the network was built for is what the preprocessing hands it.
+        fed = self.preprocess.crop_size or self.preprocess.image_size
+        if fed is not None and fed != size:
+            raise CheckpointError(f"{where}: the network takes {size} px inputs but the preprocessing gives {fed} px")
+
+    @property
+    def input_size(self) -> int:
+        """The side of the square the network sees (the crop when the model was trained on crops)."""
+        return int(self.model_kwargs["image_size"])
 
 
 def _shown(value: Any) -> str:

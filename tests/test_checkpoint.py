@@ -145,11 +145,22 @@ def test_crafted_cards_are_refused(tmp_path: Path, change: dict, message: str):
         load_model(tmp_path / "crafted.pt")
 
 
+def test_a_card_whose_network_and_preprocessing_disagree_on_the_input_size_is_refused(tmp_path: Path):
+    config = quick_config("seed-cnn", None)
+    save_checkpoint(tmp_path / "m.pt", build_model(config), card_for(config))
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    payload["card"]["model_kwargs"]["image_size"] = 128  # preprocessing still hands it 64 px
+    torch.save(payload, tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match="takes 128 px inputs but the preprocessing gives 64 px"):
+        read_checkpoint(tmp_path / "odd.pt")
+
+
 def test_oversized_network_is_refused_before_allocating(tmp_path: Path):
     config = quick_config("seed-cnn", None)
     save_checkpoint(tmp_path / "m.pt", build_model(config), card_for(config))
     payload = torch.load(tmp_path / "m.pt", weights_only=True)
     payload["card"]["model_kwargs"]["image_size"] = 1024  # seed_cnn's fc1 would need billions of weights
+    payload["card"]["preprocess"]["image_size"] = 1024  # (one input size: a mismatch is refused earlier)
     torch.save(payload, tmp_path / "big.pt")
     with pytest.raises(CheckpointError, match="larger than any facecheck model"):
         load_model(tmp_path / "big.pt")
