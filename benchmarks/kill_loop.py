@@ -89,7 +89,7 @@ def run_state(run: RunFolder) -> dict[str, Any]:
         "prepared": run.has_prepared_data(),
         # A summary older than last.pt is that of an earlier finish, before the run was extended.
         "finished": written_after(summary, run.last),
-        "temporary_files": sorted(p.name for p in run.path.glob(".*")) if run.path.is_dir() else [],
+        "temporary_files": sorted(p.name for p in run.path.glob(".*.tmp")) if run.path.is_dir() else [],
         "epochs_done": 0,
         "checkpoints_read": True,
         "checkpoint_error": None,

@@ -272,7 +272,7 @@ def test_explanations_run_side_by_side_on_private_model_copies(detector, monkeyp
     used = []
     original = explain_module.explain_image
 
-    def explain_image(detector_, image, model=None):
+    def explain_image(detector_, image, model=None, face=None):
         used.append(model)
         both_inside.wait()
         return original(detector_, image, model)
