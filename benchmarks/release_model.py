@@ -98,6 +98,36 @@ def measure(run_or_detector: Any, data: list[Path]) -> dict[str, dict[str, Any]]
     return numbers
 
 
+def compare(model: str, run: Path, data: list[Path]) -> dict[str, dict[str, Any]]:
+    """Another model (e.g. the previous release) on exactly this run's held-out test images of each source,
+    at its own threshold: ROC AUC, reals called fake, fakes caught, and per generator (manifest column)."""
+    from facecheck.api import load
+    from facecheck.data.layouts import open_dataset
+    from facecheck.evaluation.evaluate import breakdown, evaluate_records
+    from facecheck.run_folder import RunFolder
+
+    detector = load(model)
+    test = RunFolder(run).read_split(SHARED)["test"]
+    numbers = {}
+    for source in data:
+        records = [r for r in test if r.path.resolve().is_relative_to(source.resolve())]
+        metadata = open_dataset(source).metadata
+        result, scores = evaluate_records(detector, records, metadata, progress=sys.stderr.isatty())
+        row: dict[str, Any] = {
+            "roc_auc": result["roc_auc"],
+            "reals_called_fake": result["confusion_matrix"][0][1] / max(result["n_real"], 1),
+            "fakes_caught": result["recall"],
+            "n": result["n"],
+        }
+        if any("generator" in m for m in scores.metadata):
+            row["by_generator"] = {
+                name: {k: v for k, v in values.items() if k in ("n", "called_fake", "roc_auc_vs_reals")}
+                for name, values in breakdown(scores, "generator", detector.threshold).items()
+            }
+        numbers[source.name] = row
+    return numbers
+
+
 def canaries(run: Path, data: list[Path], per_class: int = 2) -> list[dict[str, Any]]:
     """A few held-out test images per source and class, whose scores the test suite checks cheaply."""
     from facecheck.run_folder import RunFolder
@@ -118,6 +148,8 @@ def main() -> int:
     parser.add_argument("--loo", help="leave-one-out.json of the same recipe, to record in the card (--write)")
     parser.add_argument("--logo", help="leave-one-generator-out.json of the same recipe, for the card (--write)")
     parser.add_argument("--tolerance", type=float, default=0.02)
+    parser.add_argument("--compare", metavar="MODEL", help="also measure MODEL (e.g. facecheck-general-v1) on the "
+                        "same held-out test images; writes RUN/compare.json")  # fmt: skip
     args = parser.parse_args()
     data = [SHARED / name for name in SOURCES]
     if not all(d.is_dir() for d in data):
@@ -146,6 +178,10 @@ def main() -> int:
         rebuilt = measure(run, data)
         saved.write_text(json.dumps(rebuilt, indent=2) + "\n")
     print(json.dumps({"rebuilt_in_domain": rebuilt, "seconds": time.perf_counter() - started}, indent=2))
+    if args.compare:
+        other = compare(args.compare, run, data)
+        (run / "compare.json").write_text(json.dumps({args.compare: other}, indent=2) + "\n")
+        print(json.dumps({args.compare: other}, indent=2))
 
     if args.write:
         scope = dict(SCOPE)

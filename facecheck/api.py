@@ -149,8 +149,8 @@ def predict_files(
 
     A missing path, an empty folder or an unusable ``out`` (checked, not written: see :func:`write_results`)
     raise before any model is loaded. ``backend="auto"`` picks by workload (torch for a few images).
-    ``face_check``: look for a face first (default: as the card says); a model that judges faces, or a face
-    check asked for, is refused where this install has no face detector.
+    ``face_check``: look for a face first (default: as the card says); asked for where this install has no face
+    detector, it is refused; a model that judges faces then judges whole pictures, said beside every verdict.
     """
     from facecheck.device import resolve_device
     from facecheck.files import check_output_file
@@ -171,9 +171,8 @@ def predict_files(
         for member in members:
             member.face_check = face_check
     problem = next((m.face_check_problem for m in members if m.face_check_problem), None)
-    crops = any(getattr(m, "face_views", None) is not None for m in members)  # judges face crops: cannot run
-    if problem and (face_check or crops):
-        raise FacecheckError(f"{'--face-check' if face_check else 'this model judges face crops'}: {problem}")
+    if problem and face_check:  # asked for by name: an error, never a silent skip
+        raise FacecheckError(f"--face-check: {problem}")
     warnings = [f"pictures are not checked for a face: {problem}"] if problem else []
     shown = show_progress(len(images)) if progress is None else progress
     by_path: dict[Path, dict[str, Any]] = {}

@@ -113,7 +113,14 @@ def test_a_native_pixel_model_says_it_judged_only_the_centre(tmp_path: Path):
     assert second.notice is None
 
 
-def test_a_face_crop_model_without_the_face_detector_stops_with_one_line(no_face_detector, tmp_path, capsys):
+def test_a_face_crop_model_without_the_face_detector_judges_the_whole_picture_and_says_so(
+    no_face_detector, tmp_path, capsys
+):
+    """The shipped model judges faces; where plain pip brought no face detector, every verdict says that the
+    whole picture was judged instead (the card's rule for pictures without a face), and --face-check asked for
+    by name stops with one line."""
+    import csv
+
     from facecheck.checkpoint import build_model, card_for, save_checkpoint
 
     from .conftest import quick_config
@@ -121,10 +128,14 @@ def test_a_face_crop_model_without_the_face_detector_stops_with_one_line(no_face
     config = quick_config("seed-cnn", None, preprocess={"image_size": 64, "face_crop": True})
     save_checkpoint(tmp_path / "m.pt", build_model(config), card_for(config, epoch=1, metrics={}))
     Image.new("RGB", (64, 64), (90, 80, 70)).save(tmp_path / "x.png")
-    assert main(["predict", "--model", str(tmp_path / "m.pt"), str(tmp_path / "x.png")]) == 2
+    assert main(["predict", "--model", str(tmp_path / "m.pt"), str(tmp_path / "x.png"), "--format", "csv"]) == 0
+    out, err = capsys.readouterr()
+    (row,) = csv.DictReader(out.splitlines())
+    assert row["label"] in ("real", "fake") and "the whole picture was judged, not its faces" in row["notice"]
+    assert "pip install --no-deps" in row["notice"] and "not checked for a face" in err
+    assert main(["predict", "--model", str(tmp_path / "m.pt"), str(tmp_path / "x.png"), "--face-check"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "pip install --no-deps" in err
-    assert err.startswith("facecheck: error: this model judges face crops: the face detector")
+    assert err.count("\n") == 1 and err.startswith("facecheck: error: --face-check: the face detector")
 
 
 def test_training_on_pictures_larger_than_a_native_pixel_model_sees_says_so(tmp_path: Path):

@@ -394,6 +394,10 @@ class Detector:
 
         assert self.face_views is not None
         normalised = self.face_views.normalised(image)
+        problem = self.face_check_problem
+        if problem is not None:  # no face detector here: the whole picture, as training judged faceless ones
+            result.notice = f"{no_face_check_notice(problem)}; the whole picture was judged, not its faces"
+            return [self.face_views.views(normalised, None)]
         judged = judged_faces(detect_faces(normalised))
         result.faces = [FaceResult(tuple(round(v) for v in f.box), round(f.probability, 4)) for f in judged]
         if judged:
