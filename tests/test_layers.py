@@ -49,3 +49,21 @@ def test_imports_point_down():
 def test_every_part_has_a_layer():
     parts = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir() if p.suffix == ".py" or p.is_dir()}
     assert parts - {"__pycache__", "static", "release"} <= set(LAYERS)
+
+
+def test_one_decision_rule():
+    """No code compares p_fake with a threshold but the card's decide (and the metrics and calibration, which
+    count decisions over many scores)."""
+    import re
+
+    allowed = {"card.py", "evaluation/metrics.py", "evaluation/calibration.py"}
+    comparison = re.compile(r"(p_fake|scores?)\b[^\n]*>=\s*[\w.\[\]\"']*threshold|>=\s*[\w.\[\]\"']*threshold")
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative in allowed:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if comparison.search(line.split("#")[0]):
+                found.append(f"{relative}:{number}: {line.strip()}")
+    assert not found, "\n".join(found)

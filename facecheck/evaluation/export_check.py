@@ -17,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 from facecheck.data.images import load_image
 from facecheck.errors import DataError
 from facecheck.evaluation.evaluate import evaluation_records
+from facecheck.evaluation.metrics import classification_metrics
 from facecheck.files import creation_mode
 from facecheck.inference.predictor import Detector
 
@@ -158,7 +159,7 @@ def _quantise_and_compare(
         threshold = torch_detector.threshold
         both = len(np.unique(labels)) == 2
         for name, scores in (("fp32", fp32_scores), ("int8", int8_scores)):
-            report[f"{name}_accuracy"] = float(((scores >= threshold).astype(int) == labels).mean())
+            report[f"{name}_accuracy"] = classification_metrics(labels, scores, threshold)["accuracy"]
             report[f"{name}_roc_auc"] = float(roc_auc_score(labels, scores)) if both else None
         report["calibration_images"] = len(tensors)
         report["accuracy_change"] = report["int8_accuracy"] - report["fp32_accuracy"]

@@ -10,6 +10,12 @@ from sklearn import metrics as skm
 from facecheck.data.discovery import FAKE, REAL
 
 
+def called_fake(p_fake: np.ndarray, threshold: float) -> np.ndarray:
+    """1 where a score is called fake at ``threshold`` (the metrics' view of the card's decision rule, without
+    its uncertain band: a metric needs two classes)."""
+    return (np.asarray(p_fake, dtype=float) >= threshold).astype(int)
+
+
 def classification_metrics(labels: np.ndarray, p_fake: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
     """Metrics of probabilities ``p_fake`` against true ``labels`` (1 = fake).
 
@@ -24,7 +30,7 @@ def classification_metrics(labels: np.ndarray, p_fake: np.ndarray, threshold: fl
         raise ValueError("labels and p_fake must be 1-D arrays of the same length")
     if labels.size == 0:
         raise ValueError("no samples to score")
-    predicted = (p_fake >= threshold).astype(int)
+    predicted = called_fake(p_fake, threshold)
     both_classes = len(np.unique(labels)) == 2
     return {
         "n": int(labels.size),

@@ -7,6 +7,7 @@ import html
 import io
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 from facecheck.data.discovery import CLASS_NAMES
 from facecheck.data.sources import SOURCE
 from facecheck.evaluation.evaluate import Scores
+from facecheck.evaluation.metrics import called_fake
 from facecheck.files import atomic_write_text
 from facecheck.inference.protocol import AnyDetector
 from facecheck.reporting.html import figure_png, img, matplotlib_agg, page, report_files, table
@@ -75,13 +77,14 @@ def run_header(result: dict[str, Any], detector: AnyDetector) -> str:
     return table(["", "value"], rows)
 
 
-def per_image_csv(scores: Scores, threshold: float) -> str:
-    """One row per scored image: path, source, true label, p_fake and the label it was given."""
+def per_image_csv(scores: Scores, decide: Callable[[float], str]) -> str:
+    """One row per scored image: path, source, true label, p_fake and the verdict it was given (``decide``:
+    the model card's rule, so an image inside the uncertain band says so)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["path", "source", "label", "p_fake", "predicted"])
     for path, label, p_fake, metadata in zip(scores.paths, scores.labels, scores.p_fake, scores.metadata, strict=True):
-        predicted = CLASS_NAMES[int(p_fake >= threshold)]
+        predicted = decide(float(p_fake))
         writer.writerow([path, metadata.get(SOURCE, ""), CLASS_NAMES[int(label)], f"{p_fake:.6f}", predicted])
     return buffer.getvalue()
 
@@ -144,7 +147,18 @@ def write_evaluation_report(
     labels, p_fake, paths = scores.labels, scores.p_fake, scores.paths
     files = report_files(path)
     files.mkdir(parents=True, exist_ok=True)
-    per_image = atomic_write_text(files / "images.csv", per_image_csv(scores, result["threshold"]))
+    own = detector is not None and result["threshold"] == detector.threshold
+    if detector is not None:
+        card, threshold = detector.card, None if own else result["threshold"]
+
+        def decide(p: float) -> str:
+            return card.decide(p, threshold)
+    else:
+
+        def decide(p: float) -> str:
+            return CLASS_NAMES[int(called_fake(np.array([p]), result["threshold"])[0])]
+
+    per_image = atomic_write_text(files / "images.csv", per_image_csv(scores, decide))
 
     def save(figure: Any, name: str, caption: str) -> str:
         return img(figure_png(figure, files / f"{name}.png"), caption)
@@ -238,7 +252,7 @@ def write_evaluation_report(
         )  # fmt: skip
 
     mistakes_section = ""
-    wrong = np.nonzero((p_fake >= result["threshold"]).astype(int) != labels)[0]
+    wrong = np.nonzero(called_fake(p_fake, result["threshold"]) != labels)[0]
     confident = confident_mistakes(p_fake, wrong, result["threshold"], detector)
     if len(wrong) and not len(confident):
         mistakes_section = (
