@@ -62,21 +62,32 @@ SHIPPED = release_module.releases()
 
 
 @pytest.mark.skipif(not SHIPPED, reason="no model ships in this checkout (facecheck/release/manifest.json absent)")
-def test_shipped_model_matches_its_hash_and_loads():
-    entry = release_module.release()
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_model_matches_its_hash_and_loads(name: str):
+    entry = release_module.release(name)
     assert entry.weights.stat().st_size <= 10 * 1024 * 1024
-    _model, card = release_module.load_release()
+    _model, card = release_module.load_release(name)
     assert card.scope.get("face_check") is True and card.uncertain_band is not None
     assert card.scope["measured"]  # the card carries its measured numbers
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no model ships in this checkout")
+def test_the_default_is_the_newest_release_and_the_others_load_by_name():
+    assert max(SHIPPED) == release_module.DEFAULT_MODEL  # facecheck-general-v2 after v1
+    assert Detector.load(None, face_check=False).source.endswith(release_module.DEFAULT_MODEL)
+    for name in SHIPPED:
+        assert Detector.load(name, face_check=False).card.scope["summary"]
 
 
 @pytest.mark.shared_data
 @pytest.mark.skipif(not SHIPPED, reason="no model ships in this checkout")
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is absent")
-def test_shipped_model_scores_shared_images_as_its_card_says():
-    """The card's canaries: held-out shared images and the scores the shipped file gave them."""
-    detector = Detector.load(None, face_check=False)
-    canaries = json.loads(release_module.release().card.read_text())["scope"]["canaries"]
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_model_scores_shared_images_as_its_card_says(name: str):
+    """The card's canaries: held-out shared images and the scores the shipped file gave them (every release:
+    a change of the code that reads or runs the model must not move them)."""
+    detector = Detector.load(name, face_check=False)
+    canaries = json.loads(release_module.release(name).card.read_text())["scope"]["canaries"]
     assert len(canaries) >= 6
     scores = detector.predict([SHARED_DATA / c["path"] for c in canaries])
     for canary, prediction in zip(canaries, scores, strict=True):
