@@ -33,7 +33,7 @@ from facecheck.config import TrainConfig, load_config_file, merge
 from facecheck.data.discovery import ImageRecord
 from facecheck.data.splits import read_split
 from facecheck.errors import FacecheckError
-from facecheck.files import atomic_write_text
+from facecheck.files import atomic_write_text, process_alive
 
 # Sections a resumed run may change: neither the data nor the model change with them.
 RESUMABLE_CHANGES = ("epochs", "compute", "eval_batch_size", "device", "unfreeze_epochs")
@@ -85,16 +85,6 @@ def changed_files(records: list[ImageRecord], recorded: dict[Path, tuple[int, in
         elif record.path in recorded and now != recorded[record.path]:
             changed.append((str(record.path), "changed since the run began (size or modification time)"))
     return changed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RunFolder:
@@ -165,7 +155,7 @@ class RunFolder:
             holder = os.pread(handle, 200, 0).decode(errors="replace").split()
             os.close(handle)
             pid, host = [*holder, "?", "?"][:2]
-            gone = host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+            gone = host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
             hint = (
                 f" (pid {pid} is gone: the file system kept its lock; remove {path} if no run uses the folder)"
                 if gone

@@ -29,7 +29,7 @@ from facecheck.config import PreprocessConfig
 from facecheck.data.discovery import ImageRecord
 from facecheck.data.images import load_image
 from facecheck.data.transforms import source_and_resize, source_signature
-from facecheck.files import disk_full, disk_full_error
+from facecheck.files import disk_full, disk_full_error, process_alive
 from facecheck.paths import cache_folder
 
 # 2: images are turned upright by their EXIF orientation before decoding (older entries are not).
@@ -113,18 +113,8 @@ def _remove_stale_builds(folder: Path, key: str) -> None:
     host = socket.gethostname().replace(".", "_")
     for stale in folder.glob(f".{key}.{host}-*"):
         pid = stale.name.removeprefix(f".{key}.{host}-").split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             stale.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class CachedImageDataset(Dataset):

@@ -16,9 +16,10 @@ import numpy as np
 
 from facecheck.errors import DataError
 from facecheck.inference.predictor import NO_FACE, Detector, ImageInput, Prediction, expand_image_inputs
+from facecheck.inference.protocol import ReadsItsCard
 
 
-class Ensemble:
+class Ensemble(ReadsItsCard):
     """Duck-types :class:`Detector` for ``predict`` and evaluation.
 
     Evaluation without ``--data`` uses the first member's test split.
@@ -44,14 +45,6 @@ class Ensemble:
         self.source = first.source
         self.model = None  # no single network: no Grad-CAM
         self.tta = ",".join(sorted({m.tta for m in self.members}))
-
-    @property
-    def threshold(self) -> float:
-        return self.card.threshold
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.card.class_names)
 
     @classmethod
     def load(

@@ -33,6 +33,7 @@ from facecheck.inference.engines import (
     resolve_backend,
 )
 from facecheck.inference.outputs import mean_over_views, p_fake_of
+from facecheck.inference.protocol import ReadsItsCard
 from facecheck.models import FaceClassifier
 from facecheck.provenance import Provenance, read_provenance
 
@@ -152,7 +153,7 @@ class Prediction:
         return {k: v for k, v in asdict(self).items() if v is not None or k in ("path",)}
 
 
-class Detector:
+class Detector(ReadsItsCard):
     """A trained real-vs-fake classifier ready to predict; calling it is the same as :meth:`predict`.
 
     >>> detector = facecheck.load("runs/demo")
@@ -260,10 +261,6 @@ class Detector:
     def backend(self) -> str:
         return self.engine.name
 
-    @property
-    def threshold(self) -> float:
-        return self.card.threshold
-
     @functools.cached_property
     def weights_sha256(self) -> str | None:
         """The sha256 of the weights file this detector was loaded from (None for one built in memory)."""
@@ -278,10 +275,6 @@ class Detector:
     def temperature(self) -> float:
         """Temperature scaling fitted on validation data: p_fake = softmax(logits / T)."""
         return self.card.temperature
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.card.class_names)
 
     @property
     def preprocess(self) -> PreprocessConfig:

@@ -45,3 +45,17 @@ class AnyDetector(Protocol):
         threshold: float | None = None,
         provenance: bool = True,
     ) -> list[Prediction]: ...
+
+
+class ReadsItsCard:
+    """What a detector reads from its card rather than keeping a copy (Detector and Ensemble share it)."""
+
+    card: ModelCard
+
+    @property
+    def threshold(self) -> float:
+        return self.card.threshold
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.card.class_names)
