@@ -88,33 +88,33 @@ def test_generator_balance_weighs_generators_by_the_square_root_of_their_counts(
 
 
 def test_threshold_per_collection_is_the_strictest_by_hand():
-    # Collection a: 20 reals at 0.00..0.19; b: 20 reals at 0.50..0.69; 5% allows one real of each at/above.
-    p_fake = np.concatenate([np.arange(20) / 100, 0.5 + np.arange(20) / 100, [0.9, 0.95]])
-    labels = np.array([REAL] * 40 + [FAKE] * 2)
-    collections = ["s/a"] * 20 + ["s/b"] * 20 + ["s/fake-gen"] * 2
-    threshold, rates = threshold_per_collection(p_fake, labels, collections, 0.05)
-    assert threshold == pytest.approx(0.68) and threshold > p_fake[38]  # just above b's second highest real
-    assert rates["s/a"]["fpr"] == 0.0 and rates["s/b"]["fpr"] == pytest.approx(0.05)
-    assert rates["s/a"]["own_threshold"] == pytest.approx(0.18, abs=1e-6)
-    # A pooled threshold (40 reals: two allowed) would call 2 of b's 20 reals fake, 10%.
-    pooled = calibrate(np.log(np.stack([1 - p_fake, p_fake], 1) + 1e-9), labels, 0.05)
+    # Collection a: 50 reals at 0.000..0.245; b: 50 reals at 0.500..0.745; 4% allows two reals of each at/above.
+    p_fake = np.concatenate([np.arange(50) / 200, 0.5 + np.arange(50) / 200, [0.9, 0.95]])
+    labels = np.array([REAL] * 100 + [FAKE] * 2)
+    collections = ["s/a"] * 50 + ["s/b"] * 50 + ["s/fake-gen"] * 2
+    threshold, rates = threshold_per_collection(p_fake, labels, collections, 0.04)
+    assert threshold == pytest.approx(0.735) and threshold > p_fake[97]  # just above b's third highest real
+    assert rates["s/a"]["fpr"] == 0.0 and rates["s/b"]["fpr"] == pytest.approx(0.04)
+    assert rates["s/a"]["own_threshold"] == pytest.approx(0.235, abs=1e-6)
+    # A pooled threshold (100 reals: four allowed) would call 4 of b's 50 reals fake, 8%.
+    pooled = calibrate(np.log(np.stack([1 - p_fake, p_fake], 1) + 1e-9), labels, 0.04)
     assert np.mean(pooled.report["val_fpr_at_threshold"]) <= 0.05
 
 
 def test_small_real_collections_are_judged_together_per_source():
-    labels = np.array([REAL] * 25 + [REAL] * 5 + [REAL] * 6 + [FAKE])
-    names = ["s/big"] * 25 + ["s/tiny"] * 5 + ["s/tiny2"] * 6 + ["s/gen"]
+    labels = np.array([REAL] * 60 + [REAL] * 5 + [REAL] * 6 + [FAKE])
+    names = ["s/big"] * 60 + ["s/tiny"] * 5 + ["s/tiny2"] * 6 + ["s/gen"]
     joined = pooled_collections(names, labels)
-    assert set(joined[:25]) == {"s/big"} and set(joined[25:36]) == {"s/other"}
+    assert set(joined[:60]) == {"s/big"} and set(joined[60:71]) == {"s/other"}
     assert joined[-1] == "s/other"  # a generator without reals joins too; only reals count
 
 
 def test_calibration_reports_each_collections_rate(tmp_path: Path):
     rng = np.random.default_rng(0)
-    p_fake = np.concatenate([rng.uniform(0, 0.6, 30), rng.uniform(0.2, 0.9, 30), rng.uniform(0.5, 1, 40)])
-    labels = np.array([REAL] * 60 + [FAKE] * 40)
+    p_fake = np.concatenate([rng.uniform(0, 0.6, 60), rng.uniform(0.2, 0.9, 60), rng.uniform(0.5, 1, 40)])
+    labels = np.array([REAL] * 120 + [FAKE] * 40)
     logits = np.log(np.stack([1 - p_fake, p_fake], 1))
-    result = calibrate(logits, labels, 0.1, ["x/a"] * 30 + ["x/b"] * 30 + ["x/g"] * 40)
+    result = calibrate(logits, labels, 0.1, ["x/a"] * 60 + ["x/b"] * 60 + ["x/g"] * 40)
     rates = result.report["val_fpr_per_collection"]
     assert set(rates) == {"x/a", "x/b"} and all(r["fpr"] <= 0.1 for r in rates.values())
     json.dumps(result.report)  # stored in the card: plain types only

@@ -90,9 +90,10 @@ def uncertain_band(
     return max(0.0, threshold - width), min(1.0, threshold + width)
 
 
-# A real collection with fewer validation images than this cannot pin a rate of a few percent: it is judged
-# together with the other small collections of its source.
-MIN_COLLECTION_REALS = 20
+# A real collection with fewer validation reals than this cannot pin a rate of a few percent (at 5%, under
+# 50 reals allow at most one mistake, so a single outlier would set the threshold): it is judged together
+# with the other small collections of its source.
+MIN_COLLECTION_REALS = 50
 
 
 def pooled_collections(collections: list[str], labels: np.ndarray) -> list[str]:
