@@ -23,7 +23,7 @@ from facecheck.models import FaceClassifier
 
 RELEASE_DIR = Path(__file__).resolve().parents[1] / "release"
 MANIFEST = "manifest.json"
-DEFAULT_MODEL = "facecheck-general-v1"
+DEFAULT_MODEL = "facecheck-general-v2"
 
 
 @dataclass(frozen=True)
