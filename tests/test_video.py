@@ -87,3 +87,17 @@ def test_a_video_without_a_face_in_any_frame_says_so(tmp_path: Path, model_file:
     result = predict_video(detector, write_video(tmp_path / "v.mp4", 8), frames=3)
     assert result.label == "no face" and result.notice.startswith("no face found in any sampled frame")
     assert result.to_dict()["notice"] == result.notice and result.p_fake is not None
+
+
+def test_faces_are_linked_into_tracks_and_the_most_suspicious_steady_track_decides():
+    from facecheck.inference.predictor import FaceResult
+    from facecheck.inference.video import iou, link_tracks
+
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0 and iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+    left = lambda p: FaceResult((0, 0, 50, 50), 0.99, p, None)  # noqa: E731
+    right = lambda p: FaceResult((100, 0, 150, 50), 0.99, p, None)  # noqa: E731
+    moved = FaceResult((104, 2, 154, 52), 0.99, 0.9, None)  # the right face, a little further on
+    frames = [[left(0.1), right(0.8)], [left(0.2), moved], [left(0.3)], [right(0.7)]]
+    tracks = link_tracks(frames)
+    assert [t.frames for t in tracks] == [[0, 1, 2], [0, 1, 3]]  # a face missed in a frame continues its track
+    assert tracks[0].p_fake == pytest.approx(0.2) and tracks[1].p_fake == pytest.approx(0.8)
