@@ -47,7 +47,7 @@ SCOPE = {
         "kinds of fake unlike its training sources (relit or retouched photos, edits outside the face, "
         "generators far from the ones above): its leave-one-out numbers show how far it carries",
         "anything in pictures without a face (the answer is 'no face')",
-        "every face of a group photo: the largest face decides",
+        "faces under 32 px (except the largest of a picture): each judged face is shown, the most suspicious decides",
     ],
     "sources": [
         "ffhq-stylegan: FFHQ photographs (CC BY-NC-SA 4.0) vs StyleGAN faces, from the public "
