@@ -73,9 +73,11 @@ def export_model(
     def staging_path(final: Path) -> Path:
         # Ends in .onnx (the loader goes by the suffix) and starts with a dot (hidden until complete).
         handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial.onnx", dir=final.parent)
-        os.fchmod(handle, creation_mode())  # the user's umask, not mkstemp's 0600
-        os.close(handle)
-        staged.append(Path(name))
+        staged.append(Path(name))  # at once: an interruption from here on still removes it
+        try:
+            os.fchmod(handle, creation_mode())  # the user's umask, not mkstemp's 0600
+        finally:
+            os.close(handle)
         return Path(name)
 
     try:
