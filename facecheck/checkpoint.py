@@ -17,7 +17,7 @@ from facecheck.card import ModelCard
 from facecheck.config import TrainConfig
 from facecheck.data.transforms import input_size
 from facecheck.errors import CheckpointError, ConfigError
-from facecheck.files import atomic_open
+from facecheck.files import atomic_open, interruptions_deferred
 from facecheck.models import FaceClassifier, create_model
 
 FORMAT = "facecheck-checkpoint"
@@ -82,9 +82,10 @@ def atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``.
 
     A crash mid-write leaves the previous file intact, never a truncated one;
-    the run folder removes temporary files that a hard kill left behind.
+    the run folder removes temporary files that a hard kill left behind. Ctrl-C or SIGTERM during the
+    write takes effect once the file is complete.
     """
-    with atomic_open(path, "wb") as stream:
+    with interruptions_deferred(), atomic_open(path, "wb") as stream:
         torch.save(payload, stream)
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,6 +86,30 @@ def create_new_file(folder: Path, name: Path, suffix: str | None = None) -> tupl
             continue
         return candidate, os.fdopen(handle, "wb")
     raise FacecheckError(f"{parent}: too many files named {stem}-N{suffix}")
+
+
+@contextmanager
+def interruptions_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then raise KeyboardInterrupt as they would have.
+
+    A KeyboardInterrupt raised inside ``torch.save``'s C++ writer surfaces as a RuntimeError ("unexpected
+    pos ...") instead of an interruption; a checkpoint write is short, so it is finished first.
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread receives signals
+        yield
+        return
+    received: list[int] = []
+    numbers = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.getsignal(number) for number in numbers}
+    for number in numbers:
+        signal.signal(number, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if received:
+        raise KeyboardInterrupt
 
 
 @contextmanager

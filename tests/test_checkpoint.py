@@ -62,6 +62,33 @@ def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]
 
 
+def test_a_kill_during_the_write_finishes_the_file_then_interrupts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import os
+    import signal
+
+    config = quick_config("seed-cnn", None)
+    model = build_model(config)
+    real_save = torch.save
+
+    def killed_mid_write(payload, stream, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while torch.save writes (CI saw this as a RuntimeError)
+        real_save(payload, stream, *args, **kwargs)
+
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)  # as the command line installs it
+    monkeypatch.setattr(torch, "save", killed_mid_write)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            save_checkpoint(tmp_path / "last.pt", model, card_for(config, epoch=4, metrics={}))
+        assert signal.getsignal(signal.SIGTERM) is raise_interrupt
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert read_checkpoint(tmp_path / "last.pt")["card"].epoch == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
 def test_corrupt_and_foreign_files_are_rejected(tmp_path: Path):
     (tmp_path / "garbage.pt").write_bytes(b"\x00not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable facecheck checkpoint"):
