@@ -24,6 +24,10 @@ def _no_implicit_openvino(monkeypatch: pytest.MonkeyPatch) -> None:
     from facecheck.inference import engines
 
     monkeypatch.setattr(engines, "AUTO_ORDER", tuple(name for name in engines.AUTO_ORDER if name != "openvino"))
+    # The same for the face detector's networks (tests/test_scoring_pipeline.py compiles them by name).
+    from facecheck.data import face_engine
+
+    monkeypatch.setattr(face_engine, "openvino_installed", lambda: False)
 
 
 @pytest.fixture(autouse=True)

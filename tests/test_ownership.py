@@ -467,11 +467,11 @@ def test_the_face_detector_runs_on_a_bounded_copy_and_maps_boxes_back(monkeypatc
     seen = []
 
     class FakeMTCNN:
-        def detect(self, image):
-            seen.append(image.size)
-            return np.array([[100.0, 50.0, 200.0, 150.0]]), np.array([0.99])
+        def detect(self, images):  # a batch of same-size pictures, as facenet's MTCNN takes them
+            seen.extend(image.size for image in images)
+            return [np.array([[100.0, 50.0, 200.0, 150.0]])] * len(images), [np.array([0.99])] * len(images)
 
-    monkeypatch.setattr(faces, "_get_detector", lambda: FakeMTCNN())
+    monkeypatch.setattr(faces, "_get_detector", lambda fast=False: FakeMTCNN())
     found = faces.detect_faces(Image.new("RGB", (4096, 2048)), use_cache=False)
     assert seen == [(1024, 512)]  # old code: the full 4096x2048 image
     assert found[0].box == pytest.approx((400.0, 200.0, 800.0, 600.0))

@@ -13,12 +13,14 @@ another install left in the cache.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -55,14 +57,23 @@ class Face:
         return max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1])
 
 
-_detector_lock = threading.Lock()
+_detector_lock = threading.RLock()
 _detector = None
+# Which engine runs MTCNN's networks (see facecheck.data.face_engine); set when the detector is first built.
+detector_engine: str | None = None
+# Same-size pictures searched in one call (PNet's pyramid levels batched).
+DETECT_BATCH = 32
 
 
 _verified: dict[Path, str] = {}  # weights folder -> the detector identity, once its files have been checked
 
 
 def _weights_dir() -> Path:
+    return _installed_weights_dir()
+
+
+@functools.lru_cache(maxsize=1)  # asked before every picture; an exception (not installed) is not remembered
+def _installed_weights_dir() -> Path:
     spec = importlib.util.find_spec("facenet_pytorch")
     if spec is None or not spec.submodule_search_locations:
         raise WeightsError(f"the face detector (MTCNN from facenet-pytorch) is not installed: {INSTALL_HINT}")
@@ -104,8 +115,11 @@ def verify_mtcnn_weights() -> Path:
     return folder
 
 
-def _get_detector():  # facenet_pytorch has no type information
-    global _detector
+def _get_detector(fast: bool = False):  # facenet_pytorch has no type information
+    """The one MTCNN of this process; ``fast``: its networks compiled for this CPU (inference asks for it;
+    training keeps PyTorch's, because OpenVINO's threads in a process that then forks DataLoader workers have
+    crashed it). Both answer the same to about 1e-4 px."""
+    global _detector, detector_engine
     with _detector_lock:
         if _detector is None:
             verify_mtcnn_weights()
@@ -113,7 +127,16 @@ def _get_detector():  # facenet_pytorch has no type information
             # weights_only=True by default, so even a swapped file could not run code.
             from facenet_pytorch import MTCNN
 
-            _detector = MTCNN(keep_all=True, device="cpu")
+            from facecheck.data.face_engine import answer_batches_as_single_pictures
+
+            answer_batches_as_single_pictures()
+            _detector, detector_engine = MTCNN(keep_all=True, device="cpu"), "torch"
+        if fast and detector_engine == "torch":
+            import torch
+
+            from facecheck.data.face_engine import speed_up
+
+            detector_engine = speed_up(_detector, "|".join(MTCNN_WEIGHTS.values()), torch.get_num_threads())
         return _detector
 
 
@@ -130,38 +153,67 @@ def detect_faces(image: Image.Image, use_cache: bool = True) -> list[Face]:
 
     Raises :class:`WeightsError` when the face detector is not installed (see :func:`face_detector_problem`).
     """
+    return detect_faces_batch([image], use_cache)[0]
+
+
+def detect_faces_batch(images: list[Image.Image], use_cache: bool = True, fast: bool = False) -> list[list[Face]]:
+    """:func:`detect_faces` of each image; those not in the cache are searched together, a batch per size.
+
+    MTCNN's image pyramid costs time and memory with the pixel count: it runs on a copy whose long side is at
+    most DETECT_SIDE, and the boxes are scaled back to the image. Pictures of one size (a folder of 256 px
+    photos) share each pyramid level's network call. ``fast``: see :func:`_get_detector`.
+    """
     detector_identity()  # no detector here: fail before anything is read from the cache
-    path = _cache_path(image) if use_cache else None
-    if path is not None and path.is_file():
-        try:
-            return [Face(tuple(f["box"]), f["probability"]) for f in json.loads(path.read_text())]
-        except (ValueError, KeyError):
-            path.unlink(missing_ok=True)
-    detector = _get_detector()
-    # MTCNN's image pyramid costs time and memory with the pixel count: it runs on a copy whose long side is
-    # at most DETECT_SIDE, and the boxes are scaled back to the image.
-    scale = min(1.0, DETECT_SIDE / max(image.size))
-    small = (
-        image
-        if scale == 1.0
-        else image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
-    )
-    with _detector_lock:  # MTCNN keeps state between calls: one image at a time
-        boxes, probabilities = detector.detect(small)
-    if boxes is not None and scale != 1.0:
-        boxes = np.asarray(boxes, dtype=float) / scale
+    found: list[list[Face] | None] = [None] * len(images)
+    paths = [_cache_path(image) if use_cache else None for image in images]
+    for index, path in enumerate(paths):
+        if path is not None and path.is_file():
+            try:
+                found[index] = [Face(tuple(f["box"]), f["probability"]) for f in json.loads(path.read_text())]
+            except (ValueError, KeyError):
+                path.unlink(missing_ok=True)
+    missing = [index for index, faces in enumerate(found) if faces is None]
+    scales = {index: min(1.0, DETECT_SIDE / max(images[index].size)) for index in missing}
+    smalls = {index: _detection_copy(images[index], scales[index]) for index in missing}
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for index in missing:
+        by_size.setdefault(smalls[index].size, []).append(index)
+    detector = _get_detector(fast) if missing else None
+    for group in by_size.values():
+        for start in range(0, len(group), DETECT_BATCH):
+            chunk = group[start : start + DETECT_BATCH]
+            with _detector_lock:  # MTCNN keeps state between calls: one batch at a time
+                boxes, probabilities = detector.detect([smalls[index] for index in chunk])
+            for index, image_boxes, image_probabilities in zip(chunk, boxes, probabilities, strict=True):
+                found[index] = _faces(image_boxes, image_probabilities, scales[index])
+                if paths[index] is not None:
+                    _write_cache(paths[index], found[index])
+    return [faces if faces is not None else [] for faces in found]
+
+
+def _detection_copy(image: Image.Image, scale: float) -> Image.Image:
+    if scale == 1.0:
+        return image
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
+
+
+def _faces(boxes: Any, probabilities: Any, scale: float) -> list[Face]:
+    """MTCNN's answer for one image as faces above MIN_FACE_PROBABILITY, in the image's pixels, surest first."""
     faces = []
     if boxes is not None:
-        for box, probability in zip(np.asarray(boxes, dtype=float), probabilities, strict=True):
+        boxes = np.asarray(boxes, dtype=float) / scale
+        for box, probability in zip(boxes, probabilities, strict=True):
             if probability is not None and float(probability) >= MIN_FACE_PROBABILITY:
                 faces.append(Face(tuple(float(v) for v in box), float(probability)))
     faces.sort(key=lambda f: -f.probability)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(f".{threading.get_ident()}.tmp")
-        temporary.write_text(json.dumps([{"box": f.box, "probability": f.probability} for f in faces]))
-        temporary.replace(path)
     return faces
+
+
+def _write_cache(path: Path, faces: list[Face]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{threading.get_ident()}.tmp")
+    temporary.write_text(json.dumps([{"box": f.box, "probability": f.probability} for f in faces]))
+    temporary.replace(path)
 
 
 def crop_box(face: Face, size: tuple[int, int], margin: float) -> tuple[int, int, int, int]:

@@ -24,6 +24,9 @@ from facecheck.inference.predictor import Detector, Prediction, show_progress
 from facecheck.inference.protocol import AnyDetector
 from facecheck.run_folder import RunFolder
 
+# Batches handed to one Detector.predict call when scoring files (see _score).
+PIPELINE_BATCHES = 8
+
 
 def evaluation_records(
     detector: AnyDetector, data: str | Path | None, split: str = "auto"
@@ -232,8 +235,11 @@ def _score(
     predictions = []
     desc = "scoring" if perturbation is None else f"scoring {perturbation.name} (perturbation {step})"
     bar = tqdm(total=len(records), desc=desc, unit="img", disable=not progress, leave=False)
-    for start in range(0, len(records), batch_size):
-        chunk = records[start : start + batch_size]
+    # Several batches per predict call, so that its pipeline prepares one batch while the engine runs another;
+    # perturbed copies are made up front, so they come a batch at a time.
+    chunk_size = batch_size if perturbation is not None else batch_size * PIPELINE_BATCHES
+    for start in range(0, len(records), chunk_size):
+        chunk = records[start : start + chunk_size]
         # A listed file that has gone since the split was made counts as unreadable, as a broken one does
         # (predict would refuse the whole batch for a missing path).
         present = [record.path.is_file() for record in chunk]
@@ -247,7 +253,7 @@ def _score(
             prediction = next(found) if there else Prediction(None, error=gone)
             prediction.path = str(record.path)
             predictions.append(prediction)
-        bar.update(min(batch_size, len(records) - start))
+        bar.update(len(chunk))
     bar.close()
     scored = [(r, p) for r, p in zip(records, predictions, strict=True) if p.error is None]
     errors = [p for p in predictions if p.error is not None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -95,17 +96,6 @@ def show_progress(count: int) -> bool:
     """Whether the CLI shows a progress bar (on stderr, so machine output on stdout stays clean) for ``count``
     inputs: on a terminal, or for more than a few inputs (a log then shows that the batch is moving)."""
     return count > FEW_IMAGES or sys.stderr.isatty()
-
-
-def _has_face(image: Image.Image) -> bool | None:
-    """Whether MTCNN finds a face; None when the face detector is not installed (the check is then skipped)."""
-    from facecheck.data.faces import detect_faces
-    from facecheck.errors import WeightsError
-
-    try:
-        return bool(detect_faces(image))
-    except (WeightsError, ModuleNotFoundError):
-        return None
 
 
 Engine = Callable[[torch.Tensor], np.ndarray]
@@ -326,17 +316,27 @@ class Detector(ReadsItsCard):
             if provenance and isinstance(item, (str, Path)):
                 result.provenance = read_provenance(item)  # never raises: problems go to its own error
         bar = tqdm(total=len(items), desc="predicting", unit="img", disable=not progress, leave=False, file=sys.stderr)
-        for start in range(0, len(items), batch_size):
-            indices = range(start, min(start + batch_size, len(items)))
-            # Each picture gives one input, or one per face for a face-crop model.
-            prepared = [self._prepare(items[index], results[index]) for index in indices]
-            tensors = [tensor for views in prepared for tensor in views]
-            if tensors:
-                scores = iter(self.predict_tensor(_stack(tensors)).tolist())
-                for index, views in zip(indices, prepared, strict=True):
-                    if views:
-                        self._decide(results[index], [next(scores) for _ in views], threshold)
-            bar.update(len(indices))
+        batches = [range(start, min(start + batch_size, len(items))) for start in range(0, len(items), batch_size)]
+
+        def prepare(indices: range) -> list[list[torch.Tensor]]:
+            return self._prepare_batch([items[i] for i in indices], [results[i] for i in indices])
+
+        # The next batch is decoded, searched for faces and cropped while the engine runs this one (decoding,
+        # MTCNN and the engines release the GIL); scores are those of one batch after another.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="facecheck-prepare") as pool:
+            upcoming = pool.submit(prepare, batches[0]) if batches else None
+            for number, indices in enumerate(batches):
+                assert upcoming is not None
+                prepared = upcoming.result()
+                upcoming = pool.submit(prepare, batches[number + 1]) if number + 1 < len(batches) else None
+                # Each picture gives one input, or one per face for a face-crop model.
+                tensors = [tensor for views in prepared for tensor in views]
+                if tensors:
+                    scores = iter(self.predict_tensor(_stack(tensors)).tolist())
+                    for index, views in zip(indices, prepared, strict=True):
+                        if views:
+                            self._decide(results[index], [next(scores) for _ in views], threshold)
+                bar.update(len(indices))
         bar.close()
         return results
 
@@ -354,44 +354,73 @@ class Detector(ReadsItsCard):
         no_face = NO_FACE_NOTICE in (result.notice or "")  # other notices (size, no face check) keep the verdict
         result.label = NO_FACE if no_face else self.card.decide(result.p_fake, threshold)
 
-    def _prepare(self, item: ImageInput, result: Prediction) -> list[torch.Tensor]:
-        """The model's input views of one item (one per judged face for a face-crop model), or none with
-        ``result.error`` set.
+    def _prepare_batch(self, items: list[ImageInput], results: list[Prediction]) -> list[list[torch.Tensor]]:
+        """The model's input views of each item (one per judged face for a face-crop model), or none with
+        ``result.error`` set. The pictures that need a face search are searched together (see
+        :func:`facecheck.data.faces.detect_faces_batch`).
 
         ``result.notice`` says what limits the verdict: no face, no face check possible here, a picture far
         from the size the model judges (see :func:`facecheck.data.transforms.size_notice`).
         """
-        try:
-            image = self._to_image(item)
-            if self.face_views is not None:
-                return self._prepare_faces(image, result)
-            notices = []
-            found = _has_face(image) if self.face_check else True
-            if found is False:
-                notices.append(NO_FACE_NOTICE)
-            elif found is None:
-                notices.append(no_face_check_notice(self.face_check_problem or "no face detector"))
-            sized = size_notice(self.preprocess, image.size)
-            if sized and found is not False:
-                notices.append(sized)
-            result.notice = "; ".join(notices) or None
-            return [self.transform(image)]
-        except DataError as exc:
-            message, where = str(exc), result.path
-            prefixed = where is None or message.startswith(where)
-            result.error = message if prefixed else f"{where}: {message}"
-            return []
+        pictures: list[Image.Image | None] = []
+        for item, result in zip(items, results, strict=True):
+            try:
+                image = self._to_image(item)
+                # A face-crop model searches and crops the picture as training saw it (JPEG-normalised).
+                pictures.append(self.face_views.normalised(image) if self.face_views is not None else image)
+            except DataError as exc:
+                _set_error(result, exc)
+                pictures.append(None)
+        searched = [index for index, picture in enumerate(pictures) if picture is not None]
+        found = self._find_faces([pictures[index] for index in searched])
+        faces_of = dict(zip(searched, found, strict=True)) if found is not None else {}
+        prepared: list[list[torch.Tensor]] = []
+        for index, (picture, result) in enumerate(zip(pictures, results, strict=True)):
+            if picture is None:
+                prepared.append([])
+                continue
+            try:
+                if self.face_views is not None:
+                    prepared.append(self._face_inputs(picture, faces_of.get(index), result))
+                else:
+                    prepared.append(self._picture_input(picture, faces_of.get(index), result))
+            except DataError as exc:
+                _set_error(result, exc)
+                prepared.append([])
+        return prepared
 
-    def _prepare_faces(self, image: Image.Image, result: Prediction) -> list[torch.Tensor]:
-        from facecheck.data.faces import NoFaceError, detect_faces
+    def _find_faces(self, pictures: list[Image.Image]) -> list[list[Face]] | None:
+        """The faces of each picture, or None when this detector does not look for faces or cannot here."""
+        if not pictures or not (self.face_views is not None or self.face_check) or self.face_check_problem:
+            return None
+        from facecheck.data.faces import detect_faces_batch
+
+        return detect_faces_batch(pictures, fast=True)
+
+    def _picture_input(self, image: Image.Image, faces: list[Face] | None, result: Prediction) -> list[torch.Tensor]:
+        """A whole-picture model's input; with the face check on, "no face" when MTCNN found none."""
+        notices = []
+        found = (bool(faces) if faces is not None else None) if self.face_check else True
+        if found is False:
+            notices.append(NO_FACE_NOTICE)
+        elif found is None:
+            notices.append(no_face_check_notice(self.face_check_problem or "no face detector"))
+        sized = size_notice(self.preprocess, image.size)
+        if sized and found is not False:
+            notices.append(sized)
+        result.notice = "; ".join(notices) or None
+        return [self.transform(image)]
+
+    def _face_inputs(self, normalised: Image.Image, faces: list[Face] | None, result: Prediction) -> list[torch.Tensor]:
+        """A face-crop model's inputs: one per judged face, or the whole picture (no face, or no detector here)."""
+        from facecheck.data.faces import NoFaceError
 
         assert self.face_views is not None
-        normalised = self.face_views.normalised(image)
-        problem = self.face_check_problem
-        if problem is not None:  # no face detector here: the whole picture, as training judged faceless ones
+        if faces is None:  # no face detector here: the whole picture, as training judged faceless ones
+            problem = self.face_check_problem or "no face detector"
             result.notice = f"{no_face_check_notice(problem)}; the whole picture was judged, not its faces"
             return [self.face_views.views(normalised, None)]
-        judged = judged_faces(detect_faces(normalised))
+        judged = judged_faces(faces)
         result.faces = [FaceResult(tuple(round(v) for v in f.box), round(f.probability, 4)) for f in judged]
         if judged:
             return [self.face_views.views(normalised, face) for face in judged]
@@ -413,6 +442,13 @@ def judged_faces(found: list[Face]) -> list[Face]:
 
 def _sides(box: tuple[float, ...]) -> tuple[float, float]:
     return box[2] - box[0], box[3] - box[1]
+
+
+def _set_error(result: Prediction, exc: DataError) -> None:
+    """A file that cannot be read or preprocessed: its result says why (with its path), the others go on."""
+    message, where = str(exc), result.path
+    prefixed = where is None or message.startswith(where)
+    result.error = message if prefixed else f"{where}: {message}"
 
 
 def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:

@@ -1,0 +1,100 @@
+"""The scoring pipeline (issue 27): batched face search, compiled MTCNN stages, predict's overlapped batches.
+
+Each fast path is checked against the reference it replaces: facenet-pytorch's MTCNN one picture at a time,
+and predict one picture per batch with nothing overlapped.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from facecheck.data import face_engine
+from facecheck.data import faces as faces_module
+from facecheck.inference.predictor import Detector
+
+from .conftest import SHARED_DATA
+
+DFDC = SHARED_DATA / "dfdc-faces"
+
+
+def test_last_stage_nms_keeps_each_pictures_faces_apart():
+    # Picture 0 has a face at 150..230 (x and y); picture 1 a face reaching past its top-left corner (-80..20).
+    # facenet's shift by index x (largest coordinate + 1) = 231 puts picture 1's box at 151..251: over picture 0's.
+    boxes = torch.tensor([[150.0, 150.0, 230.0, 230.0], [-80.0, -80.0, 20.0, 20.0]])
+    scores = torch.tensor([0.95, 0.99])
+    images = torch.tensor([0, 1])
+    from facenet_pytorch.models.utils.detect_face import nms_numpy
+
+    shifted = (boxes + images[:, None] * (boxes.max() + 1)).numpy()
+    assert len(nms_numpy(shifted, scores.numpy(), 0.7, "Min")) == 1  # the defect: one face suppressed
+    kept = face_engine.nms_each_image(boxes, scores, images, 0.7, "Min")
+    assert sorted(kept.tolist()) == [0, 1]
+    # Inside one picture it is facenet's NMS: the weaker of two overlapping boxes goes.
+    same = face_engine.nms_each_image(boxes[[0, 0]] + torch.tensor([[0.0], [2.0]]), scores, torch.tensor([3, 3]),
+                                      0.7, "Min")  # fmt: skip
+    assert same.tolist() == [1]
+
+
+def test_compiled_stages_answer_as_the_pytorch_networks(tmp_path: Path):
+    pytest.importorskip("openvino", reason="OpenVINO not installed: the compiled MTCNN stages are not used here")
+    from facenet_pytorch import MTCNN
+
+    faces_module.verify_mtcnn_weights()
+    reference = MTCNN(keep_all=True, device="cpu")
+    generator = torch.Generator().manual_seed(0)
+    for name, side in (("pnet", 61), ("rnet", 24), ("onet", 48)):
+        network = getattr(reference, name).eval()
+        compiled = face_engine.compile_stage(name, network, "test-digest", threads=1)
+        batch = torch.rand(5, 3, side, side + (7 if name == "pnet" else 0), generator=generator) * 2 - 1
+        with torch.no_grad():
+            expected = network(batch)
+        got = compiled(batch)
+        assert len(got) == len(expected)
+        for a, b in zip(got, expected, strict=True):
+            assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5), name
+    # Read back from the cache the second time: the same answers.
+    again = face_engine.compile_stage("onet", reference.onet, "test-digest", threads=1)
+    batch = torch.zeros(2, 3, 48, 48)
+    assert torch.allclose(again(batch)[2], reference.onet(batch)[2], atol=1e-6)
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not DFDC.is_dir(), reason=f"real data not present: {DFDC} is missing")
+def test_a_batch_finds_the_faces_each_picture_finds_alone():
+    """Tight 224 px face crops (boxes past the edges): where facenet's own batches found other faces."""
+    from facenet_pytorch import MTCNN
+
+    faces_module.verify_mtcnn_weights()
+    paths = sorted((DFDC / "real").iterdir())[:12] + sorted((DFDC / "fake").iterdir())[:12]
+    pictures = [Image.open(path).convert("RGB") for path in paths]
+    reference = MTCNN(keep_all=True, device="cpu")
+    alone = [faces_module._faces(*reference.detect(picture), 1.0) for picture in pictures]
+    together = faces_module.detect_faces_batch(pictures, use_cache=False, fast=True)
+    assert sum(len(f) for f in alone) >= len(pictures)
+    for expected, got in zip(alone, together, strict=True):
+        assert len(got) == len(expected)
+        for a, b in zip(expected, got, strict=True):
+            assert np.allclose(a.box, b.box, atol=0.01) and abs(a.probability - b.probability) < 1e-4
+
+
+def test_predict_scores_do_not_depend_on_batching(trained_run, tmp_path: Path):
+    """Overlapped batches (the next one prepared while the engine runs) against one picture at a time; an
+    unreadable file in the middle keeps its place and its error."""
+    run, data = trained_run
+    files = sorted(data.rglob("*.png"))[:9]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    inputs = [*files[:4], broken, *files[4:]]
+    detector = Detector.load(run)
+    one_by_one = [detector.predict(path, batch_size=1, provenance=False)[0] for path in inputs]
+    batched = detector.predict(inputs, batch_size=3, provenance=False)
+    assert [p.path for p in batched] == [str(path) for path in inputs]
+    assert batched[4].error is not None and batched[4].p_fake is None and "broken.png" in batched[4].error
+    for single, together in zip(one_by_one, batched, strict=True):
+        assert together.error == single.error
+        if single.p_fake is not None:
+            assert together.p_fake == pytest.approx(single.p_fake, abs=1e-6)
+            assert together.label == single.label
