@@ -38,13 +38,15 @@ def test_last_stage_nms_keeps_each_pictures_faces_apart():
     assert same.tolist() == [1]
 
 
-def test_compiled_stages_answer_as_the_pytorch_networks(tmp_path: Path):
-    pytest.importorskip("openvino", reason="OpenVINO not installed: the compiled MTCNN stages are not used here")
-    from facenet_pytorch import MTCNN
-
-    faces_module.verify_mtcnn_weights()
-    reference = MTCNN(keep_all=True, device="cpu")
-    generator = torch.Generator().manual_seed(0)
+COMPARE_STAGES = """
+import sys, torch
+from facenet_pytorch import MTCNN
+from facecheck.data import face_engine, faces
+faces.verify_mtcnn_weights()
+reference = MTCNN(keep_all=True, device="cpu")
+generator = torch.Generator().manual_seed(0)
+worst = 0.0
+for attempt in range(2):  # converted, then read back from the cache
     for name, side in (("pnet", 61), ("rnet", 24), ("onet", 48)):
         network = getattr(reference, name).eval()
         compiled = face_engine.compile_stage(name, network, "test-digest", threads=1)
@@ -52,13 +54,31 @@ def test_compiled_stages_answer_as_the_pytorch_networks(tmp_path: Path):
         with torch.no_grad():
             expected = network(batch)
         got = compiled(batch)
-        assert len(got) == len(expected)
-        for a, b in zip(got, expected, strict=True):
-            assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5), name
-    # Read back from the cache the second time: the same answers.
-    again = face_engine.compile_stage("onet", reference.onet, "test-digest", threads=1)
-    batch = torch.zeros(2, 3, 48, 48)
-    assert torch.allclose(again(batch)[2], reference.onet(batch)[2], atol=1e-6)
+        assert len(got) == len(expected), name
+        for a, b in zip(got, expected):
+            assert a.shape == b.shape, name
+            worst = max(worst, float((a - b).abs().max()))
+print(worst)
+"""
+
+
+def test_compiled_stages_answer_as_the_pytorch_networks(tmp_path: Path):
+    """In a process of its own: OpenVINO's threads in the test process crash later tests that fork (conftest)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("openvino", reason="OpenVINO not installed: the compiled MTCNN stages are not used here")
+    environment = {**os.environ, "FACECHECK_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", COMPARE_STAGES], capture_output=True, text=True, env=environment)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.strip().splitlines()[-1]) < 1e-5
+    # Converted once per stage, no temporary file left.
+    kept = sorted(p.name.split("-")[0] + p.suffix for p in (tmp_path / "cache" / "mtcnn").iterdir())
+    assert kept == [
+        ".facecheck",
+        *(f"{name}{suffix}" for name in ("onet", "pnet", "rnet") for suffix in (".bin", ".xml")),
+    ]
 
 
 @pytest.mark.shared_data

@@ -1,0 +1,238 @@
+"""Scoring speed of the default model, file to verdict, against its float32 network alone, in one run.
+
+    python benchmarks/scoring_speed.py                    # ../shared/data, 384 photos, about 5 minutes
+    python benchmarks/scoring_speed.py --images 128 --out /tmp/speed   # quicker
+    python benchmarks/scoring_speed.py --data DIR         # any folder with real/ and fake/ photos
+
+What is measured, on the same photos, one after another on this machine:
+  network alone    the default model's network on ready (3, 224, 224) tensors, batch 32, one view, float32:
+                   the default engine (``auto``) and PyTorch; the baseline every ratio is taken to
+  predict          ``facecheck predict FOLDER --out FILE`` as a new process (start, model load, decoding,
+                   JPEG normalisation, face search, crops, network, writing): folders of the photos at their
+                   own size (256 px), enlarged to 1024 px and to 4000 px (JPEG q92); "faces searched" with an
+                   empty face cache, "faces cached" with the detections of an earlier run (MTCNN not run)
+  evaluate         ``facecheck evaluate --data FOLDER --split all`` as a new process, faces searched
+  batch-1          one file per ``Detector.predict`` call in a loaded process, median over the files
+  reference path   the pipeline before issue 27, in this process: one picture at a time, facenet's MTCNN in
+                   PyTorch, nothing overlapped (predict with batch 1 and the compiled face networks off)
+
+Every timed process gets a cache folder of its own holding the model's ONNX export and the face detector's
+compiled networks (made once, before timing: what a user has from the second run on) and, for "faces
+cached", the detections. Results: ``OUT/scoring_speed.json`` and ``OUT/scoring_speed.md`` with the machine.
+Without ``../shared/data`` (and no ``--data``) it stops and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+# Photos of the default model's sources, at their own size (256 px), real and fake.
+SOURCES = ("ffhq-stylegan", "diffusion-portraits")
+BIG_SIDES = {1024: 48, 4000: 16}  # enlarged copies: side -> how many
+
+
+def photos(data: list[Path], count: int) -> dict[str, list[Path]]:
+    """``count`` photos, half real and half fake, spread evenly over the sources' sorted files."""
+    chosen: dict[str, list[Path]] = {"real": [], "fake": []}
+    for label in chosen:
+        files = sorted(p for d in data for p in (d / label).rglob("*") if p.suffix.lower() in (".jpg", ".png"))
+        if not files:
+            raise SystemExit(f"no {label} photos below {', '.join(map(str, data))}")
+        step = max(1, len(files) // (count // 2))
+        chosen[label] = files[::step][: count // 2]
+    return chosen
+
+
+def make_folders(chosen: dict[str, list[Path]], work: Path) -> dict[str, Path]:
+    from PIL import Image
+
+    folders = {}
+    base = work / "256"
+    for label, files in chosen.items():
+        (base / label).mkdir(parents=True)
+        for index, path in enumerate(files):
+            (base / label / f"{index:04d}{path.suffix}").symlink_to(path)
+    folders["256"] = base
+    for side, count in BIG_SIDES.items():
+        folder = work / str(side)
+        folder.mkdir()
+        for index, path in enumerate([f for files in chosen.values() for f in files][::7][:count]):
+            Image.open(path).convert("RGB").resize((side, side), Image.BICUBIC).save(folder / f"{index:04d}.jpg",
+                                                                                  quality=92)  # fmt: skip
+        folders[str(side)] = folder
+    return folders
+
+
+def fresh_cache(primed: Path, work: Path, with_faces: bool) -> Path:
+    """A cache folder of its own: the primed model export and compiled face networks, faces only if asked."""
+    target = Path(tempfile.mkdtemp(dir=work, prefix="cache-"))
+    for item in primed.iterdir():
+        if item.is_dir() and (with_faces or item.name != "faces"):
+            shutil.copytree(item, target / item.name, symlinks=True)
+        elif item.is_file():
+            shutil.copy2(item, target / item.name)
+    return target
+
+
+def run_process(command: list[str], cache: Path) -> float:
+    environment = {**os.environ, "FACECHECK_CACHE_DIR": str(cache)}
+    started = time.perf_counter()
+    done = subprocess.run(command, env=environment, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return seconds
+
+
+def count_images(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+
+
+def network_alone(tensors: Any, backend: str, repeats: int = 3) -> float:
+    """Images/s of the default model's network (one view) on ready tensors, batch 32; best of ``repeats``."""
+    import facecheck
+
+    detector = facecheck.load(backend=backend)
+    detector.predict_tensor(tensors[:32])  # warm-up (engine compilation)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for start in range(0, len(tensors), 32):
+            detector.predict_tensor(tensors[start : start + 32])
+        best = min(best, time.perf_counter() - started)
+    return len(tensors) / best
+
+
+def batch_one(files: list[Path], fast_faces: bool, reference: bool = False) -> tuple[float, list[float]]:
+    """Median ms per file, one file per predict call (faces searched, the cache off); and the scores."""
+    import facecheck
+    from facecheck.data import faces
+
+    detector = facecheck.load()
+    original = faces.detect_faces_batch
+
+    def searched(pictures: list, use_cache: bool = True, fast: bool = False) -> list:
+        return original(pictures, use_cache=False, fast=fast_faces)
+
+    faces.detect_faces_batch = searched
+    try:
+        detector.predict(files[0], provenance=False)  # warm-up
+        times, scores = [], []
+        for path in files:
+            started = time.perf_counter()
+            scores.append(detector.predict(path, batch_size=1, provenance=False)[0].p_fake)
+            times.append(time.perf_counter() - started)
+    finally:
+        faces.detect_faces_batch = original
+    return 1000 * statistics.median(times), scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, action="append", help="folder(s) with real/ and fake/ photos")
+    parser.add_argument("--images", type=int, default=384, help="photos at their own size (half real)")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args()
+    data = args.data or [SHARED / name for name in SOURCES]
+    missing = [d for d in data if not d.is_dir()]
+    if missing:
+        raise SystemExit(f"data not present: {', '.join(map(str, missing))} (give --data FOLDER with real/ and fake/)")
+
+    import numpy as np
+    import torch
+
+    from facecheck.compute import describe_machine
+    from facecheck.data.images import load_image
+
+    work = Path(tempfile.mkdtemp(prefix="facecheck-scoring-speed-"))
+    rows: list[dict[str, Any]] = []
+    try:
+        chosen = photos(data, args.images)
+        folders = make_folders(chosen, work)
+        primed = work / "primed-cache"
+        os.environ["FACECHECK_CACHE_DIR"] = str(primed)
+        python = [sys.executable, "-m", "facecheck"]
+        # The model's export and the face networks' compiled form, made once (then copied into each cache).
+        first = sorted(folders["256"].rglob("*"))[-1]
+        run_process([*python, "predict", str(first), "--out", str(work / "prime.json")], primed)
+        shutil.rmtree(primed / "faces", ignore_errors=True)
+
+        import facecheck
+
+        detector = facecheck.load(backend="torch")
+        files = sorted(p for p in folders["256"].rglob("*") if p.is_symlink())
+        tensors = torch.stack([detector.single_view_transform(load_image(p)) for p in files])
+        for backend in ("auto", "torch"):
+            label = f"network alone, float32, one view ({facecheck.load(backend=backend).backend}), batch 32"
+            rows.append({"variant": label, "images_per_s": network_alone(tensors, backend)})
+        baseline = rows[0]["images_per_s"]
+
+        for size, folder in folders.items():
+            count = count_images(folder)
+            for faces_cached in (False, True):
+                cache = fresh_cache(primed, work, with_faces=False)
+                out = work / f"predict-{size}.json"
+                command = [*python, "predict", str(folder), "--out", str(out)]
+                if faces_cached:  # the same command once first, to fill this cache's faces
+                    run_process(command, cache)
+                seconds = run_process(command, cache)
+                how = "faces cached" if faces_cached else "faces searched"
+                rows.append({"variant": f"predict, {size} px, {how} (process start included)", "images": count,
+                             "images_per_s": count / seconds, "ms_per_image": 1000 * seconds / count})  # fmt: skip
+        cache = fresh_cache(primed, work, with_faces=False)
+        seconds = run_process([*python, "evaluate", "--data", str(folders["256"]), "--split", "all", "--json"], cache)
+        count = count_images(folders["256"])
+        rows.append({"variant": "evaluate, 256 px, faces searched (process start included)", "images": count,
+                     "images_per_s": count / seconds})  # fmt: skip
+
+        os.environ["FACECHECK_CACHE_DIR"] = str(fresh_cache(primed, work, with_faces=False))
+        latency_files = files[:: max(1, len(files) // 200)][:200]
+        # The reference first: asking for the compiled face networks swaps them into this process's MTCNN.
+        slow_ms, slow_scores = batch_one(latency_files, fast_faces=False)
+        fast_ms, fast_scores = batch_one(latency_files, fast_faces=True)
+        rows.append({"variant": "batch-1 file to verdict, faces searched (median)", "ms_per_image": fast_ms,
+                     "images_per_s": 1000 / fast_ms, "images": len(latency_files)})  # fmt: skip
+        rows.append({"variant": "reference path: batch 1, facenet MTCNN in PyTorch (median)", "ms_per_image": slow_ms,
+                     "images_per_s": 1000 / slow_ms, "images": len(latency_files)})  # fmt: skip
+        difference = float(np.nanmax(np.abs(np.array(fast_scores, float) - np.array(slow_scores, float))))
+        for row in rows:
+            row["ratio_to_network_alone"] = row["images_per_s"] / baseline
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    machine = describe_machine()
+    result = {"machine": machine, "rows": rows, "max_p_fake_difference_fast_vs_reference_faces": difference}
+    (args.out / "scoring_speed.json").write_text(json.dumps(result, indent=2))
+    lines = [
+        "# Scoring speed (benchmarks/scoring_speed.py)",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores_available']} cores, {machine['cpu_features']}, load at start "
+        f"{machine['load_average_at_start']}; {machine['date']}",
+        "",
+        "| variant | images | images/s | ms/image | x network alone (float32) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ms = f"{row['ms_per_image']:.1f}" if "ms_per_image" in row else ""
+        lines.append(f"| {row['variant']} | {row.get('images', '')} | {row['images_per_s']:.1f} | {ms} | "
+                     f"{row['ratio_to_network_alone']:.2f} |")  # fmt: skip
+    lines += ["", f"Largest p_fake difference, compiled batched face search vs facenet's: {difference:.2e}"]
+    (args.out / "scoring_speed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
