@@ -140,10 +140,12 @@ def _get_detector(fast: bool = False):  # facenet_pytorch has no type informatio
         return _detector
 
 
-def _cache_path(image: Image.Image) -> Path:
+def _cache_path(image: Image.Image, searched: Image.Image | None = None) -> Path:
+    """Where the faces of ``image`` are cached: keyed by the detector, the picture's size and the pixels the
+    detector sees (``searched``, its copy of at most DETECT_SIDE px; the picture itself when that small)."""
     # The identity raises when there is no detector: a detection cached by another install is never used.
     digest = hashlib.sha256(f"{detector_identity()}|{image.size}".encode())
-    digest.update(np.asarray(image, dtype=np.uint8).tobytes())
+    digest.update((image if searched is None else searched).tobytes())  # RGB bytes, as numpy's uint8 array has them
     key = digest.hexdigest()
     return cache_folder("faces") / key[:2] / f"{key}.json"
 
@@ -165,7 +167,9 @@ def detect_faces_batch(images: list[Image.Image], use_cache: bool = True, fast: 
     """
     detector_identity()  # no detector here: fail before anything is read from the cache
     found: list[list[Face] | None] = [None] * len(images)
-    paths = [_cache_path(image) if use_cache else None for image in images]
+    scales = [min(1.0, DETECT_SIDE / max(image.size)) for image in images]
+    smalls = [_detection_copy(image, scale) for image, scale in zip(images, scales, strict=True)]
+    paths = [_cache_path(image, small) if use_cache else None for image, small in zip(images, smalls, strict=True)]
     for index, path in enumerate(paths):
         if path is not None and path.is_file():
             try:
@@ -173,8 +177,6 @@ def detect_faces_batch(images: list[Image.Image], use_cache: bool = True, fast: 
             except (ValueError, KeyError):
                 path.unlink(missing_ok=True)
     missing = [index for index, faces in enumerate(found) if faces is None]
-    scales = {index: min(1.0, DETECT_SIDE / max(images[index].size)) for index in missing}
-    smalls = {index: _detection_copy(images[index], scales[index]) for index in missing}
     by_size: dict[tuple[int, int], list[int]] = {}
     for index in missing:
         by_size.setdefault(smalls[index].size, []).append(index)

@@ -366,7 +366,9 @@ class Detector(ReadsItsCard):
         for item, result in zip(items, results, strict=True):
             try:
                 image = self._to_image(item)
-                # A face-crop model searches and crops the picture as training saw it (JPEG-normalised).
+                # A face-crop model searches and crops the picture as training saw it (JPEG-normalised). The
+                # whole picture, even a large one: searched un-normalised, MTCNN's boxes move a few pixels,
+                # and p_fake with them (by up to 0.07 on 4000 px scenes, benchmarks/scoring_speed.py).
                 pictures.append(self.face_views.normalised(image) if self.face_views is not None else image)
             except DataError as exc:
                 _set_error(result, exc)
