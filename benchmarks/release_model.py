@@ -1,7 +1,8 @@
 """Build, or rebuild and check, the model shipped inside facecheck (`make model`).
 
     .venv/bin/python benchmarks/release_model.py                 # rebuild from ../shared/data and check the card
-    .venv/bin/python benchmarks/release_model.py --write [--loo LOO.json] [--logo LOGO.json]
+    .venv/bin/python benchmarks/release_model.py --write [--loo LOO.json] [--logo LOGO.json] [--engines INT8.json]
+    .venv/bin/python benchmarks/release_model.py --engines benchmarks/results/int8_holds.json   # card only
 
 The release (facecheck-general-v2) is the general-v2 preset trained with seed 0 on
 every shared source (`ffhq-stylegan`, `lfw-faceswap`, `dfdc-faces`,
@@ -141,12 +142,49 @@ def canaries(run: Path, data: list[Path], per_class: int = 2) -> list[dict[str, 
     return chosen
 
 
+def engines_entry(int8: dict[str, Any]) -> dict[str, Any]:
+    """What the card says of engines: the default, what its numbers were measured with, and int8's verdict."""
+    splits = int8["splits"].values()
+    speeds = int8["network_images_per_s"]
+    return {
+        "default": "float32, one view: OpenVINO where installed, else ONNX Runtime, else PyTorch (--backend)",
+        "numbers_measured_with": "PyTorch float32, one view (the card's in_domain and canaries)",
+        "int8_default": bool(int8["holds"]),
+        "int8_largest_roc_auc_change": max(abs(r["roc_auc_change"]) for r in splits),
+        "int8_largest_verdicts_changed": max(r["verdicts_changed"] for r in splits),
+        "int8_largest_p_fake_change": max(r["max_p_fake_change"] for r in splits),
+        "int8_network_speedup": speeds["int8"] / speeds["float32"],
+        "int8_tolerance": int8["tolerance"],
+        "int8_measured_by": f"benchmarks/int8_holds.py ({int8['calibration_face_crops']} validation face crops)",
+    }
+
+
+def record_engines(int8_json: Path) -> None:
+    """Write :func:`engines_entry` into the shipped card's measured numbers, and the card's new digest into the
+    manifest (the weights are untouched)."""
+    from facecheck.files import file_sha256
+    from facecheck.inference.release import MANIFEST, RELEASE_DIR, release
+
+    entry = release(RELEASE_NAME)
+    card = json.loads(entry.card.read_text(encoding="utf-8"))
+    card["scope"].setdefault("measured", {})["engines"] = engines_entry(json.loads(int8_json.read_text()))
+    entry.card.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    manifest_path = RELEASE_DIR / MANIFEST
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest[RELEASE_NAME]["card_sha256"] = file_sha256(entry.card)
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(card["scope"]["measured"]["engines"], indent=2))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/model-build", help="run folder to train into or reuse")
     parser.add_argument("--write", action="store_true", help="write the release files instead of checking them")
     parser.add_argument("--loo", help="leave-one-out.json of the same recipe, to record in the card (--write)")
     parser.add_argument("--logo", help="leave-one-generator-out.json of the same recipe, for the card (--write)")
+    parser.add_argument("--engines", metavar="INT8_JSON", help="int8_holds.json (benchmarks/int8_holds.py): record "
+                        "in the shipped card which engine and precision are the default and why; alone, it edits "
+                        "the shipped card in place (nothing retrained)")  # fmt: skip
     parser.add_argument("--tolerance", type=float, default=0.02)
     parser.add_argument("--compare", metavar="MODEL", help="also measure MODEL (e.g. facecheck-general-v1) on the "
                         "same held-out test images; writes RUN/compare.json")  # fmt: skip
@@ -155,6 +193,10 @@ def main() -> int:
     if not all(d.is_dir() for d in data):
         print(f"release_model: the shared data sets are absent under {SHARED}; nothing to build")
         return 2
+
+    if args.engines and not args.write:
+        record_engines(Path(args.engines))
+        return 0
 
     from facecheck.config import get_preset, merge
     from facecheck.inference.predictor import Detector
@@ -198,6 +240,8 @@ def main() -> int:
         measured["validation_reals_called_fake_per_collection"] = calibration.get("val_fpr_per_collection")
         measured["train_seconds"] = train_seconds
         measured["date"] = time.strftime("%Y-%m-%d", time.gmtime())
+        if args.engines:
+            measured["engines"] = engines_entry(json.loads(Path(args.engines).read_text()))
         scope["measured"] = measured
         scope["canaries"] = canaries(run, data)
         write_release(run / "best.pt", RELEASE_NAME, scope=scope)

@@ -92,3 +92,17 @@ def test_shipped_model_scores_shared_images_as_its_card_says(name: str):
     scores = detector.predict([SHARED_DATA / c["path"] for c in canaries])
     for canary, prediction in zip(canaries, scores, strict=True):
         assert prediction.p_fake == pytest.approx(canary["p_fake"], abs=1e-3), canary["path"]
+
+
+def test_the_default_cards_engine_entry_follows_its_own_int8_measurement():
+    """The card says which engine and precision are the default, and int8 is the default only where its
+    measured changes stay inside the tolerance it names (benchmarks/int8_holds.py)."""
+    card = json.loads(release_module.release(release_module.DEFAULT_MODEL).card.read_text())
+    engines = card["scope"]["measured"]["engines"]
+    tolerance = engines["int8_tolerance"]
+    within = (
+        engines["int8_largest_roc_auc_change"] <= tolerance["roc_auc"]
+        and engines["int8_largest_verdicts_changed"] <= tolerance["verdicts_changed"]
+    )
+    assert engines["int8_default"] is within
+    assert engines["default"].startswith("int8" if within else "float32")

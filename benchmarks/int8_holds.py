@@ -1,0 +1,153 @@
+"""Does int8 hold for the shipped model? int8 against float32 on every source's held-out test split.
+
+    python benchmarks/int8_holds.py --run runs/model-build-v2          # the run the shipped model was built in
+    python benchmarks/int8_holds.py --run RUN --calibration 512 --out benchmarks/results
+
+The shipped model's float32 network (its ONNX export, OpenVINO) is quantised to int8 (ONNX Runtime static
+quantisation, QDQ, per-channel weights, the same as ``facecheck export --quantize int8``), calibrated on
+``--calibration`` face crops of the run's own validation split, spread evenly over it. Both engines then
+score the same prepared inputs of each source's test split (the pictures' faces, as ``predict`` makes them;
+the most suspicious face decides). Reported per source: ROC AUC of each, the share of verdicts changed at
+the card's threshold, the largest p_fake change, and the network's speed (batch 32, one view) of each.
+The issue's rule for int8 by default: ROC AUC within 0.005 of float32 on every split and no more verdicts
+changed than the tolerance (``--verdict-tolerance``, default 0.01). Results: ``OUT/int8_holds.json`` and
+``.md``. Needs ``../shared/data`` and the run folder (its split); says so and exits 2 without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+SOURCES = ("ffhq-stylegan", "lfw-faceswap", "dfdc-faces", "diffusion-portraits", "inswapper-faces")
+AUC_TOLERANCE = 0.005
+
+
+def prepared_inputs(detector: Any, paths: list[Path], batch: int = 64) -> tuple[list[list[Any]], list[bool]]:
+    """Each picture's model inputs (one per judged face), as predict prepares them; and which were readable."""
+    from facecheck.inference.predictor import Prediction
+
+    inputs: list[list[Any]] = []
+    for start in range(0, len(paths), batch):
+        chunk = paths[start : start + batch]
+        inputs.extend(detector._prepare_batch(chunk, [Prediction(str(p)) for p in chunk]))
+    return inputs, [bool(views) for views in inputs]
+
+
+def picture_scores(engine: Any, inputs: list[list[Any]], temperature: float) -> tuple[Any, float]:
+    """The picture's p_fake (its most suspicious face) under ``engine``; and the network's images/s."""
+    import numpy as np
+    import torch
+
+    from facecheck.inference.outputs import p_fake_of
+
+    flat = torch.stack([view for views in inputs for view in views])
+    engine(flat[:32])  # warm-up
+    started = time.perf_counter()
+    logits = np.concatenate([engine(flat[i : i + 32]) for i in range(0, len(flat), 32)])
+    speed = len(flat) / (time.perf_counter() - started)
+    scores = iter(p_fake_of(logits, temperature).tolist())
+    return np.array([max(next(scores) for _ in views) for views in inputs if views]), speed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, default=ROOT / "runs" / "model-build-v2")
+    parser.add_argument("--calibration", type=int, default=512, help="validation face crops to calibrate on")
+    parser.add_argument("--verdict-tolerance", type=float, default=0.01)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    if not SHARED.is_dir() or not (args.run / "split.csv").is_file():
+        print(f"needs {SHARED} and the run folder's split ({args.run / 'split.csv'}): not present", file=sys.stderr)
+        return 2
+
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    import facecheck
+    from facecheck.compute import describe_machine
+    from facecheck.inference.engines import OpenVinoEngine
+    from facecheck.inference.export import export_onnx, quantize_int8, write_card
+    from facecheck.run_folder import RunFolder
+
+    detector = facecheck.load(backend="torch", tta="none")
+    card = detector.card
+    split = RunFolder(args.run).read_split(SHARED)
+    work = Path(tempfile.mkdtemp(prefix="facecheck-int8-"))
+    fp32_path, int8_path = work / "model.onnx", work / "model.int8.onnx"
+    export_onnx(detector.model, card.preprocess, fp32_path)
+    write_card(fp32_path, card)
+    validation = split["val"]
+    step = max(1, len(validation) // args.calibration)
+    calibration_paths = [r.path for r in validation[::step]][: args.calibration]
+    calibration_inputs, _ = prepared_inputs(detector, calibration_paths)
+    calibration = [views[0] for views in calibration_inputs if views]
+    print(f"calibrating int8 on {len(calibration)} validation face crops", file=sys.stderr)
+    quantize_int8(fp32_path, int8_path, calibration)
+    engines = {"float32": OpenVinoEngine(fp32_path), "int8": OpenVinoEngine(int8_path)}
+
+    rows: dict[str, dict[str, Any]] = {}
+    speeds: dict[str, list[float]] = {name: [] for name in engines}
+    for source in SOURCES:
+        records = [r for r in split["test"] if r.path.is_relative_to(SHARED / source)]
+        inputs, readable = prepared_inputs(detector, [r.path for r in records])
+        labels = np.array([r.label for r, ok in zip(records, readable, strict=True) if ok])
+        scores = {}
+        for name, engine in engines.items():
+            scores[name], speed = picture_scores(engine, inputs, card.temperature)
+            speeds[name].append(speed)
+        verdicts = {name: np.array([card.decide(float(p)) for p in s]) for name, s in scores.items()}
+        rows[source] = {
+            "n": len(labels),
+            "roc_auc_float32": float(roc_auc_score(labels, scores["float32"])),
+            "roc_auc_int8": float(roc_auc_score(labels, scores["int8"])),
+            "verdicts_changed": float(np.mean(verdicts["float32"] != verdicts["int8"])),
+            "max_p_fake_change": float(np.abs(scores["float32"] - scores["int8"]).max()),
+        }
+        rows[source]["roc_auc_change"] = rows[source]["roc_auc_int8"] - rows[source]["roc_auc_float32"]
+        print(source, json.dumps(rows[source]), file=sys.stderr)
+    holds = all(
+        abs(r["roc_auc_change"]) <= AUC_TOLERANCE and r["verdicts_changed"] <= args.verdict_tolerance
+        for r in rows.values()
+    )
+    result = {
+        "machine": describe_machine(),
+        "calibration_face_crops": len(calibration),
+        "engine": "OpenVINO on the ONNX export (float32) and on its ONNX Runtime QDQ int8 quantisation",
+        "network_images_per_s": {name: float(np.median(values)) for name, values in speeds.items()},
+        "tolerance": {"roc_auc": AUC_TOLERANCE, "verdicts_changed": args.verdict_tolerance},
+        "holds": holds,
+        "splits": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "int8_holds.json").write_text(json.dumps(result, indent=2))
+    lines = [
+        "# int8 against float32, the shipped model, each source's test split (benchmarks/int8_holds.py)",
+        "",
+        f"Calibration: {len(calibration)} validation face crops. Network alone (batch 32, one view): "
+        + ", ".join(f"{name} {value:.0f} images/s" for name, value in result["network_images_per_s"].items()),
+        "",
+        "| source | n | ROC AUC float32 | ROC AUC int8 | change | verdicts changed | largest p_fake change |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for source, r in rows.items():
+        lines.append(
+            f"| {source} | {r['n']} | {r['roc_auc_float32']:.4f} | {r['roc_auc_int8']:.4f} | "
+            f"{r['roc_auc_change']:+.4f} | {100 * r['verdicts_changed']:.1f}% | {r['max_p_fake_change']:.3f} |"
+        )
+    verdict = "holds" if holds else "does not hold"
+    lines += ["", f"int8 {verdict} (ROC AUC within {AUC_TOLERANCE}, at most {args.verdict_tolerance:.0%} verdicts)."]
+    (args.out / "int8_holds.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
