@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import os
 import threading
+import warnings
 from typing import Any
 
 import numpy as np
@@ -35,12 +36,10 @@ class CompiledStage(nn.Module):
     def __init__(self, net: nn.Module, compiled: Any) -> None:
         super().__init__()
         self.net = net  # facenet reads the stage's dtype from its first parameter
-        self.compiled = compiled
-        self.lock = threading.Lock()
+        self.compiled = compiled  # called only under facecheck.data.faces' detector lock: one call at a time
 
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        with self.lock:
-            outputs = self.compiled(np.ascontiguousarray(batch.numpy(), dtype=np.float32))
+        outputs = self.compiled(np.ascontiguousarray(batch.numpy(), dtype=np.float32))
         return tuple(torch.from_numpy(np.array(outputs[index])) for index in range(len(self.compiled.outputs)))
 
 
@@ -65,7 +64,9 @@ def compile_stage(name: str, net: nn.Module, weights_digest: str, threads: int) 
         model = core.read_model(str(path))
     else:
         side = EXAMPLE_SIDES[name]
-        with torch.no_grad():
+        # OpenVINO traces the network with torch.jit.trace, which warns that it is deprecated: not the user's concern.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
             model = ov.convert_model(
                 net.eval(),
                 example_input=torch.zeros(2, 3, side, side),

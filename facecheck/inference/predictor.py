@@ -402,7 +402,8 @@ class Detector(ReadsItsCard):
     def _picture_input(self, image: Image.Image, faces: list[Face] | None, result: Prediction) -> list[torch.Tensor]:
         """A whole-picture model's input; with the face check on, "no face" when MTCNN found none."""
         notices = []
-        found = (bool(faces) if faces is not None else None) if self.face_check else True
+        # True: a face, or no check asked for; False: no face; None: the check could not be made here.
+        found = True if not self.face_check else (None if faces is None else bool(faces))
         if found is False:
             notices.append(NO_FACE_NOTICE)
         elif found is None:
