@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/release_model.py                 # rebuild from ../shared/data and check the card
     .venv/bin/python benchmarks/release_model.py --write [--loo LOO.json] [--logo LOGO.json] [--engines INT8.json]
     .venv/bin/python benchmarks/release_model.py --engines benchmarks/results/int8_holds.json   # card only
+    .venv/bin/python benchmarks/release_model.py --loo LOO.json --logo LOGO.json [--logo ...]     # card only
 
 The release (facecheck-general-v2) is the general-v2 preset trained with seed 0 on
 every shared source (`ffhq-stylegan`, `lfw-faceswap`, `dfdc-faces`,
@@ -159,29 +160,62 @@ def engines_entry(int8: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def record_engines(int8_json: Path) -> None:
-    """Write :func:`engines_entry` into the shipped card's measured numbers, and the card's new digest into the
+def fold_epochs(folder: Path) -> int | None:
+    """Epochs a leave-one-out fold was trained for (its run folder's config.yaml), when it can be read."""
+    import yaml
+
+    try:
+        return int(yaml.safe_load((folder / "config.yaml").read_text())["epochs"])
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return None
+
+
+def left_out_entries(loo_json: Path) -> dict[str, Any]:
+    """The card's leave-one-source-out numbers from ``leave-one-out.json``, with each fold's epochs."""
+    loo = json.loads(loo_json.read_text())
+    entries: dict[str, Any] = {}
+    for name, fold in loo["folds"].items():
+        entries[f"left_out[{name}]"] = fold["held_out"] | {"epochs": fold_epochs(loo_json.parent / f"without-{name}")}
+    entries["left_out_mean_roc_auc"] = loo.get("mean_held_out_roc_auc")
+    return entries
+
+
+def generator_left_out_entries(logo_jsons: list[Path]) -> dict[str, Any]:
+    """The card's leave-one-generator-out numbers from one or more ``leave-one-generator-out.json``."""
+    entries: dict[str, Any] = {}
+    for path in logo_jsons:
+        logo = json.loads(path.read_text())
+        for name, fold in logo["folds"].items():
+            epochs = fold_epochs(path.parent / f"without-{name}")
+            entries[f"generator_left_out[{logo['source']}/{name}]"] = fold | {"epochs": epochs}
+    return entries
+
+
+def record_in_card(updates: dict[str, Any]) -> None:
+    """Merge ``updates`` into the shipped card's measured numbers and write the card's new digest into the
     manifest (the weights are untouched)."""
     from facecheck.files import file_sha256
     from facecheck.inference.release import MANIFEST, RELEASE_DIR, release
 
     entry = release(RELEASE_NAME)
     card = json.loads(entry.card.read_text(encoding="utf-8"))
-    card["scope"].setdefault("measured", {})["engines"] = engines_entry(json.loads(int8_json.read_text()))
+    card["scope"].setdefault("measured", {}).update(updates)
     entry.card.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     manifest_path = RELEASE_DIR / MANIFEST
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     manifest[RELEASE_NAME]["card_sha256"] = file_sha256(entry.card)
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(card["scope"]["measured"]["engines"], indent=2))
+    print(json.dumps(updates, indent=2))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/model-build", help="run folder to train into or reuse")
     parser.add_argument("--write", action="store_true", help="write the release files instead of checking them")
-    parser.add_argument("--loo", help="leave-one-out.json of the same recipe, to record in the card (--write)")
-    parser.add_argument("--logo", help="leave-one-generator-out.json of the same recipe, for the card (--write)")
+    parser.add_argument("--loo", help="leave-one-out.json of the same recipe, to record in the card; without "
+                        "--write, it edits the shipped card in place")  # fmt: skip
+    parser.add_argument("--logo", action="append", default=[], help="leave-one-generator-out.json of the same "
+                        "recipe, for the card (repeatable); without --write, edits the card in place")  # fmt: skip
     parser.add_argument("--engines", metavar="INT8_JSON", help="int8_holds.json (benchmarks/int8_holds.py): record "
                         "in the shipped card which engine and precision are the default and why; alone, it edits "
                         "the shipped card in place (nothing retrained)")  # fmt: skip
@@ -194,8 +228,14 @@ def main() -> int:
         print(f"release_model: the shared data sets are absent under {SHARED}; nothing to build")
         return 2
 
-    if args.engines and not args.write:
-        record_engines(Path(args.engines))
+    if (args.engines or args.loo or args.logo) and not args.write:  # the card only: nothing retrained
+        updates: dict[str, Any] = {}
+        if args.engines:
+            updates["engines"] = engines_entry(json.loads(Path(args.engines).read_text()))
+        if args.loo:
+            updates |= left_out_entries(Path(args.loo))
+        updates |= generator_left_out_entries([Path(p) for p in args.logo])
+        record_in_card(updates)
         return 0
 
     from facecheck.config import get_preset, merge
@@ -229,12 +269,8 @@ def main() -> int:
         scope = dict(SCOPE)
         measured: dict[str, Any] = {f"in_domain[{k}]": v for k, v in rebuilt.items()}
         if args.loo:
-            loo = json.loads(Path(args.loo).read_text())
-            measured |= {f"left_out[{k}]": v["held_out"] for k, v in loo["folds"].items()}
-            measured["left_out_mean_roc_auc"] = loo.get("mean_held_out_roc_auc")
-        if args.logo:
-            logo = json.loads(Path(args.logo).read_text())
-            measured |= {f"generator_left_out[{logo['source']}/{k}]": v for k, v in logo["folds"].items()}
+            measured |= left_out_entries(Path(args.loo))
+        measured |= generator_left_out_entries([Path(p) for p in args.logo])
         summary = json.loads((run / "summary.json").read_text())
         calibration = summary.get("calibration") or {}
         measured["validation_reals_called_fake_per_collection"] = calibration.get("val_fpr_per_collection")

@@ -7,6 +7,9 @@
 What is measured, on the same photos, one after another on this machine:
   network alone    the default model's network on ready (3, 224, 224) tensors, batch 32, one view, float32:
                    the default engine (``auto``) and PyTorch; the baseline every ratio is taken to
+  face search      MTCNN alone on a batch of same-size pictures (64 of 256 px, 16 scenes of 1024 px):
+                   facenet-pytorch's detect with PyTorch's and with the compiled networks, and facecheck's
+                   own stages (what predict runs); ms per picture, and whether the boxes are the same
   process start    ``facecheck predict ONE_FILE --out FILE``: imports, model load, one picture (PyTorch engine)
   predict          ``facecheck predict FOLDER --out FILE`` as a new process (start, model load, decoding,
                    JPEG normalisation, face search, crops, network, writing): folders of the photos at their
@@ -127,6 +130,47 @@ def network_alone(tensors: Any, backend: str, repeats: int = 3) -> float:
     return len(tensors) / best
 
 
+def face_search_alone(pictures: list[Any], repeats: int = 3) -> dict[str, Any]:
+    """ms per picture of MTCNN on ``pictures`` (one size, one batch): facenet-pytorch's ``detect`` with its
+    PyTorch networks, the same with the compiled networks (the face search before this benchmark's second
+    version), and facecheck's own stages (one gather for all crops, summed-area pyramid) with the compiled
+    networks; best of ``repeats``. Also whether the last two found exactly the same boxes."""
+    import numpy as np
+    from facenet_pytorch import MTCNN
+
+    from facecheck.data import faces
+    from facecheck.data.face_engine import detect_batch
+
+    plain = MTCNN(keep_all=True, device="cpu")
+    compiled = faces._get_detector(fast=True)
+    batch = np.stack([np.asarray(picture) for picture in pictures])
+    variants = {
+        "facenet detect, PyTorch networks": lambda: plain.detect(pictures),
+        "facenet detect, compiled networks": lambda: compiled.detect(pictures),
+        "facecheck stages, compiled networks": lambda: detect_batch(compiled, batch),
+    }
+    timings = {}
+    for name, call in variants.items():
+        call()  # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            call()
+            best = min(best, time.perf_counter() - started)
+        timings[name] = 1000 * best / len(pictures)
+    facenet_boxes, facenet_probabilities = compiled.detect(pictures)
+    same = True
+    for (boxes, probabilities), expected, expected_probabilities in zip(
+        detect_batch(compiled, batch), facenet_boxes, facenet_probabilities, strict=True
+    ):
+        if expected is None:
+            same &= len(boxes) == 0
+            continue
+        order, expected_order = np.argsort(-probabilities), np.argsort(-np.asarray(expected_probabilities, float))
+        same &= bool(np.array_equal(boxes[order], np.asarray(expected)[expected_order]))
+    return {"ms_per_picture": timings, "same_boxes": same}
+
+
 def batch_one(files: list[Path], fast_faces: bool, cached: bool = False) -> tuple[float, list[float]]:
     """Median ms per file, one file per predict call; and the scores. Faces searched every time (the cache
     off), or ``cached``: read from the cache (filled by a first pass that is not timed)."""
@@ -230,6 +274,15 @@ def main() -> None:
                      "images_per_s": 1000 / cached_ms, "images": len(latency_files)})  # fmt: skip
         rows.append({"variant": "reference path: batch 1, facenet MTCNN in PyTorch (median)", "ms_per_image": slow_ms,
                      "images_per_s": 1000 / slow_ms, "images": len(latency_files)})  # fmt: skip
+        # After the reference path, which must see facenet's MTCNN with PyTorch's networks.
+        searches = {}
+        for size, pick in (("256", files[:64]), ("1024", sorted(folders["1024"].iterdir())[:16])):
+            pictures = [load_image(p) for p in pick]
+            common = max({p.size for p in pictures}, key=[p.size for p in pictures].count)
+            searches[size] = face_search_alone([p for p in pictures if p.size == common])
+            for name, ms in searches[size]["ms_per_picture"].items():
+                rows.append({"variant": f"face search alone, {size} px, {name}", "ms_per_image": ms,
+                             "images_per_s": 1000 / ms, "images": len(pictures)})  # fmt: skip
         difference = float(np.nanmax(np.abs(np.array(fast_scores, float) - np.array(slow_scores, float))))
         for row in rows:
             row["ratio_to_network_alone"] = row["images_per_s"] / baseline
@@ -238,7 +291,8 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     machine = describe_machine()
-    result = {"machine": machine, "rows": rows, "max_p_fake_difference_fast_vs_reference_faces": difference}
+    result = {"machine": machine, "rows": rows, "max_p_fake_difference_fast_vs_reference_faces": difference,
+              "face_search_same_boxes": {size: found["same_boxes"] for size, found in searches.items()}}  # fmt: skip
     (args.out / "scoring_speed.json").write_text(json.dumps(result, indent=2))
     lines = [
         "# Scoring speed (benchmarks/scoring_speed.py)",
@@ -256,6 +310,8 @@ def main() -> None:
     lines += [
         "",
         f"Largest p_fake difference, compiled batched face search vs facenet's: {difference:.2e}",
+        "Face search alone, facecheck's stages found exactly facenet's boxes: "
+        + ", ".join(f"{size} px {found['same_boxes']}" for size, found in searches.items()),
     ]
     (args.out / "scoring_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -106,3 +106,37 @@ def test_the_default_cards_engine_entry_follows_its_own_int8_measurement():
     )
     assert engines["int8_default"] is within
     assert engines["default"].startswith("int8" if within else "float32")
+
+
+def _release_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "release_model.py"
+    spec = importlib.util.spec_from_file_location("release_model_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fold_tables_enter_the_card_with_each_folds_epochs(tmp_path: Path):
+    """Leave-one-out folds often run shorter than the release's recipe: the card says how long each trained."""
+    script = _release_script()
+    loo = tmp_path / "loo"
+    (loo / "without-a").mkdir(parents=True)
+    (loo / "without-a" / "config.yaml").write_text("epochs: 2\nlr: 0.001\n")
+    (loo / "leave-one-out.json").write_text(json.dumps({
+        "folds": {"a": {"held_out": {"roc_auc": 0.61, "n": 10}}, "b": {"held_out": {"roc_auc": 0.7, "n": 4}}},
+        "mean_held_out_roc_auc": 0.655,
+    }))  # fmt: skip
+    entries = script.left_out_entries(loo / "leave-one-out.json")
+    assert entries["left_out[a]"] == {"roc_auc": 0.61, "n": 10, "epochs": 2}
+    assert entries["left_out[b]"]["epochs"] is None  # no run folder to read: said, not guessed
+    assert entries["left_out_mean_roc_auc"] == 0.655
+    logo = tmp_path / "logo"
+    (logo / "without-sdxl").mkdir(parents=True)
+    (logo / "without-sdxl" / "config.yaml").write_text("epochs: 4\n")
+    (logo / "leave-one-generator-out.json").write_text(
+        json.dumps({"source": "portraits", "folds": {"sdxl": {"roc_auc": 0.8, "caught": 0.3}}})
+    )
+    entries = script.generator_left_out_entries([logo / "leave-one-generator-out.json"])
+    assert entries == {"generator_left_out[portraits/sdxl]": {"roc_auc": 0.8, "caught": 0.3, "epochs": 4}}

@@ -38,6 +38,29 @@ def test_last_stage_nms_keeps_each_pictures_faces_apart():
     assert same.tolist() == [1]
 
 
+def test_crops_and_pyramid_levels_from_summed_area_tables_are_interpolate_bit_for_bit():
+    """The fast face search resamples every RNet/ONet crop and pyramid level from one summed-area table per
+    picture; facenet calls interpolate(mode="area") once per box. Same float32 numbers, not just close."""
+    from torch.nn.functional import interpolate
+
+    generator = np.random.default_rng(0)
+    pictures = generator.integers(0, 256, (2, 301, 407, 3), dtype=np.uint8)
+    tables = face_engine.summed_area_tables(pictures)
+    as_float = torch.from_numpy(pictures).permute(0, 3, 1, 2).float()
+    for height, width in ((181, 245), (129, 174), (13, 18), (301, 407), (400, 500)):  # down, equal and up
+        expected = interpolate(as_float, size=(height, width), mode="area")
+        assert torch.equal(face_engine.area_resize(tables, height, width), expected)
+    top = np.array([0, 0, 290, 17, 120, 5])
+    left = np.array([0, 3, 400, 250, 9, 390])
+    bottom = np.array([301, 1, 301, 200, 143, 6])  # whole picture, one row, a corner, wide, tall, tiny
+    right = np.array([407, 60, 407, 407, 20, 407])
+    for side in (24, 48):
+        crops = face_engine.area_crops(tables[1], top, bottom, left, right, side)
+        for index, (y0, y1, x0, x1) in enumerate(zip(top, bottom, left, right, strict=True)):
+            expected = interpolate(as_float[1:2, :, y0:y1, x0:x1], size=(side, side), mode="area")[0]
+            assert torch.equal(crops[index], expected), (side, index)
+
+
 COMPARE_STAGES = """
 import sys, torch
 from facenet_pytorch import MTCNN
@@ -94,6 +117,19 @@ def test_a_batch_finds_the_faces_each_picture_finds_alone():
     alone = [faces_module._faces(*reference.detect(picture), 1.0) for picture in pictures]
     together = faces_module.detect_faces_batch(pictures, use_cache=False, fast=True)
     assert sum(len(f) for f in alone) >= len(pictures)
+    # facecheck's own stages (one gather per picture for the crops) against facenet's detect on the same
+    # networks and the same batch: the same boxes, to the last bit.
+    batch = np.stack([np.asarray(picture) for picture in pictures])
+    facenet_boxes, facenet_probabilities = reference.detect(pictures)
+    for (boxes, probabilities), expected, expected_probabilities in zip(
+        face_engine.detect_batch(reference, batch), facenet_boxes, facenet_probabilities, strict=True
+    ):
+        if expected is None:
+            assert len(boxes) == 0
+            continue
+        order = np.argsort(-probabilities, kind="stable")  # facenet's detect puts the largest box first
+        expected_order = np.argsort(-np.asarray(expected_probabilities, dtype=np.float32), kind="stable")
+        assert np.array_equal(boxes[order], np.asarray(expected)[expected_order])
     for expected, got in zip(alone, together, strict=True):
         assert len(got) == len(expected)
         for a, b in zip(expected, got, strict=True):

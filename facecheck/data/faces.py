@@ -63,6 +63,7 @@ _detector = None
 detector_engine: str | None = None
 # Same-size pictures searched in one call (PNet's pyramid levels batched).
 DETECT_BATCH = 32
+DETECT_PIXELS = 32 * 256 * 256
 
 
 _verified: dict[Path, str] = {}  # weights folder -> the detector identity, once its files have been checked
@@ -181,16 +182,29 @@ def detect_faces_batch(images: list[Image.Image], use_cache: bool = True, fast: 
     for index in missing:
         by_size.setdefault(smalls[index].size, []).append(index)
     detector = _get_detector(fast) if missing else None
-    for group in by_size.values():
-        for start in range(0, len(group), DETECT_BATCH):
-            chunk = group[start : start + DETECT_BATCH]
+    for size, group in by_size.items():
+        # A batch's pyramid and summed-area tables grow with its pixels: at most DETECT_PIXELS of pictures a call.
+        per_call = max(1, min(DETECT_BATCH, DETECT_PIXELS // (size[0] * size[1])))
+        for start in range(0, len(group), per_call):
+            chunk = group[start : start + per_call]
             with _detector_lock:  # MTCNN keeps state between calls: one batch at a time
-                boxes, probabilities = detector.detect([smalls[index] for index in chunk])
+                boxes, probabilities = _search(detector, [smalls[index] for index in chunk], fast)
             for index, image_boxes, image_probabilities in zip(chunk, boxes, probabilities, strict=True):
                 found[index] = _faces(image_boxes, image_probabilities, scales[index])
                 if paths[index] is not None:
                     _write_cache(paths[index], found[index])
     return [faces if faces is not None else [] for faces in found]
+
+
+def _search(detector: Any, pictures: list[Image.Image], fast: bool) -> tuple[list[Any], list[Any]]:
+    """facenet's boxes and probabilities for each of ``pictures`` (one size); ``fast``: the same answer from
+    :func:`facecheck.data.face_engine.detect_batch`, which resamples crops and pyramid levels in one pass."""
+    if not fast:
+        return detector.detect(pictures)
+    from facecheck.data.face_engine import detect_batch
+
+    found = detect_batch(detector, np.stack([np.asarray(picture) for picture in pictures]))
+    return [boxes if len(boxes) else None for boxes, _ in found], [probabilities for _, probabilities in found]
 
 
 def _detection_copy(image: Image.Image, scale: float) -> Image.Image:

@@ -45,7 +45,8 @@ class NormalizeJpeg:
         image.save(buffer, "JPEG", quality=self.quality)
         buffer.seek(0)
         with Image.open(buffer) as decoded:
-            return decoded.convert("RGB")
+            decoded.load()
+            return decoded if decoded.mode == "RGB" else decoded.convert("RGB")  # no copy of what is RGB already
 
     def __repr__(self) -> str:
         return f"NormalizeJpeg(quality={self.quality})"

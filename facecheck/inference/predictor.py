@@ -321,22 +321,28 @@ class Detector(ReadsItsCard):
         def prepare(indices: range) -> list[list[torch.Tensor]]:
             return self._prepare_batch([items[i] for i in indices], [results[i] for i in indices])
 
-        # The next batch is decoded, searched for faces and cropped while the engine runs this one (decoding,
-        # MTCNN and the engines release the GIL); scores are those of one batch after another.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="facecheck-prepare") as pool:
-            upcoming = pool.submit(prepare, batches[0]) if batches else None
-            for number, indices in enumerate(batches):
-                assert upcoming is not None
-                prepared = upcoming.result()
-                upcoming = pool.submit(prepare, batches[number + 1]) if number + 1 < len(batches) else None
-                # Each picture gives one input, or one per face for a face-crop model.
-                tensors = [tensor for views in prepared for tensor in views]
-                if tensors:
-                    scores = iter(self.predict_tensor(_stack(tensors)).tolist())
-                    for index, views in zip(indices, prepared, strict=True):
-                        if views:
-                            self._decide(results[index], [next(scores) for _ in views], threshold)
-                bar.update(len(indices))
+        def score(indices: range, prepared: list[list[torch.Tensor]]) -> None:
+            # Each picture gives one input, or one per face for a face-crop model.
+            tensors = [tensor for views in prepared for tensor in views]
+            if tensors:
+                scores = iter(self.predict_tensor(_stack(tensors)).tolist())
+                for index, views in zip(indices, prepared, strict=True):
+                    if views:
+                        self._decide(results[index], [next(scores) for _ in views], threshold)
+            bar.update(len(indices))
+
+        if len(batches) == 1:  # nothing to overlap: no worker thread to start (batch-1 latency)
+            score(batches[0], prepare(batches[0]))
+        elif batches:
+            # The next batch is decoded, searched for faces and cropped while the engine runs this one
+            # (decoding, MTCNN and the engines release the GIL); scores are those of one batch after another.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="facecheck-prepare") as pool:
+                upcoming = pool.submit(prepare, batches[0])
+                for number, indices in enumerate(batches):
+                    prepared = upcoming.result()
+                    if number + 1 < len(batches):
+                        upcoming = pool.submit(prepare, batches[number + 1])
+                    score(indices, prepared)
         bar.close()
         return results
 
