@@ -177,6 +177,11 @@ def left_out_entries(loo_json: Path) -> dict[str, Any]:
     for name, fold in loo["folds"].items():
         entries[f"left_out[{name}]"] = fold["held_out"] | {"epochs": fold_epochs(loo_json.parent / f"without-{name}")}
     entries["left_out_mean_roc_auc"] = loo.get("mean_held_out_roc_auc")
+    epochs = sorted({str(e["epochs"]) for k, e in entries.items() if k.startswith("left_out[")})
+    entries["left_out_protocol"] = (
+        f"facecheck crosseval --leave-one-out --preset {loo.get('preset')}: each fold trained on the other sources "
+        f"({'/'.join(epochs)} epochs), then every image of the source left out scored"
+    )
     return entries
 
 
@@ -188,6 +193,11 @@ def generator_left_out_entries(logo_jsons: list[Path]) -> dict[str, Any]:
         for name, fold in logo["folds"].items():
             epochs = fold_epochs(path.parent / f"without-{name}")
             entries[f"generator_left_out[{logo['source']}/{name}]"] = fold | {"epochs": epochs}
+        entries["generator_left_out_protocol"] = (
+            f"facecheck crosseval --leave-one-generator-out {logo['source']} --preset {logo.get('preset')}: each fold "
+            "trained on every source without that generator's images, then all of them scored against the "
+            "source's held-out test reals, at the fold's own threshold"
+        )
     return entries
 
 

@@ -132,6 +132,7 @@ def test_fold_tables_enter_the_card_with_each_folds_epochs(tmp_path: Path):
     assert entries["left_out[a]"] == {"roc_auc": 0.61, "n": 10, "epochs": 2}
     assert entries["left_out[b]"]["epochs"] is None  # no run folder to read: said, not guessed
     assert entries["left_out_mean_roc_auc"] == 0.655
+    assert "(2/None epochs)" in entries["left_out_protocol"]
     logo = tmp_path / "logo"
     (logo / "without-sdxl").mkdir(parents=True)
     (logo / "without-sdxl" / "config.yaml").write_text("epochs: 4\n")
@@ -139,4 +140,20 @@ def test_fold_tables_enter_the_card_with_each_folds_epochs(tmp_path: Path):
         json.dumps({"source": "portraits", "folds": {"sdxl": {"roc_auc": 0.8, "caught": 0.3}}})
     )
     entries = script.generator_left_out_entries([logo / "leave-one-generator-out.json"])
-    assert entries == {"generator_left_out[portraits/sdxl]": {"roc_auc": 0.8, "caught": 0.3, "epochs": 4}}
+    assert entries["generator_left_out[portraits/sdxl]"] == {"roc_auc": 0.8, "caught": 0.3, "epochs": 4}
+    assert "--leave-one-generator-out portraits" in entries["generator_left_out_protocol"]
+
+
+def test_the_default_card_carries_its_leave_one_out_tables():
+    """The shipped card answers issue 24's protocols: every source left out in turn, and each diffusion
+    generator left out in turn, each fold with the epochs it trained (shorter than the release's recipe)."""
+    card = json.loads(release_module.release(release_module.DEFAULT_MODEL).card.read_text())
+    measured = card["scope"]["measured"]
+    sources = ["ffhq-stylegan", "lfw-faceswap", "dfdc-faces", "diffusion-portraits", "inswapper-faces"]
+    folds = [measured[f"left_out[{source}]"] for source in sources]
+    assert all(0 <= fold["roc_auc"] <= 1 and fold["n"] > 0 and fold["epochs"] >= 1 for fold in folds)
+    mean = sum(fold["roc_auc"] for fold in folds) / len(folds)
+    assert measured["left_out_mean_roc_auc"] == pytest.approx(mean)
+    for generator in ("sd15", "sd14", "sdxl", "midjourney"):
+        fold = measured[f"generator_left_out[diffusion-portraits/{generator}]"]
+        assert 0 <= fold["roc_auc"] <= 1 and fold["n_fake"] > 0 and fold["n_real"] > 0 and fold["epochs"] >= 1
