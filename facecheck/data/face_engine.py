@@ -191,8 +191,11 @@ def area_crops(table: np.ndarray, top: np.ndarray, bottom: np.ndarray, left: np.
     return means.permute(0, 3, 1, 2).contiguous()
 
 
-def _stage_crops(tables: np.ndarray, boxes: torch.Tensor, image_indices: torch.Tensor, side: int):
-    """facenet's padded crops of every box, resampled to ``side`` px; also which boxes had pixels to crop."""
+def _stage_crops(
+    tables: np.ndarray, boxes: torch.Tensor, image_indices: torch.Tensor, side: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """facenet's clipped crops of the boxes that have pixels in their picture, resampled to ``side`` px, and
+    those boxes' indices in the order of the crops (grouped by picture)."""
     from facenet_pytorch.models.utils.detect_face import pad
 
     height, width = tables.shape[1] - 1, tables.shape[2] - 1
@@ -219,9 +222,10 @@ def detect_batch(detector: Any, pictures: np.ndarray) -> list[tuple[np.ndarray, 
 
     facenet-pytorch's three-stage algorithm (``detect_face``: PNet over an image pyramid, RNet on 24 px crops,
     ONet on 48 px crops, with its thresholds, NMS and box regression, whose helpers are called here), with
-    two changes: the 24 and 48 px crops of all boxes come from one gather per picture (:func:`area_crops`)
-    instead of one ``interpolate`` call per box, which took ~40% of a batch of 256 px photos, and the last NMS
-    runs picture by picture (:func:`nms_each_image`). Landmarks are not computed (facecheck does not use them).
+    three changes: the pyramid levels and the 24 and 48 px crops of all boxes come from one summed-area table
+    per picture (:func:`area_resize`, :func:`area_crops`; the same float32 numbers) instead of one
+    ``interpolate`` call per level and per box (together ~40% of a single-threaded batch of 256 px photos);
+    the last NMS runs picture by picture (:func:`nms_each_image`); landmarks are not computed (unused).
     Returns each picture's boxes (n, 4) and probabilities (n,), surest of overlapping boxes kept.
     """
     from facenet_pytorch.models.utils.detect_face import bbreg, generateBoundingBox, rerec
