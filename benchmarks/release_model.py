@@ -233,6 +233,9 @@ def main() -> int:
     parser.add_argument("--compare", metavar="MODEL", help="also measure MODEL (e.g. facecheck-general-v1) on the "
                         "same held-out test images; writes RUN/compare.json")  # fmt: skip
     args = parser.parse_args()
+    missing = [p for p in [args.engines, args.loo, *args.logo] if p and not Path(p).is_file()]
+    if missing:
+        parser.error(f"no such file: {', '.join(missing)}")
     data = [SHARED / name for name in SOURCES]
     if not all(d.is_dir() for d in data):
         print(f"release_model: the shared data sets are absent under {SHARED}; nothing to build")
