@@ -1,8 +1,8 @@
 """Build, or rebuild and check, the model shipped inside facecheck (`make model`).
 
     .venv/bin/python benchmarks/release_model.py                 # rebuild from ../shared/data and check the card
-    .venv/bin/python benchmarks/release_model.py --write [--loo LOO.json] [--logo LOGO.json] [--engines INT8.json]
-    .venv/bin/python benchmarks/release_model.py --engines benchmarks/results/int8_holds.json   # card only
+    .venv/bin/python benchmarks/release_model.py --write [--loo LOO.json] [--logo LOGO.json] [--engines PRECISION.json]
+    .venv/bin/python benchmarks/release_model.py --engines benchmarks/results/precision_holds.json   # card only
     .venv/bin/python benchmarks/release_model.py --loo LOO.json --logo LOGO.json [--logo ...]     # card only
 
 The release (facecheck-general-v2) is the general-v2 preset trained with seed 0 on
@@ -143,21 +143,34 @@ def canaries(run: Path, data: list[Path], per_class: int = 2) -> list[dict[str, 
     return chosen
 
 
-def engines_entry(int8: dict[str, Any]) -> dict[str, Any]:
-    """What the card says of engines: the default, what its numbers were measured with, and int8's verdict."""
-    splits = int8["splits"].values()
-    speeds = int8["network_images_per_s"]
-    return {
-        "default": "float32, one view: OpenVINO where installed, else ONNX Runtime, else PyTorch (--backend)",
+def engines_entry(measured: dict[str, Any]) -> dict[str, Any]:
+    """What the card says of engines: the default, what its numbers were measured with, and how int8 and bf16
+    compared with float32 (precision_holds.json of benchmarks/precision_holds.py)."""
+    splits = measured["splits"].values()
+    speeds = measured["network_images_per_s"]
+    bf16 = "bfloat16" in measured["holds"] and bool(measured["holds"]["bfloat16"])
+    entry: dict[str, Any] = {
+        "default": (
+            "bf16, one view, on OpenVINO where the CPU has native bf16 (AVX512-BF16 or AMX); float32 elsewhere "
+            "(--precision fp32 everywhere)"
+            if bf16
+            else "float32, one view: OpenVINO where installed, else ONNX Runtime, else PyTorch (--backend)"
+        ),
         "numbers_measured_with": "PyTorch float32, one view (the card's in_domain and canaries)",
-        "int8_default": bool(int8["holds"]),
-        "int8_largest_roc_auc_change": max(abs(r["roc_auc_change"]) for r in splits),
-        "int8_largest_verdicts_changed": max(r["verdicts_changed"] for r in splits),
-        "int8_largest_p_fake_change": max(r["max_p_fake_change"] for r in splits),
-        "int8_network_speedup": speeds["int8"] / speeds["float32"],
-        "int8_tolerance": int8["tolerance"],
-        "int8_measured_by": f"benchmarks/int8_holds.py ({int8['calibration_face_crops']} validation face crops)",
+        "tolerance": measured["tolerance"],
+        "measured_by": f"benchmarks/precision_holds.py on {measured['machine'].get('cpu', 'this CPU')} "
+        f"({measured['calibration_face_crops']} validation face crops for int8)",
     }
+    for name, key in (("int8", "int8"), ("bfloat16", "bf16")):
+        if name not in measured["holds"]:
+            continue
+        entry[f"{key}_default"] = bool(measured["holds"][name]) if name == "bfloat16" else False
+        entry[f"{key}_holds"] = bool(measured["holds"][name])
+        entry[f"{key}_largest_roc_auc_change"] = max(abs(r["roc_auc_change"][name]) for r in splits)
+        entry[f"{key}_largest_verdicts_changed"] = max(r["verdicts_changed"][name] for r in splits)
+        entry[f"{key}_largest_p_fake_change"] = max(r["max_p_fake_change"][name] for r in splits)
+        entry[f"{key}_network_speedup"] = speeds[name] / speeds["float32"]
+    return entry
 
 
 def fold_epochs(folder: Path) -> int | None:
@@ -226,8 +239,9 @@ def main() -> int:
                         "--write, it edits the shipped card in place")  # fmt: skip
     parser.add_argument("--logo", action="append", default=[], help="leave-one-generator-out.json of the same "
                         "recipe, for the card (repeatable); without --write, edits the card in place")  # fmt: skip
-    parser.add_argument("--engines", metavar="INT8_JSON", help="int8_holds.json (benchmarks/int8_holds.py): record "
-                        "in the shipped card which engine and precision are the default and why; alone, it edits "
+    parser.add_argument("--engines", metavar="PRECISION_JSON", help="precision_holds.json (benchmarks/"
+                        "precision_holds.py): record in the shipped card which engine and precision are the default "
+                        "and why; alone, it edits "
                         "the shipped card in place (nothing retrained)")  # fmt: skip
     parser.add_argument("--tolerance", type=float, default=0.02)
     parser.add_argument("--compare", metavar="MODEL", help="also measure MODEL (e.g. facecheck-general-v1) on the "

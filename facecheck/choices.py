@@ -7,6 +7,8 @@ all read these tuples. Plain Python: reading them imports no torch.
 from __future__ import annotations
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# The precision a trained network is run in (predict, evaluate, serve); auto: see resolve_engine_precision.
+INFERENCE_PRECISIONS = ("auto", "fp32", "bf16")
 # square: resample to image_size; none: native pixels, centre crop/pad; fit: native pixels when the
 # image is not larger than image_size, else shrunk (antialiased) so its short side is image_size first.
 RESIZE_MODES = ("square", "none", "fit")

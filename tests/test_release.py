@@ -94,18 +94,25 @@ def test_shipped_model_scores_shared_images_as_its_card_says(name: str):
         assert prediction.p_fake == pytest.approx(canary["p_fake"], abs=1e-3), canary["path"]
 
 
-def test_the_default_cards_engine_entry_follows_its_own_int8_measurement():
-    """The card says which engine and precision are the default, and int8 is the default only where its
-    measured changes stay inside the tolerance it names (benchmarks/int8_holds.py)."""
+def test_the_default_cards_engine_entry_follows_its_own_precision_measurements():
+    """The card says which engine and precision are the default, and a lower precision is the default only
+    where its measured changes stay inside the tolerance it names (benchmarks/precision_holds.py)."""
     card = json.loads(release_module.release(release_module.DEFAULT_MODEL).card.read_text())
     engines = card["scope"]["measured"]["engines"]
-    tolerance = engines["int8_tolerance"]
-    within = (
-        engines["int8_largest_roc_auc_change"] <= tolerance["roc_auc"]
-        and engines["int8_largest_verdicts_changed"] <= tolerance["verdicts_changed"]
-    )
-    assert engines["int8_default"] is within
-    assert engines["default"].startswith("int8" if within else "float32")
+    tolerance = engines["tolerance"]
+    for key in ("int8", "bf16"):
+        within = (
+            engines[f"{key}_largest_roc_auc_change"] <= tolerance["roc_auc"]
+            and engines[f"{key}_largest_verdicts_changed"] <= tolerance["verdicts_changed"]
+        )
+        assert engines[f"{key}_holds"] is within, key
+    assert engines["int8_default"] is False  # no int8 engine is loaded by default: it would have to hold first
+    assert engines["bf16_default"] is engines["bf16_holds"]
+    assert engines["default"].startswith("bf16" if engines["bf16_default"] else "float32")
+    # And the loader reads the same entry: auto is bf16 only where the card says it holds.
+    from facecheck.inference.predictor import card_says_bf16_holds
+
+    assert card_says_bf16_holds(release_module.load_release()[1]) is engines["bf16_default"]
 
 
 def _release_script():

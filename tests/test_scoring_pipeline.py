@@ -55,10 +55,12 @@ def test_crops_and_pyramid_levels_from_summed_area_tables_are_interpolate_bit_fo
     bottom = np.array([301, 1, 301, 200, 143, 6])  # whole picture, one row, a corner, wide, tall, tiny
     right = np.array([407, 60, 407, 407, 20, 407])
     for side in (24, 48):
-        crops = face_engine.area_crops(tables[1], top, bottom, left, right, side)
-        for index, (y0, y1, x0, x1) in enumerate(zip(top, bottom, left, right, strict=True)):
-            expected = interpolate(as_float[1:2, :, y0:y1, x0:x1], size=(side, side), mode="area")[0]
-            assert torch.equal(crops[index], expected), (side, index)
+        # Boxes of both pictures in one call, interleaved, as a batch's boxes come.
+        pictures = np.array([1, 0, 1, 0, 1, 1])
+        crops = face_engine.area_crops(tables, pictures, top, bottom, left, right, side)
+        for index, (picture, y0, y1, x0, x1) in enumerate(zip(pictures, top, bottom, left, right, strict=True)):
+            expected = interpolate(as_float[picture : picture + 1, :, y0:y1, x0:x1], size=(side, side), mode="area")
+            assert torch.equal(crops[index], expected[0]), (side, index)
 
 
 COMPARE_STAGES = """

@@ -222,6 +222,39 @@ def test_auto_backend_picks_the_fastest_installed_engine(monkeypatch):
     assert engines.resolve_backend("auto") == "torch"
 
 
+def test_precision_is_bf16_only_where_the_card_says_it_holds_and_the_cpu_runs_it(monkeypatch):
+    from facecheck.errors import FacecheckError
+    from facecheck.inference import engines
+
+    monkeypatch.setattr(engines, "cpu_has_native_bf16", lambda: True)
+    assert engines.resolve_engine_precision("auto", "openvino", bf16_holds=True) == "bf16"
+    assert engines.resolve_engine_precision("auto", "openvino", bf16_holds=False) == "fp32"  # not measured to hold
+    assert engines.resolve_engine_precision("auto", "onnx", bf16_holds=True) == "fp32"  # ONNX Runtime: float32
+    assert engines.resolve_engine_precision("fp32", "openvino", bf16_holds=True) == "fp32"  # asked for by name
+    assert engines.resolve_engine_precision("bf16", "openvino", bf16_holds=False) == "bf16"
+    with pytest.raises(FacecheckError, match="bf16 runs on the openvino backend, not torch"):
+        engines.resolve_engine_precision("bf16", "torch", bf16_holds=True)
+    with pytest.raises(FacecheckError, match="precision must be one of auto, fp32, bf16, not 'fp16'"):
+        engines.resolve_engine_precision("fp16", "openvino", bf16_holds=True)
+    monkeypatch.setattr(engines, "cpu_has_native_bf16", lambda: False)
+    assert engines.resolve_engine_precision("auto", "openvino", bf16_holds=True) == "fp32"  # emulated: no gain
+    # Asked for by name on such a CPU: refused before OpenVINO is touched, with the way out.
+    with pytest.raises(FacecheckError, match="needs a CPU with native bf16.*--precision fp32"):
+        engines.OpenVinoEngine(Path("unused.onnx"), precision="bf16")
+
+
+def test_predict_cli_refuses_bf16_on_an_engine_that_cannot_run_it(tmp_path, capsys):
+    from facecheck.cli import main
+
+    image = tmp_path / "a.png"
+    Image.new("RGB", (64, 64)).save(image)
+    assert main(["predict", str(image), "--backend", "torch", "--precision", "bf16"]) == 2
+    assert "precision bf16 runs on the openvino backend, not torch" in capsys.readouterr().err
+    out = str(tmp_path / "scores.parquet")
+    assert main(["predict", str(image), "--engine", "ray", "--precision", "bf16", "--out", out]) == 2
+    assert "leave --precision out" in capsys.readouterr().err
+
+
 def test_predict_cli_picks_its_engine_by_workload(tmp_path, monkeypatch):
     """predict's default --backend auto: torch for a few images, the fastest installed engine for many."""
     from facecheck import cli
@@ -229,7 +262,7 @@ def test_predict_cli_picks_its_engine_by_workload(tmp_path, monkeypatch):
 
     chosen = []
 
-    def fake_load_detector(paths, device="auto", backend="torch", tta=None):
+    def fake_load_detector(paths, device="auto", backend="torch", tta=None, precision="auto"):
         chosen.append(backend)
         raise SystemExit(0)  # stop before predicting: only the choice matters here
 

@@ -98,7 +98,9 @@ def command_evaluate(args: argparse.Namespace) -> int:
     perturbations = parse_perturbations(args.perturb or [])  # parsed first: a typo fails before any work
     if args.report:
         require_extra("report")
-    detector = load_detector(args.model or [None], device=args.device, backend=args.backend, tta=args.tta)
+    detector = load_detector(
+        args.model or [None], device=args.device, backend=args.backend, tta=args.tta, precision=args.precision
+    )
     sets = args.data or [None]
     results = []
     for index, data in enumerate(sets):
@@ -157,7 +159,8 @@ def command_predict(args: argparse.Namespace) -> int:
     if out is not None and out.suffix.lower() not in RESULT_FILE_TYPES:
         raise FacecheckError(f"--out {out}: the file name must end in .csv or .json (the format follows it)")
     found = predict_files(
-        args.paths, args.model, device=args.device, backend=args.backend, tta=args.tta, threshold=args.threshold,
+        args.paths, args.model, device=args.device, backend=args.backend, tta=args.tta, precision=args.precision,
+        threshold=args.threshold,
         face_check=args.face_check, frames=args.frames, batch_size=args.batch_size, out=out,
     )  # fmt: skip
     rows = found.rows
@@ -191,6 +194,8 @@ def _predict_on_ray(args: argparse.Namespace) -> int:
         raise FacecheckError("--engine ray scores with one model (no ensembles)")
     if args.backend not in ("auto", "torch", "onnx") or args.device not in ("auto", "cpu"):
         raise FacecheckError("--engine ray runs the model in ONNX Runtime on CPUs (leave --backend and --device out)")
+    if args.precision == "bf16":
+        raise FacecheckError("--engine ray runs the model in float32 (ONNX Runtime): leave --precision out")
     summary = batch_score(
         args.model[0] if args.model else None, args.paths, args.out, address=args.ray_address,
         actors=args.ray_actors, num_cpus=args.ray_cpus, partition_size=args.partition_size,
@@ -269,8 +274,11 @@ def command_serve(args: argparse.Namespace) -> int:
 
     say(f"loading the model ({args.model or 'the shipped model'}, backend {args.backend}) ...")
     started = time.perf_counter()
-    detector = load(args.model, device="auto", backend=args.backend, tta=args.tta)
-    say(f"loaded {detector.source} in {time.perf_counter() - started:.1f} s; warming up (one prediction) ...")
+    detector = load(args.model, device="auto", backend=args.backend, tta=args.tta, precision=args.precision)
+    say(
+        f"loaded {detector.source} ({detector.backend}, {detector.precision}) in {time.perf_counter() - started:.1f} s;"
+        " warming up (one prediction) ..."
+    )
     if detector.face_check_problem:
         say(f"WARNING: pictures are not checked for a face (each answer says so): {detector.face_check_problem}")
     say(f"warmed up in {warm_up(detector):.1f} s; starting the server ...")

@@ -74,9 +74,12 @@ def scope_line(detector: Any, threshold: float | None = None) -> str:
     card = detector.card
     band = f", uncertain {card.uncertain_band[0]:.2f}-{card.uncertain_band[1]:.2f}" if card.uncertain_band else ""
     what = card.scope.get("summary") or f"{card.model_name} ({card.preset})"
+    # Which engine and precision gave these verdicts (bf16 where the card measured that it keeps them).
+    engine = f"; run by {detector.backend}, {getattr(detector, 'precision', 'fp32')}"
+    trained = f"{what}; trained on {', '.join(card.trained_on)}"
     if threshold is not None:
-        return f"{what}; trained on {', '.join(card.trained_on)}; threshold {threshold:.3f} (set with --threshold)"
-    return f"{what}; trained on {', '.join(card.trained_on)}; threshold {detector.threshold:.3f}{band}"
+        return f"{trained}; threshold {threshold:.3f} (set with --threshold){engine}"
+    return f"{trained}; threshold {detector.threshold:.3f}{band}{engine}"
 
 
 def config_yaml(config: TrainConfig) -> str:

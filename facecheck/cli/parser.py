@@ -13,6 +13,7 @@ from facecheck.choices import (
     AUGMENTATIONS,
     BACKENDS,
     BALANCE_MODES,
+    INFERENCE_PRECISIONS,
     KEEP_CHECKPOINTS,
     NO_FACE_POLICIES,
     OUTPUT_FORMATS,
@@ -209,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=port_number, default=8000, help="TCP port, 1-65535")
     serve.add_argument("--backend", choices=BACKENDS, default="torch")
     serve.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the model's own)")
+    add_precision_option(serve)
     serve.add_argument("--api-key", help="require this key (X-API-Key header); default: $FACECHECK_API_KEY if set")
     serve.add_argument("--workers", type=int, default=2, help="inferences at once (bounded worker pool)")
     serve.add_argument("--queue", type=int, default=16, help="requests allowed to wait for a worker before 503")
@@ -362,6 +364,18 @@ def add_engine_options(parser: argparse.ArgumentParser, batch_size: int) -> None
         "--tta",
         choices=TTA_MODES,
         help="test-time augmentation averaged per image (default: the model's own; five-crop needs a crop model)",
+    )
+    add_precision_option(parser)
+
+
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision",
+        choices=INFERENCE_PRECISIONS,
+        default="auto",
+        help="the network's precision: bf16 (OpenVINO, a CPU with native bf16: AVX512-BF16 or AMX) or fp32; auto "
+        "(default): bf16 where the model's card measured that it keeps the verdicts and this CPU runs it natively, "
+        "else fp32",
     )
 
 

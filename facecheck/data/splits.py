@@ -7,8 +7,6 @@ import os
 import tempfile
 from pathlib import Path
 
-from sklearn.model_selection import train_test_split
-
 from facecheck.data.discovery import CLASS_NAMES, ImageRecord
 from facecheck.errors import DataError
 from facecheck.files import creation_mode
@@ -70,6 +68,8 @@ def _units(records: list[ImageRecord], groups: list[int]) -> list[list[ImageReco
 
 def _split_units(units: list[list[ImageRecord]], fraction: float, seed: int) -> tuple[list, list]:
     majority = [round(sum(r.label for r in unit) / len(unit)) for unit in units]
+    from sklearn.model_selection import train_test_split  # imported when used: ~1 s of every start otherwise
+
     return train_test_split(units, test_size=fraction, random_state=seed, stratify=majority)
 
 

@@ -64,7 +64,12 @@ def source_steps(cfg: PreprocessConfig) -> list:
 
 def source_signature(cfg: PreprocessConfig) -> str:
     """Identifies the output of the source steps and Resize, for cache keys."""
-    face = f"face{cfg.face_margin}-{cfg.no_face}" if cfg.face_crop else "noface"
+    if cfg.face_crop:  # a change of face detector changes the crops
+        from facecheck.data.faces import DETECTOR_VERSION
+
+        face = f"face{cfg.face_margin}-{cfg.no_face}-{DETECTOR_VERSION}"
+    else:
+        face = "noface"
     resize = "" if cfg.resize == "square" else f"-{cfg.resize}"
     return f"jpeg{cfg.normalize_jpeg or 0}-{face}-size{side(cfg)}{resize}"
 

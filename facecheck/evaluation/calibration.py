@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from facecheck.data.discovery import REAL
 from facecheck.errors import DataError
@@ -31,6 +30,8 @@ BAND_MAX_FRACTION = 0.2
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The T in [0.05, 20] that minimises the mean cross-entropy of ``logits / T``."""
+    from scipy.optimize import minimize_scalar  # imported when used, as scikit-learn is
+
     result = minimize_scalar(
         lambda log_t: mean_cross_entropy(logits, labels, float(np.exp(log_t))),
         bounds=(np.log(TEMPERATURE_BOUNDS[0]), np.log(TEMPERATURE_BOUNDS[1])),

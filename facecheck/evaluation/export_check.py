@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from facecheck.data.images import load_image
 from facecheck.errors import DataError
@@ -140,6 +139,8 @@ def _quantise_and_compare(
     quantize_int8: Callable[..., Path],
 ) -> None:
     """int8 quantisation calibrated on ``calibration`` images, then its accuracy and speed against float32."""
+    from sklearn.metrics import roc_auc_score
+
     from facecheck.data.discovery import iter_images
 
     calibration_paths = iter_images(calibration)[:256]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
 from facecheck.data.discovery import FAKE, REAL
 
@@ -24,6 +23,9 @@ def classification_metrics(labels: np.ndarray, p_fake: np.ndarray, threshold: fl
     ``confusion_matrix`` rows are the true class, columns the predicted one,
     in the order [real, fake].
     """
+    # scikit-learn is imported where it is used (here and below): it costs about 1 s of every start.
+    from sklearn import metrics as skm
+
     labels = np.asarray(labels, dtype=int)
     p_fake = np.asarray(p_fake, dtype=float)
     if labels.shape != p_fake.shape or labels.ndim != 1:
@@ -57,6 +59,8 @@ def ranking_metrics(labels: np.ndarray, p_fake: np.ndarray) -> dict[str, Any]:
     ``ece`` is the expected calibration error of ``p_fake`` over 10 equal-width
     bins: the bin-size-weighted gap between mean predicted and observed fake rate.
     """
+    from sklearn import metrics as skm
+
     labels = np.asarray(labels, dtype=int)
     p_fake = np.asarray(p_fake, dtype=float)
     if len(np.unique(labels)) < 2:
@@ -76,6 +80,8 @@ def ranking_metrics(labels: np.ndarray, p_fake: np.ndarray) -> dict[str, Any]:
 
 
 def probability_metrics(labels: np.ndarray, p_fake: np.ndarray, bins: int = 10) -> dict[str, float]:
+    from sklearn import metrics as skm
+
     clipped = np.clip(p_fake, 1e-7, 1 - 1e-7)
     return {
         "log_loss": float(skm.log_loss(labels, clipped, labels=[REAL, FAKE])),
@@ -99,6 +105,8 @@ def bootstrap_intervals(
     labels: np.ndarray, p_fake: np.ndarray, threshold: float = 0.5, resamples: int = 1000, seed: int = 0
 ) -> dict[str, list[float] | None]:
     """95% percentile-bootstrap intervals of accuracy and ROC AUC (resampling images with replacement)."""
+    from sklearn import metrics as skm
+
     labels = np.asarray(labels, dtype=int)
     p_fake = np.asarray(p_fake, dtype=float)
     rng = np.random.default_rng(seed)

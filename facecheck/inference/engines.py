@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facecheck.compute import configure_threads, to_memory_format
+from facecheck.choices import INFERENCE_PRECISIONS
+from facecheck.compute import configure_threads, cpu_has_native_bf16, to_memory_format
 from facecheck.config import PreprocessConfig
 from facecheck.errors import FacecheckError
 from facecheck.extras import require
@@ -33,6 +34,21 @@ _RUNTIME_MODULES = {"openvino": ("openvino", "onnx", "onnxscript"), "onnx": ("on
 # Below this many images ``auto`` keeps torch: exporting (once per checkpoint, ~1 s) and compiling (~0.5 s per
 # load) an engine costs more than it saves on a few images at ~20-50 ms each (benchmarks/speed.py, file-*).
 AUTO_MIN_IMAGES = 16
+# Precisions an engine runs the network in (``auto`` resolves to one of them: see resolve_engine_precision).
+ENGINE_PRECISIONS = tuple(p for p in INFERENCE_PRECISIONS if p != "auto")
+
+
+def resolve_engine_precision(precision: str, backend: str, bf16_holds: bool) -> str:
+    """The precision the network runs in: ``auto`` is ``bf16`` where the model's card says bf16 keeps its
+    verdicts (``bf16_holds``, measured by benchmarks/precision_holds.py), the engine is OpenVINO and the CPU has
+    native bf16; ``fp32`` everywhere else. ``bf16`` asked for by name needs OpenVINO (and native bf16)."""
+    if precision not in INFERENCE_PRECISIONS:
+        raise FacecheckError(f"precision must be one of {', '.join(INFERENCE_PRECISIONS)}, not {precision!r}")
+    if precision == "bf16" and backend != "openvino":
+        raise FacecheckError(f"precision bf16 runs on the openvino backend, not {backend} (--backend openvino)")
+    if precision == "auto":
+        return "bf16" if bf16_holds and backend == "openvino" and cpu_has_native_bf16() else "fp32"
+    return precision
 
 
 def resolve_backend(backend: str, device: torch.device | None = None, images: int | None = None) -> str:
@@ -55,6 +71,7 @@ def runtime_installed(module: str) -> bool:
 
 class TorchEngine:
     name = "torch"
+    precision = "fp32"
 
     def __init__(self, model: FaceClassifier, device: torch.device, channels_last: bool = True) -> None:
         self.device = device
@@ -70,6 +87,7 @@ class TorchEngine:
 
 class OnnxEngine:
     name = "onnx"
+    precision = "fp32"
 
     def __init__(self, onnx_path: Path | bytes, threads: int = 0) -> None:
         """``onnx_path``: the file, or its bytes (a batch-scoring actor gets the model, not a path of another
@@ -93,7 +111,16 @@ class OpenVinoEngine:
 
     name = "openvino"
 
-    def __init__(self, onnx_path: Path, threads: int = 0) -> None:
+    def __init__(self, onnx_path: Path, threads: int = 0, precision: str = "fp32") -> None:
+        """``precision``: ``fp32``, or ``bf16`` (a CPU with native bf16 only: about 2.4x the float32 speed on
+        AMX, benchmarks/precision_holds.py)."""
+        if precision not in ENGINE_PRECISIONS:
+            raise FacecheckError(f"precision must be one of {', '.join(ENGINE_PRECISIONS)}, not {precision!r}")
+        if precision == "bf16" and not cpu_has_native_bf16():
+            raise FacecheckError(
+                "precision bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX), which this one has not: "
+                "use --precision fp32"
+            )
         try:
             import openvino as ov
         except ImportError:
@@ -102,9 +129,10 @@ class OpenVinoEngine:
         config = {
             "INFERENCE_NUM_THREADS": threads or configure_threads(0),
             "PERFORMANCE_HINT": "LATENCY",
-            # On CPUs with bf16, OpenVINO would otherwise compute in bf16 and move p_fake by ~1e-3.
-            "INFERENCE_PRECISION_HINT": "f32",
+            # Said either way: on CPUs with bf16, OpenVINO would otherwise compute in bf16 unasked.
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
         }
+        self.precision = precision
         self.compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
         self.output = self.compiled.output(0)
         self.lock = threading.Lock()  # one infer request, shared: calls take turns

@@ -48,9 +48,14 @@ class Ensemble(ReadsItsCard):
 
     @classmethod
     def load(
-        cls, paths: Sequence[str | Path], device: str = "auto", backend: str = "torch", tta: str | None = None
+        cls,
+        paths: Sequence[str | Path],
+        device: str = "auto",
+        backend: str = "torch",
+        tta: str | None = None,
+        precision: str = "auto",
     ) -> Ensemble:
-        return cls([Detector.load(p, device=device, backend=backend, tta=tta) for p in paths])
+        return cls([Detector.load(p, device=device, backend=backend, tta=tta, precision=precision) for p in paths])
 
     @property
     def description(self) -> str:
@@ -59,6 +64,10 @@ class Ensemble(ReadsItsCard):
     @property
     def backend(self) -> str:
         return self.members[0].backend
+
+    @property
+    def precision(self) -> str:
+        return self.members[0].precision
 
     @property
     def model_name(self) -> str:
@@ -104,9 +113,13 @@ class Ensemble(ReadsItsCard):
 
 
 def load_detector(
-    paths: Sequence[str | Path | None], device: str = "auto", backend: str = "torch", tta: str | None = None
+    paths: Sequence[str | Path | None],
+    device: str = "auto",
+    backend: str = "torch",
+    tta: str | None = None,
+    precision: str = "auto",
 ) -> Detector | Ensemble:
     """One model: a :class:`Detector`; several: their :class:`Ensemble`."""
     if len(paths) == 1:
-        return Detector.load(paths[0], device=device, backend=backend, tta=tta)
-    return Ensemble.load(paths, device=device, backend=backend, tta=tta)
+        return Detector.load(paths[0], device=device, backend=backend, tta=tta, precision=precision)
+    return Ensemble.load(paths, device=device, backend=backend, tta=tta, precision=precision)

@@ -20,7 +20,7 @@ from facecheck.checkpoint import load_model, resolve_checkpoint_path
 from facecheck.choices import BACKENDS
 from facecheck.config import PreprocessConfig
 from facecheck.data.discovery import iter_images
-from facecheck.data.faces import Face
+from facecheck.data.faces import MIN_FACE_SIDE, Face
 from facecheck.data.images import load_image, to_rgb
 from facecheck.data.transforms import FaceViews, eval_transform, size_notice
 from facecheck.device import resolve_device
@@ -32,6 +32,7 @@ from facecheck.inference.engines import (
     TorchEngine,
     cached_onnx_export,
     resolve_backend,
+    resolve_engine_precision,
 )
 from facecheck.inference.outputs import mean_over_views, p_fake_of
 from facecheck.inference.protocol import ReadsItsCard
@@ -101,9 +102,7 @@ def show_progress(count: int) -> bool:
 Engine = Callable[[torch.Tensor], np.ndarray]
 
 
-# Faces whose box is smaller than this (pixels, shorter side) are not judged on their own, except the largest
-# face of a picture; and at most MAX_FACES faces of one picture are judged (the largest ones).
-MIN_FACE_SIDE = 32
+# At most MAX_FACES faces of one picture are judged (the largest ones; see judged_faces for the smallest).
 MAX_FACES = 16
 
 
@@ -201,17 +200,29 @@ class Detector(ReadsItsCard):
         backend: str = "torch",
         tta: str | None = None,
         face_check: bool | None = None,
+        precision: str = "auto",
     ) -> Detector:
         """Load a run folder, checkpoint or exported ``.onnx`` file; ``None``: the model shipped with facecheck.
 
         ``backend``: ``torch``; ``onnx`` (ONNX Runtime) or ``openvino`` run an
         ONNX export of the weights on the CPU; ``auto`` the fastest of them that is installed
         (:data:`facecheck.inference.engines.AUTO_ORDER`). ``tta``: test-time augmentation
-        (none, flip, five-crop, five-crop-flip); default: the model's own.
+        (none, flip, five-crop, five-crop-flip); default: the model's own. ``precision``: the network's,
+        ``fp32``, ``bf16`` (OpenVINO on a CPU with native bf16) or ``auto``: bf16 where the model's card
+        measured that it keeps the verdicts and this engine and CPU run it natively, else fp32
+        (:func:`facecheck.inference.engines.resolve_engine_precision`).
         """
         if backend not in BACKENDS:
             raise DataError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         backend = resolve_backend(backend, resolve_device(device))
+        resolve_engine_precision(precision, backend, bf16_holds=False)  # a bad choice fails before any loading
+
+        def compiled(exported: Path, card: ModelCard) -> Engine:
+            if backend == "onnx":
+                return OnnxEngine(exported)
+            chosen = resolve_engine_precision(precision, backend, card_says_bf16_holds(card))
+            return OpenVinoEngine(exported, precision=chosen)
+
         from facecheck.inference.release import shipped_name
 
         shipped = shipped_name(path)
@@ -222,8 +233,7 @@ class Detector(ReadsItsCard):
             engine = None
             if backend in ("onnx", "openvino"):
                 weights = (release(shipped) if path is not None else release()).weights
-                exported = cached_onnx_export(weights, model, card.preprocess)
-                engine = OnnxEngine(exported) if backend == "onnx" else OpenVinoEngine(exported)
+                engine = compiled(cached_onnx_export(weights, model, card.preprocess), card)
             detector = cls(model, card, device, engine, tta, face_check)
             detector.source = f"{SHIPPED_PREFIX}{shipped}"
             return detector
@@ -233,16 +243,16 @@ class Detector(ReadsItsCard):
             onnx_path = Path(path).expanduser()
             if not onnx_path.is_file():
                 raise CheckpointError(f"model not found: {onnx_path}")
-            engine_class = OpenVinoEngine if backend == "openvino" else OnnxEngine
-            detector = cls(None, load_card(onnx_path), device, engine_class(onnx_path), tta, face_check)
+            card = load_card(onnx_path)
+            engine = compiled(onnx_path, card) if backend == "openvino" else OnnxEngine(onnx_path)
+            detector = cls(None, card, device, engine, tta, face_check)
             detector.source = str(onnx_path)
             return detector
         checkpoint_path = resolve_checkpoint_path(path)
         model, card = load_model(checkpoint_path)
         engine = None
         if backend in ("onnx", "openvino"):
-            exported = cached_onnx_export(checkpoint_path, model, card.preprocess)
-            engine = OnnxEngine(exported) if backend == "onnx" else OpenVinoEngine(exported)
+            engine = compiled(cached_onnx_export(checkpoint_path, model, card.preprocess), card)
         detector = cls(model, card, device, engine, tta, face_check)
         detector.source = str(checkpoint_path)
         return detector
@@ -250,6 +260,11 @@ class Detector(ReadsItsCard):
     @property
     def backend(self) -> str:
         return self.engine.name
+
+    @property
+    def precision(self) -> str:
+        """What the network runs in: ``fp32`` or ``bf16``."""
+        return getattr(self.engine, "precision", "fp32")
 
     @functools.cached_property
     def weights_sha256(self) -> str | None:
@@ -440,6 +455,12 @@ class Detector(ReadsItsCard):
         return [self.face_views.views(normalised, None)]  # the whole picture, as in training
 
     __call__ = predict
+
+
+def card_says_bf16_holds(card: ModelCard) -> bool:
+    """Whether the model's card measured that bf16 keeps its verdicts (benchmarks/precision_holds.py)."""
+    engines = (card.scope.get("measured") or {}).get("engines") or {}
+    return engines.get("bf16_default") is True
 
 
 def judged_faces(found: list[Face]) -> list[Face]:

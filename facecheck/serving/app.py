@@ -100,6 +100,7 @@ def model_info(detector: Detector) -> dict[str, Any]:
             # The same text as `facecheck models --card`; the page shows it as it is.
             "card_text": render_card(card, name, digest),
             "backend": detector.backend,
+            "precision": detector.precision,
             "threshold": detector.threshold,
             "temperature": detector.temperature,
             "uncertain_band": card.uncertain_band,

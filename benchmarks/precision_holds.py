@@ -1,17 +1,22 @@
-"""Does int8 hold for the shipped model? int8 against float32 on every source's held-out test split.
+"""Which precision holds for the shipped model? int8 and bfloat16 against float32 on every source's test split.
 
-    python benchmarks/int8_holds.py --run runs/model-build-v2          # the run the shipped model was built in
-    python benchmarks/int8_holds.py --run RUN --calibration 512 --out benchmarks/results
+    python benchmarks/precision_holds.py --run runs/model-build-v2          # the run the shipped model was built in
+    python benchmarks/precision_holds.py --run RUN --calibration 512 --out benchmarks/results
 
-The shipped model's float32 network (its ONNX export, OpenVINO) is quantised to int8 (ONNX Runtime static
-quantisation, QDQ, per-channel weights, the same as ``facecheck export --quantize int8``), calibrated on
-``--calibration`` face crops of the run's own validation split, spread evenly over it. Both engines then
-score the same prepared inputs of each source's test split (the pictures' faces, as ``predict`` makes them;
-the most suspicious face decides). Reported per source: ROC AUC of each, the share of verdicts changed at
-the card's threshold, the largest p_fake change, and the network's speed (batch 32, one view) of each.
-The issue's rule for int8 by default: ROC AUC within 0.005 of float32 on every split and no more verdicts
-changed than the tolerance (``--verdict-tolerance``, default 0.01). Results: ``OUT/int8_holds.json`` and
-``.md``. Needs ``../shared/data`` and the run folder (its split); says so and exits 2 without them.
+The shipped model's float32 network (its ONNX export, OpenVINO) is run three ways on the same prepared inputs of
+each source's test split (the pictures' faces, as ``predict`` makes them; the most suspicious face decides):
+  float32    OpenVINO, float32 (the reference)
+  int8       ONNX Runtime static quantisation (QDQ, per-channel weights, the same as ``facecheck export
+             --quantize int8``) calibrated on ``--calibration`` face crops of the run's own validation split,
+             run by OpenVINO
+  bfloat16   OpenVINO with bf16 inference precision (``--precision bf16``); only on a CPU with native bf16
+             (AVX512-BF16 or AMX): elsewhere OpenVINO would run float32 and the row would mean nothing
+Reported per source and precision: ROC AUC, the share of verdicts changed at the card's threshold, the largest
+p_fake change, and the network's speed (batch 32, one view). The issue's rule for a precision by default: ROC
+AUC within 0.005 of float32 on every split and no more verdicts changed than the tolerance
+(``--verdict-tolerance``, default 0.01). Results: ``OUT/precision_holds.json`` and ``.md``
+(``benchmarks/release_model.py --engines`` puts them on the card). Needs ``../shared/data`` and the run folder
+(its split); says so and exits 2 without them.
 """
 
 from __future__ import annotations
@@ -57,6 +62,13 @@ def picture_scores(engine: Any, inputs: list[list[Any]], temperature: float) -> 
     return np.array([max(next(scores) for _ in views) for views in inputs if views]), speed
 
 
+def machine_line(machine: dict[str, Any]) -> str:
+    return (
+        f"{machine['cpu']}, {machine['cores_available']} cores, native bf16 {machine['native_bf16']}, "
+        f"load at start {tuple(round(v, 2) for v in machine['load_average_at_start'])}, {machine['date']}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, default=ROOT / "runs" / "model-build-v2")
@@ -72,7 +84,7 @@ def main() -> int:
     from sklearn.metrics import roc_auc_score
 
     import facecheck
-    from facecheck.compute import describe_machine
+    from facecheck.compute import cpu_has_native_bf16, describe_machine
     from facecheck.inference.engines import OpenVinoEngine
     from facecheck.inference.export import export_onnx, quantize_int8, write_card
     from facecheck.run_folder import RunFolder
@@ -92,6 +104,11 @@ def main() -> int:
     print(f"calibrating int8 on {len(calibration)} validation face crops", file=sys.stderr)
     quantize_int8(fp32_path, int8_path, calibration)
     engines = {"float32": OpenVinoEngine(fp32_path), "int8": OpenVinoEngine(int8_path)}
+    if cpu_has_native_bf16():
+        engines["bfloat16"] = OpenVinoEngine(fp32_path, precision="bf16")
+    else:
+        print("no native bf16 on this CPU: bfloat16 is not measured", file=sys.stderr)
+    others = [name for name in engines if name != "float32"]
 
     rows: dict[str, dict[str, Any]] = {}
     speeds: dict[str, list[float]] = {name: [] for name in engines}
@@ -104,47 +121,60 @@ def main() -> int:
             scores[name], speed = picture_scores(engine, inputs, card.temperature)
             speeds[name].append(speed)
         verdicts = {name: np.array([card.decide(float(p)) for p in s]) for name, s in scores.items()}
+        auc = {name: float(roc_auc_score(labels, s)) for name, s in scores.items()}
         rows[source] = {
             "n": len(labels),
-            "roc_auc_float32": float(roc_auc_score(labels, scores["float32"])),
-            "roc_auc_int8": float(roc_auc_score(labels, scores["int8"])),
-            "verdicts_changed": float(np.mean(verdicts["float32"] != verdicts["int8"])),
-            "max_p_fake_change": float(np.abs(scores["float32"] - scores["int8"]).max()),
+            "roc_auc": auc,
+            "roc_auc_change": {name: auc[name] - auc["float32"] for name in others},
+            "verdicts_changed": {name: float(np.mean(verdicts["float32"] != verdicts[name])) for name in others},
+            "max_p_fake_change": {name: float(np.abs(scores["float32"] - scores[name]).max()) for name in others},
         }
-        rows[source]["roc_auc_change"] = rows[source]["roc_auc_int8"] - rows[source]["roc_auc_float32"]
         print(source, json.dumps(rows[source]), file=sys.stderr)
-    holds = all(
-        abs(r["roc_auc_change"]) <= AUC_TOLERANCE and r["verdicts_changed"] <= args.verdict_tolerance
-        for r in rows.values()
-    )
+    holds = {
+        name: all(
+            abs(r["roc_auc_change"][name]) <= AUC_TOLERANCE and r["verdicts_changed"][name] <= args.verdict_tolerance
+            for r in rows.values()
+        )
+        for name in others
+    }
     result = {
         "machine": describe_machine(),
         "calibration_face_crops": len(calibration),
-        "engine": "OpenVINO on the ONNX export (float32) and on its ONNX Runtime QDQ int8 quantisation",
+        "engine": "OpenVINO on the ONNX export: float32, bf16 inference precision, and its ONNX Runtime QDQ int8 "
+        "quantisation",
         "network_images_per_s": {name: float(np.median(values)) for name, values in speeds.items()},
         "tolerance": {"roc_auc": AUC_TOLERANCE, "verdicts_changed": args.verdict_tolerance},
         "holds": holds,
         "splits": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "int8_holds.json").write_text(json.dumps(result, indent=2))
+    (args.out / "precision_holds.json").write_text(json.dumps(result, indent=2))
     lines = [
-        "# int8 against float32, the shipped model, each source's test split (benchmarks/int8_holds.py)",
+        "# int8 and bfloat16 against float32, the shipped model, each source's test split "
+        "(benchmarks/precision_holds.py)",
         "",
-        f"Calibration: {len(calibration)} validation face crops. Network alone (batch 32, one view): "
+        f"Machine: {machine_line(result['machine'])}. Calibration (int8): {len(calibration)} validation face crops. "
+        "Network "
+        "alone (batch 32, one view): "
         + ", ".join(f"{name} {value:.0f} images/s" for name, value in result["network_images_per_s"].items()),
         "",
-        "| source | n | ROC AUC float32 | ROC AUC int8 | change | verdicts changed | largest p_fake change |",
+        "| source | n | precision | ROC AUC | change | verdicts changed | largest p_fake change |",
         "|---|---|---|---|---|---|---|",
     ]
     for source, r in rows.items():
+        lines.append(f"| {source} | {r['n']} | float32 | {r['roc_auc']['float32']:.4f} | | | |")
+        for name in others:
+            lines.append(
+                f"| | | {name} | {r['roc_auc'][name]:.4f} | {r['roc_auc_change'][name]:+.4f} "
+                f"| {100 * r['verdicts_changed'][name]:.2f}% | {r['max_p_fake_change'][name]:.4f} |"
+            )
+    lines.append("")
+    for name, held in holds.items():
+        verdict = "holds" if held else "does not hold"
         lines.append(
-            f"| {source} | {r['n']} | {r['roc_auc_float32']:.4f} | {r['roc_auc_int8']:.4f} | "
-            f"{r['roc_auc_change']:+.4f} | {100 * r['verdicts_changed']:.1f}% | {r['max_p_fake_change']:.3f} |"
+            f"{name} {verdict} (ROC AUC within {AUC_TOLERANCE}, at most {args.verdict_tolerance:.0%} verdicts changed)."
         )
-    verdict = "holds" if holds else "does not hold"
-    lines += ["", f"int8 {verdict} (ROC AUC within {AUC_TOLERANCE}, at most {args.verdict_tolerance:.0%} verdicts)."]
-    (args.out / "int8_holds.md").write_text("\n".join(lines) + "\n")
+    (args.out / "precision_holds.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
