@@ -1,12 +1,13 @@
 """Scoring speed of the default model, file to verdict, against its float32 network alone, in one run.
 
-    python benchmarks/scoring_speed.py                    # ../shared/data, 384 photos, about 5 minutes
+    python benchmarks/scoring_speed.py                    # ../shared/data, 1,024 photos, about 8 minutes
     python benchmarks/scoring_speed.py --images 128 --out /tmp/speed   # quicker
     python benchmarks/scoring_speed.py --data DIR         # any folder with real/ and fake/ photos
 
 What is measured, on the same photos, one after another on this machine:
   network alone    the default model's network on ready (3, 224, 224) tensors, batch 32, one view, float32:
-                   the default engine (``auto``) and PyTorch; the baseline every ratio is taken to
+                   the default engine (``auto``) and PyTorch; the baseline every ratio is taken to (and bf16,
+                   ``--precision bf16``, on a CPU with native bf16: not the default, see precision_holds.py)
   face search      MTCNN alone on a batch of same-size pictures (64 of 256 px, 16 scenes of 1024 px):
                    facenet-pytorch's detect with PyTorch's and with the compiled networks, and facecheck's
                    own stages (what predict runs); ms per picture, and whether the boxes are the same
@@ -20,7 +21,9 @@ What is measured, on the same photos, one after another on this machine:
   evaluate         ``facecheck evaluate --data FOLDER --split all`` as a new process, faces searched
   batch-1          one file per ``Detector.predict`` call in a loaded process, median over the files
   reference path   the pipeline before issue 27, in this process: one picture at a time, facenet's MTCNN in
-                   PyTorch, nothing overlapped (predict with batch 1 and the compiled face networks off)
+                   PyTorch, nothing overlapped (predict with batch 1 and the compiled face networks off); its
+                   search starts at facecheck's smallest face, 28.2 px, as the fast path's does (what starting
+                   there instead of facenet's 20 px changes: benchmarks/face_search_size.py)
 
 Every timed process gets a cache folder of its own holding the model's ONNX export and the face detector's
 compiled networks (made once, before timing: what a user has from the second run on) and, for "faces
@@ -115,11 +118,11 @@ def count_images(folder: Path) -> int:
     return sum(1 for p in folder.rglob("*") if p.is_file() or p.is_symlink())
 
 
-def network_alone(tensors: Any, backend: str, repeats: int = 3) -> float:
+def network_alone(tensors: Any, backend: str, repeats: int = 3, precision: str = "fp32") -> float:
     """Images/s of the default model's network (one view) on ready tensors, batch 32; best of ``repeats``."""
     import facecheck
 
-    detector = facecheck.load(backend=backend)
+    detector = facecheck.load(backend=backend, precision=precision)
     detector.predict_tensor(tensors[:32])  # warm-up (engine compilation)
     best = float("inf")
     for _ in range(repeats):
@@ -201,7 +204,7 @@ def batch_one(files: list[Path], fast_faces: bool, cached: bool = False) -> tupl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, action="append", help="folder(s) with real/ and fake/ photos")
-    parser.add_argument("--images", type=int, default=384, help="photos at their own size (half real)")
+    parser.add_argument("--images", type=int, default=1024, help="photos at their own size (half real)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
     data = args.data or [SHARED / name for name in SOURCES]
@@ -212,7 +215,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from facecheck.compute import describe_machine
+    from facecheck.compute import cpu_has_native_bf16, describe_machine
     from facecheck.data.images import load_image
 
     work = Path(tempfile.mkdtemp(prefix="facecheck-scoring-speed-"))
@@ -232,11 +235,15 @@ def main() -> None:
 
         detector = facecheck.load(backend="torch")
         files = sorted(p for p in folders["256"].rglob("*") if p.is_symlink())
-        tensors = torch.stack([detector.single_view_transform(load_image(p)) for p in files])
+        # The network alone on (at most) 384 of the photos: enough for a steady figure.
+        tensors = torch.stack([detector.single_view_transform(load_image(p)) for p in files[:384]])
         for backend in ("auto", "torch"):
             label = f"network alone, float32, one view ({facecheck.load(backend=backend).backend}), batch 32"
             rows.append({"variant": label, "images_per_s": network_alone(tensors, backend)})
         baseline = rows[0]["images_per_s"]
+        if cpu_has_native_bf16() and facecheck.load(backend="auto").backend == "openvino":  # --precision bf16
+            label = "network alone, bf16, one view (openvino, --precision bf16: not the default), batch 32"
+            rows.append({"variant": label, "images_per_s": network_alone(tensors, "auto", precision="bf16")})
 
         start_seconds = run_process([*python, "predict", str(first), "--out", str(work / "one.json")],
                                     fresh_cache(primed, work, with_faces=True))  # fmt: skip
