@@ -13,7 +13,11 @@ from facecheck.version import __version__
 
 
 def load(
-    path: str | Path | None = None, device: str = "auto", backend: str = "auto", tta: str | None = None
+    path: str | Path | None = None,
+    device: str = "auto",
+    backend: str = "auto",
+    tta: str | None = None,
+    precision: str = "auto",
 ) -> Detector:
     """Load a detector: a run folder, checkpoint or ``.onnx`` file, or with no ``path`` the shipped model.
 
@@ -22,7 +26,7 @@ def load(
     # Imported here so that `import facecheck` stays light (no torch until needed).
     from facecheck.api import load as _load
 
-    return _load(path, device=device, backend=backend, tta=tta)
+    return _load(path, device=device, backend=backend, tta=tta, precision=precision)
 
 
 __all__ = ["__version__", "load"]
