@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,14 +45,25 @@ def cache_folder(kind: str, root: Path | None = None) -> Path:
     from facecheck.errors import ConfigError
 
     folder = (root or cache_dir()) / kind
+    refusal = (
+        f"{folder} exists but facecheck did not make it (no {MARKER} file): point $FACECHECK_CACHE_DIR at a "
+        "folder of its own (or, if it is a cache from an older facecheck, remove it)"
+    )
     if folder.is_symlink() or (folder.exists() and not (folder / MARKER).is_file()):
-        raise ConfigError(
-            f"{folder} exists but facecheck did not make it (no {MARKER} file): point $FACECHECK_CACHE_DIR at a "
-            "folder of its own (or, if it is a cache from an older facecheck, remove it)"
-        )
+        raise ConfigError(refusal)
     if not folder.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / MARKER).write_text(f"facecheck cache: {kind}\n")
+        # Made under another name with its marker, then renamed: another thread or process never sees the
+        # folder without its marker (which it would refuse as not facecheck's).
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = folder.with_name(f".{kind}.{os.getpid()}.{threading.get_ident()}.tmp")
+        staging.mkdir(exist_ok=True)
+        (staging / MARKER).write_text(f"facecheck cache: {kind}\n")
+        try:
+            staging.rename(folder)
+        except OSError:  # made meanwhile by another thread or process: theirs is kept
+            shutil.rmtree(staging, ignore_errors=True)
+            if not owned(folder):
+                raise ConfigError(refusal) from None
     return folder
 
 

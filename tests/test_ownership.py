@@ -44,6 +44,19 @@ def test_cache_folder_refuses_to_write_into_a_folder_it_did_not_make(tmp_path: P
     assert (cache_folder("onnx") / MARKER).is_file()
 
 
+def test_threads_that_make_the_same_cache_folder_at_once_all_get_it(tmp_path: Path):
+    """Batches are prepared on every core: their first face detections ask for the faces folder together. A
+    thread must never see the folder before its marker, which it would refuse as not facecheck's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for attempt in range(20):
+        root = tmp_path / str(attempt)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            made = list(pool.map(lambda _: cache_folder("faces", root), range(8)))
+        assert set(made) == {root / "faces"} and (root / "faces" / MARKER).is_file()
+        assert sorted(p.name for p in root.iterdir()) == ["faces"]  # no staging folder left
+
+
 def test_a_cache_folder_inside_the_data_folder_is_refused(tmp_path: Path, capsys, monkeypatch):
     data = write_face_set(tmp_path / "data", per_class=2, size=16)
     monkeypatch.setenv("FACECHECK_CACHE_DIR", str(data / "cache"))

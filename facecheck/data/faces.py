@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from facecheck.data.parallel import map_pictures
 from facecheck.errors import DataError, WeightsError
 from facecheck.files import file_sha256
 from facecheck.paths import cache_folder
@@ -178,10 +179,17 @@ def detect_faces_batch(images: list[Image.Image], use_cache: bool = True, fast: 
     photos) share each pyramid level's network call. ``fast``: see :func:`_get_detector`.
     """
     detector_identity()  # no detector here: fail before anything is read from the cache
+    if not images:
+        return []
     found: list[list[Face] | None] = [None] * len(images)
     scales = [min(1.0, DETECT_SIDE / max(image.size)) for image in images]
-    smalls = [_detection_copy(image, scale) for image, scale in zip(images, scales, strict=True)]
-    paths = [_cache_path(image, small) if use_cache else None for image, small in zip(images, smalls, strict=True)]
+
+    def copy_and_key(index: int) -> tuple[Image.Image, Path | None]:
+        small = _detection_copy(images[index], scales[index])
+        return small, _cache_path(images[index], small) if use_cache else None
+
+    # Resampling a large photo to its searched copy and hashing its pixels: on every core.
+    smalls, paths = (list(column) for column in zip(*map_pictures(copy_and_key, range(len(images))), strict=True))
     for index, path in enumerate(paths):
         if path is not None and path.is_file():
             try:

@@ -22,6 +22,7 @@ from facecheck.config import PreprocessConfig
 from facecheck.data.discovery import iter_images
 from facecheck.data.faces import MIN_FACE_SIDE, Face
 from facecheck.data.images import load_image, to_rgb
+from facecheck.data.parallel import map_pictures
 from facecheck.data.transforms import FaceViews, eval_transform, size_notice
 from facecheck.device import resolve_device
 from facecheck.errors import CheckpointError, DataError, InputError, InputNotFoundError, InputTypeError
@@ -383,17 +384,22 @@ class Detector(ReadsItsCard):
         ``result.notice`` says what limits the verdict: no face, no face check possible here, a picture far
         from the size the model judges (see :func:`facecheck.data.transforms.size_notice`).
         """
-        pictures: list[Image.Image | None] = []
-        for item, result in zip(items, results, strict=True):
+
+        def picture(item: ImageInput) -> Image.Image | DataError:
             try:
                 image = self._to_image(item)
                 # A face-crop model searches and crops the picture as training saw it (JPEG-normalised). The
                 # whole picture, even a large one: searched un-normalised, MTCNN's boxes move a few pixels,
                 # and p_fake with them (by up to 0.07 on 4000 px scenes, benchmarks/scoring_speed.py).
-                pictures.append(self.face_views.normalised(image) if self.face_views is not None else image)
+                return self.face_views.normalised(image) if self.face_views is not None else image
             except DataError as exc:
-                _set_error(result, exc)
-                pictures.append(None)
+                return exc
+
+        pictures: list[Image.Image | None] = []
+        for result, decoded in zip(results, map_pictures(picture, items), strict=True):  # on every core
+            if isinstance(decoded, DataError):
+                _set_error(result, decoded)
+            pictures.append(None if isinstance(decoded, DataError) else decoded)
         searched = [index for index, picture in enumerate(pictures) if picture is not None]
         found = self._find_faces([pictures[index] for index in searched])
         faces_of = dict(zip(searched, found, strict=True)) if found is not None else {}
