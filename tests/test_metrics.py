@@ -93,6 +93,27 @@ def test_bootstrap_intervals_contain_the_estimate_and_are_seeded():
     assert low < accuracy < high and high - low < 0.2
 
 
+def test_roc_auc_of_many_resamples_at_once_is_sklearns_row_by_row():
+    from sklearn.metrics import roc_auc_score
+
+    from facecheck.evaluation.metrics import bootstrap_intervals, roc_auc_of_rows
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, (40, 30))
+    p_fake = np.round(rng.random((40, 30)), 1)  # rounded: many ties, as resampling with replacement makes
+    labels[3] = 1  # one class only: no ROC AUC
+    got = roc_auc_of_rows(labels, p_fake)
+    assert np.isnan(got[3])
+    for row in set(range(40)) - {3}:
+        assert got[row] == pytest.approx(roc_auc_score(labels[row], p_fake[row]), abs=1e-12), row
+    # By hand: fakes 0.9 and 0.5, reals 0.5 and 0.1 -> pairs (0.9>0.5, 0.9>0.1, 0.5=0.5, 0.5>0.1) = 3.5 / 4.
+    assert roc_auc_of_rows(np.array([[1, 1, 0, 0]]), np.array([[0.9, 0.5, 0.5, 0.1]]))[0] == 0.875
+    # And the interval holds the whole set's ROC AUC.
+    labels, p_fake = labels[0], rng.random(30) * 0.5 + labels[0] * 0.4
+    low, high = bootstrap_intervals(labels, p_fake, resamples=500)["roc_auc_ci95"]
+    assert low <= roc_auc_score(labels, p_fake) <= high
+
+
 def test_perturbation_specs_are_parsed_and_applied():
     from PIL import Image
 

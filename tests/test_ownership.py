@@ -52,7 +52,7 @@ def test_threads_that_make_the_same_cache_folder_at_once_all_get_it(tmp_path: Pa
     for attempt in range(20):
         root = tmp_path / str(attempt)
         with ThreadPoolExecutor(max_workers=8) as pool:
-            made = list(pool.map(lambda _: cache_folder("faces", root), range(8)))
+            made = list(pool.map(lambda _, root=root: cache_folder("faces", root), range(8)))
         assert set(made) == {root / "faces"} and (root / "faces" / MARKER).is_file()
         assert sorted(p.name for p in root.iterdir()) == ["faces"]  # no staging folder left
 

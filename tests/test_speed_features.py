@@ -239,7 +239,7 @@ def test_precision_is_bf16_only_where_the_card_says_it_holds_and_the_cpu_runs_it
     monkeypatch.setattr(engines, "cpu_has_native_bf16", lambda: False)
     assert engines.resolve_engine_precision("auto", "openvino", bf16_holds=True) == "fp32"  # emulated: no gain
     # Asked for by name on such a CPU: refused before OpenVINO is touched, with the way out.
-    with pytest.raises(FacecheckError, match="needs a CPU with native bf16.*--precision fp32"):
+    with pytest.raises(FacecheckError, match=r"needs a CPU with native bf16.*--precision fp32"):
         engines.OpenVinoEngine(Path("unused.onnx"), precision="bf16")
 
 

@@ -101,24 +101,46 @@ def expected_calibration_error(labels: np.ndarray, p_fake: np.ndarray, bins: int
     return float(total)
 
 
+def roc_auc_of_rows(labels: np.ndarray, p_fake: np.ndarray) -> np.ndarray:
+    """ROC AUC of each row of ``labels`` (0/1) and ``p_fake`` (both (rows, n)); NaN where a row has one class.
+
+    The Mann-Whitney form (rank sum of the fakes, ties at their average rank): the same number as
+    ``sklearn.metrics.roc_auc_score`` row by row (tested), for all rows in one pass.
+    """
+    from scipy.stats import rankdata
+
+    ranks = rankdata(p_fake, axis=1)
+    fakes = labels.sum(axis=1, dtype=float)
+    reals = labels.shape[1] - fakes
+    both = (fakes > 0) & (reals > 0)
+    rank_sum = (ranks * labels).sum(axis=1)
+    auc = (rank_sum - fakes * (fakes + 1) / 2) / np.where(both, fakes * reals, 1.0)
+    return np.where(both, auc, np.nan)
+
+
 def bootstrap_intervals(
     labels: np.ndarray, p_fake: np.ndarray, threshold: float = 0.5, resamples: int = 1000, seed: int = 0
 ) -> dict[str, list[float] | None]:
-    """95% percentile-bootstrap intervals of accuracy and ROC AUC (resampling images with replacement)."""
-    from sklearn import metrics as skm
+    """95% percentile-bootstrap intervals of accuracy and ROC AUC (resampling images with replacement).
 
+    Resamples are drawn and scored many at a time: one sklearn call per resample took longer than scoring
+    the images (4.8 s of 1000 resamples for 512 images, against 7.7 s of predict).
+    """
     labels = np.asarray(labels, dtype=int)
     p_fake = np.asarray(p_fake, dtype=float)
     rng = np.random.default_rng(seed)
-    accuracies, aucs = [], []
     correct = ((p_fake >= threshold).astype(int) == labels).astype(float)
-    for _ in range(resamples):
-        sample = rng.integers(0, len(labels), len(labels))
-        accuracies.append(correct[sample].mean())
-        if len(np.unique(labels[sample])) == 2:
-            aucs.append(skm.roc_auc_score(labels[sample], p_fake[sample]))
+    accuracies, aucs = [], []
+    per_pass = max(1, min(resamples, 2_000_000 // max(1, len(labels))))  # at most ~16 MB of each array a pass
+    for start in range(0, resamples, per_pass):
+        sample = rng.integers(0, len(labels), (min(per_pass, resamples - start), len(labels)))
+        accuracies.append(correct[sample].mean(axis=1))
+        aucs.append(roc_auc_of_rows(labels[sample], p_fake[sample]))
+    accuracy = np.concatenate(accuracies)
+    auc = np.concatenate(aucs)
+    auc = auc[np.isfinite(auc)]  # resamples with one class have no ROC AUC
     interval = lambda values: [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]  # noqa: E731
-    return {"accuracy_ci95": interval(accuracies), "roc_auc_ci95": interval(aucs) if aucs else None}
+    return {"accuracy_ci95": interval(accuracy), "roc_auc_ci95": interval(auc) if len(auc) else None}
 
 
 def full_metrics(labels: np.ndarray, p_fake: np.ndarray, threshold: float = 0.5, resamples: int = 1000) -> dict:
