@@ -75,7 +75,7 @@ def scope_line(detector: Any, threshold: float | None = None) -> str:
     band = f", uncertain {card.uncertain_band[0]:.2f}-{card.uncertain_band[1]:.2f}" if card.uncertain_band else ""
     what = card.scope.get("summary") or f"{card.model_name} ({card.preset})"
     # Which engine and precision gave these verdicts (bf16 where the card measured that it keeps them).
-    engine = f"; run by {detector.backend}, {getattr(detector, 'precision', 'fp32')}"
+    engine = f"; run by {detector.backend}, {detector.precision}"
     trained = f"{what}; trained on {', '.join(card.trained_on)}"
     if threshold is not None:
         return f"{trained}; threshold {threshold:.3f} (set with --threshold){engine}"

@@ -121,6 +121,8 @@ def evaluate_with_scores(
     result["data"] = source
     result["model"] = getattr(detector, "description", detector.source)
     result["tta"] = detector.tta
+    # Which engine and precision gave these numbers (a lower precision moves some of them: see the card).
+    result["engine"] = f"{detector.backend}, {detector.precision}"
     result["class_names"] = list(CLASS_NAMES)
     if by:
         result["breakdown"] = {by: breakdown(scores, by, threshold, source)}

@@ -35,6 +35,9 @@ class AnyDetector(Protocol):
     def backend(self) -> str: ...
 
     @property
+    def precision(self) -> str: ...
+
+    @property
     def model_name(self) -> str: ...
 
     def predict(
