@@ -11,6 +11,9 @@ each source's test split (the pictures' faces, as ``predict`` makes them; the mo
              run by OpenVINO
   bfloat16   OpenVINO with bf16 inference precision (``--precision bf16``); only on a CPU with native bf16
              (AVX512-BF16 or AMX): elsewhere OpenVINO would run float32 and the row would mean nothing
+  bfloat16-checked   bf16, and float32 again for every face whose bf16 answer lies within a margin of a
+             decision point (``--precision bf16-checked``, ``Detector.predict_tensor``); the margin is the bf16
+             error, in calibrated logits, that 99% of the same validation crops stay within, rounded up to 0.1
 Reported per source and precision: ROC AUC, the share of verdicts changed at the card's threshold, the largest
 p_fake change, and the network's speed (batch 32, one view). The issue's rule for a precision by default: ROC
 AUC within 0.005 of float32 on every split and no more verdicts changed than the tolerance
@@ -46,20 +49,35 @@ def prepared_inputs(detector: Any, paths: list[Path], batch: int = 64) -> tuple[
     return inputs, [bool(views) for views in inputs]
 
 
-def picture_scores(engine: Any, inputs: list[list[Any]], temperature: float) -> tuple[Any, float]:
-    """The picture's p_fake (its most suspicious face) under ``engine``; and the network's images/s."""
+def picture_scores(score: Any, inputs: list[list[Any]]) -> tuple[Any, float]:
+    """The picture's p_fake (its most suspicious face) under ``score`` (a batch to calibrated p_fake, as
+    ``Detector.predict_tensor``); and the images/s of the network(s) behind it."""
     import numpy as np
     import torch
 
-    from facecheck.inference.outputs import p_fake_of
-
     flat = torch.stack([view for views in inputs for view in views])
-    engine(flat[:32])  # warm-up
+    score(flat[:32])  # warm-up
     started = time.perf_counter()
-    logits = np.concatenate([engine(flat[i : i + 32]) for i in range(0, len(flat), 32)])
+    p_fake = np.concatenate([score(flat[i : i + 32]) for i in range(0, len(flat), 32)])
     speed = len(flat) / (time.perf_counter() - started)
-    scores = iter(p_fake_of(logits, temperature).tolist())
+    scores = iter(p_fake.tolist())
     return np.array([max(next(scores) for _ in views) for views in inputs if views]), speed
+
+
+def check_margin(fast: Any, exact: Any, crops: list[Any], temperature: float, share: float = 0.99) -> float:
+    """bf16-checked's margin: the error of ``fast`` against ``exact``, in calibrated logits, that ``share`` of
+    the validation crops stay within, rounded up to the next 0.1. A verdict can then change only for a face whose
+    error is larger (1% of them) and whose p_fake lies across a decision point from float32's (the test splits
+    measure how often)."""
+    import math
+
+    import numpy as np
+    import torch
+
+    batch = torch.stack(crops)
+    logit = lambda engine: np.concatenate([engine(batch[i : i + 32]) for i in range(0, len(batch), 32)])  # noqa: E731
+    fast_z, exact_z = (np.diff(logit(engine), axis=1)[:, 0] / temperature for engine in (fast, exact))
+    return math.ceil(float(np.quantile(np.abs(fast_z - exact_z), share)) * 10) / 10
 
 
 def machine_line(machine: dict[str, Any]) -> str:
@@ -87,6 +105,7 @@ def main() -> int:
     from facecheck.compute import cpu_has_native_bf16, describe_machine
     from facecheck.inference.engines import OpenVinoEngine
     from facecheck.inference.export import export_onnx, quantize_int8, write_card
+    from facecheck.inference.predictor import Detector
     from facecheck.run_folder import RunFolder
 
     detector = facecheck.load(backend="torch", tta="none")
@@ -104,21 +123,32 @@ def main() -> int:
     print(f"calibrating int8 on {len(calibration)} validation face crops", file=sys.stderr)
     quantize_int8(fp32_path, int8_path, calibration)
     engines = {"float32": OpenVinoEngine(fp32_path), "int8": OpenVinoEngine(int8_path)}
+    margin = None
     if cpu_has_native_bf16():
         engines["bfloat16"] = OpenVinoEngine(fp32_path, precision="bf16")
     else:
         print("no native bf16 on this CPU: bfloat16 is not measured", file=sys.stderr)
-    others = [name for name in engines if name != "float32"]
+    # Each precision as predict runs it: a batch in, calibrated p_fake out.
+    scorers = {}
+    for name, engine in engines.items():
+        scorers[name] = Detector(None, card, "cpu", engine=engine).predict_tensor
+    if "bfloat16" in engines:  # bf16, and float32 again near a decision (--precision bf16-checked)
+        margin = check_margin(engines["bfloat16"], engines["float32"], calibration, card.temperature)
+        checked = Detector(None, card, "cpu", engine=engines["bfloat16"])
+        checked.exact_engine, checked.check_margin = engines["float32"], margin
+        scorers["bfloat16-checked"] = checked.predict_tensor
+        print(f"bf16-checked margin (99% of bf16 errors on validation crops, rounded up): {margin}", file=sys.stderr)
+    others = [name for name in scorers if name != "float32"]
 
     rows: dict[str, dict[str, Any]] = {}
-    speeds: dict[str, list[float]] = {name: [] for name in engines}
+    speeds: dict[str, list[float]] = {name: [] for name in scorers}
     for source in SOURCES:
         records = [r for r in split["test"] if r.path.is_relative_to(SHARED / source)]
         inputs, readable = prepared_inputs(detector, [r.path for r in records])
         labels = np.array([r.label for r, ok in zip(records, readable, strict=True) if ok])
         scores = {}
-        for name, engine in engines.items():
-            scores[name], speed = picture_scores(engine, inputs, card.temperature)
+        for name, score in scorers.items():
+            scores[name], speed = picture_scores(score, inputs)
             speeds[name].append(speed)
         verdicts = {name: np.array([card.decide(float(p)) for p in s]) for name, s in scores.items()}
         auc = {name: float(roc_auc_score(labels, s)) for name, s in scores.items()}
@@ -144,6 +174,7 @@ def main() -> int:
         "quantisation",
         "network_images_per_s": {name: float(np.median(values)) for name, values in speeds.items()},
         "tolerance": {"roc_auc": AUC_TOLERANCE, "verdicts_changed": args.verdict_tolerance},
+        "bf16_check_margin": margin,
         "holds": holds,
         "splits": rows,
     }
@@ -169,6 +200,8 @@ def main() -> int:
                 f"| {100 * r['verdicts_changed'][name]:.2f}% | {r['max_p_fake_change'][name]:.4f} |"
             )
     lines.append("")
+    if margin is not None:
+        lines.append(f"bfloat16-checked margin: {margin} calibrated logits (99% of bf16 errors on validation crops).")
     for name, held in holds.items():
         verdict = "holds" if held else "does not hold"
         lines.append(

@@ -170,7 +170,7 @@ def predict_files(
         check_output_file(Path(out), inputs)  # before any scoring: a bad output costs nothing
     images = [p for p in inputs if not is_video_path(p)]
     workload = len(images) + frames * (len(inputs) - len(images))  # each video is scored on `frames` frames
-    if precision == "bf16" and backend == "auto":  # asked for by name: the engine that runs it, any workload
+    if precision.startswith("bf16") and backend == "auto":  # asked for by name: the engine that runs it, any workload
         backend = "openvino"
     backend = resolve_backend(backend, resolve_device(device), images=workload)
     models = model if isinstance(model, list) else [model]

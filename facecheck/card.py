@@ -70,6 +70,13 @@ class ModelCard:
             return UNCERTAIN
         return self.class_names[int(p_fake >= (self.threshold if threshold is None else threshold))]
 
+    def decision_points(self, threshold: float | None = None) -> list[float]:
+        """The p_fake values where :meth:`decide` changes its answer: the threshold, and the band's edges when
+        the threshold is the card's own."""
+        own = threshold is None or threshold == self.threshold
+        band = list(self.uncertain_band) if own and self.uncertain_band is not None else []
+        return [self.threshold if threshold is None else threshold, *band]
+
     @property
     def preprocess(self) -> PreprocessConfig:
         return self.training.preprocess

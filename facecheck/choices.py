@@ -7,8 +7,9 @@ all read these tuples. Plain Python: reading them imports no torch.
 from __future__ import annotations
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-# The precision a trained network is run in (predict, evaluate, serve); auto: see resolve_engine_precision.
-INFERENCE_PRECISIONS = ("auto", "fp32", "bf16")
+# The precision a trained network is run in (predict, evaluate, serve); bf16-checked: bf16, and float32 again
+# for the inputs near a decision; auto: see resolve_engine_precision.
+INFERENCE_PRECISIONS = ("auto", "fp32", "bf16", "bf16-checked")
 # square: resample to image_size; none: native pixels, centre crop/pad; fit: native pixels when the
 # image is not larger than image_size, else shrunk (antialiased) so its short side is image_size first.
 RESIZE_MODES = ("square", "none", "fit")

@@ -227,20 +227,69 @@ def test_precision_is_bf16_only_where_the_card_says_it_holds_and_the_cpu_runs_it
     from facecheck.inference import engines
 
     monkeypatch.setattr(engines, "cpu_has_native_bf16", lambda: True)
-    assert engines.resolve_engine_precision("auto", "openvino", bf16_holds=True) == "bf16"
-    assert engines.resolve_engine_precision("auto", "openvino", bf16_holds=False) == "fp32"  # not measured to hold
-    assert engines.resolve_engine_precision("auto", "onnx", bf16_holds=True) == "fp32"  # ONNX Runtime: float32
-    assert engines.resolve_engine_precision("fp32", "openvino", bf16_holds=True) == "fp32"  # asked for by name
-    assert engines.resolve_engine_precision("bf16", "openvino", bf16_holds=False) == "bf16"
+    resolve = engines.resolve_engine_precision
+    assert resolve("auto", "openvino", {"bf16", "bf16-checked"}) == "bf16"  # the faster of the two that hold
+    assert resolve("auto", "openvino", {"bf16-checked"}) == "bf16-checked"
+    assert resolve("auto", "openvino", set()) == "fp32"  # not measured to hold
+    assert resolve("auto", "onnx", {"bf16"}) == "fp32"  # ONNX Runtime: float32
+    assert resolve("fp32", "openvino", {"bf16"}) == "fp32"  # asked for by name
+    assert resolve("bf16-checked", "openvino") == "bf16-checked"
     with pytest.raises(FacecheckError, match="bf16 runs on the openvino backend, not torch"):
-        engines.resolve_engine_precision("bf16", "torch", bf16_holds=True)
-    with pytest.raises(FacecheckError, match="precision must be one of auto, fp32, bf16, not 'fp16'"):
-        engines.resolve_engine_precision("fp16", "openvino", bf16_holds=True)
+        resolve("bf16", "torch", {"bf16"})
+    with pytest.raises(FacecheckError, match="precision must be one of auto, fp32, bf16, bf16-checked, not 'fp16'"):
+        resolve("fp16", "openvino")
     monkeypatch.setattr(engines, "cpu_has_native_bf16", lambda: False)
-    assert engines.resolve_engine_precision("auto", "openvino", bf16_holds=True) == "fp32"  # emulated: no gain
+    assert resolve("auto", "openvino", {"bf16"}) == "fp32"  # emulated: no gain
     # Asked for by name on such a CPU: refused before OpenVINO is touched, with the way out.
     with pytest.raises(FacecheckError, match=r"needs a CPU with native bf16.*--precision fp32"):
         engines.OpenVinoEngine(Path("unused.onnx"), precision="bf16")
+
+
+def test_bf16_checked_gives_float32s_verdicts_near_every_decision(tmp_path: Path):
+    """A fast engine off by up to 0.5 calibrated logits, checked within 0.6 of each decision point: every
+    verdict is the exact engine's, and only the inputs near a decision were scored twice."""
+    import numpy as np
+
+    from facecheck.checkpoint import card_for
+    from facecheck.config import get_preset
+    from facecheck.inference.outputs import near_decisions
+    from facecheck.inference.predictor import Detector
+
+    # By hand: points 0.5 (z = 0) and 0.9 (z = 2.197); p = 0.6 has z = 0.405, p = 0.99 has z = 4.595.
+    assert near_decisions(np.array([0.6, 0.99, 0.0, 1.0]), [0.5, 0.9], 0.5).tolist() == [True, False, False, False]
+    assert near_decisions(np.array([0.6]), [0.5], 0.4).tolist() == [False]
+
+    generator = np.random.default_rng(0)
+    exact_z = generator.normal(1.0, 3.0, 400)
+    error = generator.uniform(-0.5, 0.5, 400)
+    batch = torch.arange(400, dtype=torch.float32).reshape(400, 1, 1, 1).expand(400, 3, 2, 2)
+
+    def logits(z: np.ndarray):  # two-class logits whose calibrated logit (temperature 1) is z
+        return lambda inputs: np.stack([np.zeros(len(inputs)), z[inputs[:, 0, 0, 0].long().numpy()]], axis=1)
+
+    from dataclasses import replace
+
+    card = replace(card_for(get_preset("seed-cnn"), epoch=1, metrics={}), threshold=0.8,
+                   uncertain_band=(0.7, 0.95), temperature=1.0)  # fmt: skip
+    calls: list[int] = []
+
+    def counted(inputs):
+        calls.append(len(inputs))
+        return logits(exact_z)(inputs)
+
+    detector = Detector(None, card, "cpu", engine=logits(exact_z + error))
+    unchecked = [card.decide(float(p)) for p in detector.predict_tensor(batch)]
+    detector.exact_engine, detector.check_margin = counted, 0.6
+    checked = detector.predict_tensor(batch)
+    truth = [card.decide(float(p)) for p in 1 / (1 + np.exp(-exact_z))]
+    assert unchecked != truth  # the fast engine alone changes verdicts
+    assert [card.decide(float(p)) for p in checked] == truth
+    near = near_decisions(1 / (1 + np.exp(-(exact_z + error))), card.decision_points(), 0.6)
+    assert calls == [int(near.sum())] and 0 < near.sum() < 200
+    # A user's threshold replaces the card's points (and its band).
+    assert card.decision_points(0.5) == [0.5] and card.decision_points() == [0.8, 0.7, 0.95]
+    user = detector.predict_tensor(batch, threshold=0.5)
+    assert [p >= 0.5 for p in user] == list(exact_z >= 0)
 
 
 def test_predict_cli_refuses_bf16_on_an_engine_that_cannot_run_it(tmp_path, capsys):

@@ -194,7 +194,7 @@ def _predict_on_ray(args: argparse.Namespace) -> int:
         raise FacecheckError("--engine ray scores with one model (no ensembles)")
     if args.backend not in ("auto", "torch", "onnx") or args.device not in ("auto", "cpu"):
         raise FacecheckError("--engine ray runs the model in ONNX Runtime on CPUs (leave --backend and --device out)")
-    if args.precision == "bf16":
+    if args.precision.startswith("bf16"):
         raise FacecheckError("--engine ray runs the model in float32 (ONNX Runtime): leave --precision out")
     summary = batch_score(
         args.model[0] if args.model else None, args.paths, args.out, address=args.ray_address,

@@ -373,9 +373,9 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=INFERENCE_PRECISIONS,
         default="auto",
-        help="the network's precision: bf16 (OpenVINO, a CPU with native bf16: AVX512-BF16 or AMX) or fp32; auto "
-        "(default): bf16 where the model's card measured that it keeps the verdicts and this CPU runs it natively, "
-        "else fp32",
+        help="the network's precision: bf16 (OpenVINO, a CPU with native bf16: AVX512-BF16 or AMX), bf16-checked "
+        "(bf16, and float32 again for each face whose answer lies near a decision), or fp32; auto (default): the "
+        "fastest of them that the model's card measured to keep its verdicts on this CPU, else fp32",
     )
 
 

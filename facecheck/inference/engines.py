@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -34,21 +35,28 @@ _RUNTIME_MODULES = {"openvino": ("openvino", "onnx", "onnxscript"), "onnx": ("on
 # Below this many images ``auto`` keeps torch: exporting (once per checkpoint, ~1 s) and compiling (~0.5 s per
 # load) an engine costs more than it saves on a few images at ~20-50 ms each (benchmarks/speed.py, file-*).
 AUTO_MIN_IMAGES = 16
-# Precisions an engine runs the network in (``auto`` resolves to one of them: see resolve_engine_precision).
-ENGINE_PRECISIONS = tuple(p for p in INFERENCE_PRECISIONS if p != "auto")
+# Precisions an OpenVINO engine runs the network in; bf16-checked is a bf16 engine and a float32 one together.
+ENGINE_PRECISIONS = ("fp32", "bf16")
+# bf16-checked scores again in float32 every input whose bf16 answer lies within this many calibrated logits of
+# a decision point, unless the model's card measured its own margin (benchmarks/precision_holds.py; on the
+# shipped model's validation crops, 99% of bf16 errors were within 0.5 and the largest was 1.5).
+DEFAULT_CHECK_MARGIN = 1.0
 
 
-def resolve_engine_precision(precision: str, backend: str, bf16_holds: bool) -> str:
-    """The precision the network runs in: ``auto`` is ``bf16`` where the model's card says bf16 keeps its
-    verdicts (``bf16_holds``, measured by benchmarks/precision_holds.py), the engine is OpenVINO and the CPU has
-    native bf16; ``fp32`` everywhere else. ``bf16`` asked for by name needs OpenVINO (and native bf16)."""
+def resolve_engine_precision(precision: str, backend: str, holds: Collection[str] = ()) -> str:
+    """The precision the network runs in. ``auto``: ``bf16`` or ``bf16-checked`` where the model's card makes it
+    the default (``holds``: measured to keep the verdicts and to run faster, benchmarks/precision_holds.py), the
+    engine is OpenVINO and the CPU has native bf16; ``fp32`` everywhere else. A bf16 precision asked for by name needs
+    OpenVINO (and native bf16, checked when the engine is built)."""
     if precision not in INFERENCE_PRECISIONS:
         raise FacecheckError(f"precision must be one of {', '.join(INFERENCE_PRECISIONS)}, not {precision!r}")
-    if precision == "bf16" and backend != "openvino":
-        raise FacecheckError(f"precision bf16 runs on the openvino backend, not {backend} (--backend openvino)")
-    if precision == "auto":
-        return "bf16" if bf16_holds and backend == "openvino" and cpu_has_native_bf16() else "fp32"
-    return precision
+    if precision.startswith("bf16") and backend != "openvino":
+        raise FacecheckError(f"precision {precision} runs on the openvino backend, not {backend} (--backend openvino)")
+    if precision != "auto":
+        return precision
+    if backend != "openvino" or not cpu_has_native_bf16():
+        return "fp32"
+    return next((choice for choice in ("bf16", "bf16-checked") if choice in holds), "fp32")
 
 
 def resolve_backend(backend: str, device: torch.device | None = None, images: int | None = None) -> str:

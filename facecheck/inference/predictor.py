@@ -28,6 +28,7 @@ from facecheck.device import resolve_device
 from facecheck.errors import CheckpointError, DataError, InputError, InputNotFoundError, InputTypeError
 from facecheck.files import file_sha256
 from facecheck.inference.engines import (
+    DEFAULT_CHECK_MARGIN,
     OnnxEngine,
     OpenVinoEngine,
     TorchEngine,
@@ -35,7 +36,7 @@ from facecheck.inference.engines import (
     resolve_backend,
     resolve_engine_precision,
 )
-from facecheck.inference.outputs import mean_over_views, p_fake_of
+from facecheck.inference.outputs import mean_over_views, near_decisions, p_fake_of
 from facecheck.inference.protocol import ReadsItsCard
 from facecheck.models import FaceClassifier
 from facecheck.provenance import Provenance, read_provenance
@@ -166,6 +167,9 @@ class Detector(ReadsItsCard):
         if engine is None and model is None:
             raise DataError("a Detector needs a model or an inference engine")
         self.engine: Engine = engine or TorchEngine(model, self.device)
+        # bf16-checked: the float32 engine for inputs near a decision, and how near (see predict_tensor).
+        self.exact_engine: Engine | None = None
+        self.check_margin = DEFAULT_CHECK_MARGIN
         # Everything about reading the model's output (threshold, temperature, band, preprocessing) stays on
         # its card; a threshold of the user's is an argument of predict, never written into the detector.
         self.card = card
@@ -216,14 +220,36 @@ class Detector(ReadsItsCard):
         if backend not in BACKENDS:
             raise DataError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         backend = resolve_backend(backend, resolve_device(device))
-        resolve_engine_precision(precision, backend, bf16_holds=False)  # a bad choice fails before any loading
+        resolve_engine_precision(precision, backend)  # a bad choice fails before any loading
+        checked_by: list[Engine] = []  # bf16-checked: the float32 engine that scores near-decision inputs again
 
         def compiled(exported: Path, card: ModelCard) -> Engine:
             if backend == "onnx":
                 return OnnxEngine(exported)
-            chosen = resolve_engine_precision(precision, backend, card_says_bf16_holds(card))
+            chosen = resolve_engine_precision(precision, backend, card_default_precisions(card))
+            if chosen == "bf16-checked":
+                checked_by.append(OpenVinoEngine(exported, precision="fp32"))
+                return OpenVinoEngine(exported, precision="bf16")
             return OpenVinoEngine(exported, precision=chosen)
 
+        detector = cls._load(path, device, backend, tta, face_check, compiled)
+        if checked_by:
+            detector.exact_engine = checked_by[0]
+            measured = (detector.card.scope.get("measured") or {}).get("engines") or {}
+            detector.check_margin = float(measured.get("bf16_check_margin", DEFAULT_CHECK_MARGIN))
+        return detector
+
+    @classmethod
+    def _load(
+        cls,
+        path: str | Path | None,
+        device: str,
+        backend: str,
+        tta: str | None,
+        face_check: bool | None,
+        compiled: Callable[[Path, ModelCard], Engine],
+    ) -> Detector:
+        """:meth:`load` once the engine's precision is settled: ``compiled`` builds an ONNX engine for a card."""
         from facecheck.inference.release import shipped_name
 
         shipped = shipped_name(path)
@@ -264,7 +290,9 @@ class Detector(ReadsItsCard):
 
     @property
     def precision(self) -> str:
-        """What the network runs in: ``fp32`` or ``bf16``."""
+        """What the network runs in: ``fp32``, ``bf16``, or ``bf16-checked`` (float32 again near decisions)."""
+        if self.exact_engine is not None:
+            return "bf16-checked"
         return getattr(self.engine, "precision", "fp32")
 
     @functools.cached_property
@@ -302,9 +330,20 @@ class Detector(ReadsItsCard):
             return to_rgb(item)
         return to_rgb(Image.fromarray(item))
 
-    def predict_tensor(self, batch: torch.Tensor) -> np.ndarray:
-        """Calibrated ``p_fake`` of a preprocessed ``(B, 3, H, W)`` batch, or ``(B, V, 3, H, W)`` views averaged."""
-        return p_fake_of(mean_over_views(self.engine, batch), self.temperature)
+    def predict_tensor(self, batch: torch.Tensor, threshold: float | None = None) -> np.ndarray:
+        """Calibrated ``p_fake`` of a preprocessed ``(B, 3, H, W)`` batch, or ``(B, V, 3, H, W)`` views averaged.
+
+        bf16-checked (``exact_engine`` set): the inputs whose bf16 p_fake lies within ``check_margin`` of a
+        decision point (the card's, or ``threshold``) are scored again in float32, so that their verdicts are
+        float32's.
+        """
+        p_fake = p_fake_of(mean_over_views(self.engine, batch), self.temperature)
+        if self.exact_engine is not None:
+            near = near_decisions(p_fake, self.card.decision_points(threshold), self.check_margin)
+            if near.any():
+                again = batch[torch.from_numpy(np.flatnonzero(near))]
+                p_fake[near] = p_fake_of(mean_over_views(self.exact_engine, again), self.temperature)
+        return p_fake
 
     def predict(
         self,
@@ -341,7 +380,7 @@ class Detector(ReadsItsCard):
             # Each picture gives one input, or one per face for a face-crop model.
             tensors = [tensor for views in prepared for tensor in views]
             if tensors:
-                scores = iter(self.predict_tensor(_stack(tensors)).tolist())
+                scores = iter(self.predict_tensor(_stack(tensors), threshold).tolist())
                 for index, views in zip(indices, prepared, strict=True):
                     if views:
                         self._decide(results[index], [next(scores) for _ in views], threshold)
@@ -463,10 +502,12 @@ class Detector(ReadsItsCard):
     __call__ = predict
 
 
-def card_says_bf16_holds(card: ModelCard) -> bool:
-    """Whether the model's card measured that bf16 keeps its verdicts (benchmarks/precision_holds.py)."""
+def card_default_precisions(card: ModelCard) -> set[str]:
+    """The lower precisions the model's card makes its default: measured to keep its verdicts and to run faster
+    (benchmarks/precision_holds.py, benchmarks/release_model.py --engines)."""
     engines = (card.scope.get("measured") or {}).get("engines") or {}
-    return engines.get("bf16_default") is True
+    return {name for name, key in (("bf16", "bf16_default"), ("bf16-checked", "bf16_checked_default"))
+            if engines.get(key) is True}  # fmt: skip
 
 
 def judged_faces(found: list[Face]) -> list[Face]:
