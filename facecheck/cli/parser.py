@@ -374,8 +374,8 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
         choices=INFERENCE_PRECISIONS,
         default="auto",
         help="the network's precision: bf16 (OpenVINO, a CPU with native bf16: AVX512-BF16 or AMX), bf16-checked "
-        "(bf16, and float32 again for each face whose answer lies near a decision), or fp32; auto (default): the "
-        "fastest of them that the model's card measured to keep its verdicts on this CPU, else fp32",
+        "(bf16, and float32 again for each face whose answer lies near a decision), or fp32 (default: auto, the "
+        "fastest of them that the model's card measured to keep its verdicts, where this CPU runs bf16; else fp32)",
     )
 
 
