@@ -6,8 +6,10 @@
 
 What is measured, on the same photos, one after another on this machine:
   network alone    the default model's network on ready (3, 224, 224) tensors, batch 32, one view, float32:
-                   the default engine (``auto``) and PyTorch; the baseline every ratio is taken to (and bf16,
-                   ``--precision bf16``, on a CPU with native bf16: not the default, see precision_holds.py)
+                   the default engine (``auto``) and PyTorch; the baseline every ratio is taken to; then the
+                   default precision where it is not float32 (bf16-checked on a CPU with native bf16, as the
+                   card says) and bf16 alone (``--precision bf16``: not the default, see precision_holds.py);
+                   on ready tensors bf16-checked checks the faces near a decision as predict does
   face search      MTCNN alone on a batch of same-size pictures (64 of 256 px, 16 scenes of 1024 px):
                    facenet-pytorch's detect with PyTorch's and with the compiled networks, and facecheck's
                    own stages (what predict runs); ms per picture, and whether the boxes are the same
@@ -118,7 +120,7 @@ def count_images(folder: Path) -> int:
     return sum(1 for p in folder.rglob("*") if p.is_file() or p.is_symlink())
 
 
-def network_alone(tensors: Any, backend: str, repeats: int = 3, precision: str = "fp32") -> float:
+def network_alone(tensors: Any, backend: str, repeats: int = 3, precision: str = "auto") -> float:
     """Images/s of the default model's network (one view) on ready tensors, batch 32; best of ``repeats``."""
     import facecheck
 
@@ -239,9 +241,13 @@ def main() -> None:
         tensors = torch.stack([detector.single_view_transform(load_image(p)) for p in files[:384]])
         for backend in ("auto", "torch"):
             label = f"network alone, float32, one view ({facecheck.load(backend=backend).backend}), batch 32"
-            rows.append({"variant": label, "images_per_s": network_alone(tensors, backend)})
+            rows.append({"variant": label, "images_per_s": network_alone(tensors, backend, precision="fp32")})
         baseline = rows[0]["images_per_s"]
-        if cpu_has_native_bf16() and facecheck.load(backend="auto").backend == "openvino":  # --precision bf16
+        default = facecheck.load(backend="auto").precision  # what predict runs here (the card's choice)
+        if default != "fp32":
+            label = f"network alone, {default} (the default here), one view (openvino), batch 32"
+            rows.append({"variant": label, "images_per_s": network_alone(tensors, "auto")})
+        if cpu_has_native_bf16() and facecheck.load(backend="auto").backend == "openvino" and default != "bf16":
             label = "network alone, bf16, one view (openvino, --precision bf16: not the default), batch 32"
             rows.append({"variant": label, "images_per_s": network_alone(tensors, "auto", precision="bf16")})
 
