@@ -243,11 +243,12 @@ def main() -> None:
             label = f"network alone, float32, one view ({facecheck.load(backend=backend).backend}), batch 32"
             rows.append({"variant": label, "images_per_s": network_alone(tensors, backend, precision="fp32")})
         baseline = rows[0]["images_per_s"]
-        default = facecheck.load(backend="auto").precision  # what predict runs here (the card's choice)
+        engine = facecheck.load(backend="auto")  # what predict runs here: its engine and the card's precision
+        default = engine.precision
         if default != "fp32":
             label = f"network alone, {default} (the default here), one view (openvino), batch 32"
             rows.append({"variant": label, "images_per_s": network_alone(tensors, "auto")})
-        if cpu_has_native_bf16() and facecheck.load(backend="auto").backend == "openvino" and default != "bf16":
+        if cpu_has_native_bf16() and engine.backend == "openvino" and default != "bf16":
             label = "network alone, bf16, one view (openvino, --precision bf16: not the default), batch 32"
             rows.append({"variant": label, "images_per_s": network_alone(tensors, "auto", precision="bf16")})
 

@@ -39,9 +39,9 @@ def load(
 
     ``backend``: torch, onnx or openvino; ``auto`` (default): the fastest installed on a CPU (OpenVINO, then
     ONNX Runtime; the ONNX export is made once and cached), torch on a GPU. ``tta``: test-time augmentation
-    (none, flip, five-crop, five-crop-flip; default: the model's own). ``precision``: fp32, bf16, or ``auto``
-    (default): bf16 where the model's card measured that it keeps the verdicts, on OpenVINO and a CPU with
-    native bf16; fp32 otherwise.
+    (none, flip, five-crop, five-crop-flip; default: the model's own). ``precision``: fp32, bf16, bf16-checked
+    (bf16, float32 again for faces near a decision) or ``auto`` (default): the bf16 kind the model's card
+    measured to keep its verdicts and run faster, on OpenVINO and a CPU with native bf16; fp32 otherwise.
     """
     return Detector.load(path, device=device, backend=backend, tta=tta, precision=precision)
 

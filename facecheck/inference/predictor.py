@@ -213,9 +213,9 @@ class Detector(ReadsItsCard):
         ONNX export of the weights on the CPU; ``auto`` the fastest of them that is installed
         (:data:`facecheck.inference.engines.AUTO_ORDER`). ``tta``: test-time augmentation
         (none, flip, five-crop, five-crop-flip); default: the model's own. ``precision``: the network's,
-        ``fp32``, ``bf16`` (OpenVINO on a CPU with native bf16) or ``auto``: bf16 where the model's card
-        measured that it keeps the verdicts and this engine and CPU run it natively, else fp32
-        (:func:`facecheck.inference.engines.resolve_engine_precision`).
+        ``fp32``, ``bf16`` (OpenVINO on a CPU with native bf16), ``bf16-checked`` (bf16, float32 again near a
+        decision) or ``auto``: the bf16 kind the model's card makes its default where this engine and CPU run
+        it natively, else fp32 (:func:`facecheck.inference.engines.resolve_engine_precision`).
         """
         if backend not in BACKENDS:
             raise DataError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -235,8 +235,8 @@ class Detector(ReadsItsCard):
         detector = cls._load(path, device, backend, tta, face_check, compiled)
         if checked_by:
             detector.exact_engine = checked_by[0]
-            measured = (detector.card.scope.get("measured") or {}).get("engines") or {}
-            detector.check_margin = float(measured.get("bf16_check_margin", DEFAULT_CHECK_MARGIN))
+            margin = measured_engines(detector.card).get("bf16_check_margin", DEFAULT_CHECK_MARGIN)
+            detector.check_margin = float(margin)
         return detector
 
     @classmethod
@@ -502,10 +502,15 @@ class Detector(ReadsItsCard):
     __call__ = predict
 
 
+def measured_engines(card: ModelCard) -> dict[str, Any]:
+    """What the model's card measured of engines and precisions (benchmarks/release_model.py --engines)."""
+    return (card.scope.get("measured") or {}).get("engines") or {}
+
+
 def card_default_precisions(card: ModelCard) -> set[str]:
     """The lower precisions the model's card makes its default: measured to keep its verdicts and to run faster
     (benchmarks/precision_holds.py, benchmarks/release_model.py --engines)."""
-    engines = (card.scope.get("measured") or {}).get("engines") or {}
+    engines = measured_engines(card)
     return {name for name, key in (("bf16", "bf16_default"), ("bf16-checked", "bf16_checked_default"))
             if engines.get(key) is True}  # fmt: skip
 
