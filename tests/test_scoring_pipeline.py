@@ -156,3 +156,22 @@ def test_predict_scores_do_not_depend_on_batching(trained_run, tmp_path: Path):
         if single.p_fake is not None:
             assert together.p_fake == pytest.approx(single.p_fake, abs=1e-6)
             assert together.label == single.label
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not DFDC.is_dir(), reason=f"real data not present: {DFDC} is missing")
+def test_batches_searched_at_once_find_what_they_find_one_after_another():
+    """predict prepares two batches at once: their face searches (compiled stages with an infer request per
+    thread, no detector lock) run at the same time and must answer as they do one after another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = sorted((DFDC / "real").iterdir())[:16] + sorted((DFDC / "fake").iterdir())[:16]
+    pictures = [Image.open(path).convert("RGB") for path in paths]
+    groups = [pictures[start::4] for start in range(4)]
+    alone = [faces_module.detect_faces_batch(group, use_cache=False, fast=True) for group in groups]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(3):
+            together = list(pool.map(lambda group: faces_module.detect_faces_batch(group, use_cache=False, fast=True),
+                                     groups))  # fmt: skip
+            assert together == alone
+    assert sum(len(faces) for group in alone for faces in group) >= len(pictures)

@@ -36,11 +36,18 @@ class CompiledStage(nn.Module):
     def __init__(self, net: nn.Module, compiled: Any) -> None:
         super().__init__()
         self.net = net  # facenet reads the stage's dtype from its first parameter
-        self.compiled = compiled  # called only under facecheck.data.faces' detector lock: one call at a time
+        self.compiled = compiled
+        # An infer request per thread: calling the compiled model itself blocks it for every other thread,
+        # and two batches' searches run at once (one in NumPy while the other is in a network).
+        self._requests = threading.local()
 
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outputs = self.compiled(np.ascontiguousarray(batch.numpy(), dtype=np.float32))
-        return tuple(torch.from_numpy(np.array(outputs[index])) for index in range(len(self.compiled.outputs)))
+        request = getattr(self._requests, "request", None)
+        if request is None:
+            request = self._requests.request = self.compiled.create_infer_request()
+        # The input is read in place; the outputs come back as copies of the request's buffers.
+        outputs = request.infer([np.ascontiguousarray(batch.numpy(), dtype=np.float32)], share_inputs=True)
+        return tuple(torch.from_numpy(outputs[index]) for index in range(len(self.compiled.outputs)))
 
 
 def openvino_installed() -> bool:

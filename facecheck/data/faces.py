@@ -14,6 +14,7 @@ another install left in the cache.
 from __future__ import annotations
 
 import functools
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -206,7 +207,10 @@ def detect_faces_batch(images: list[Image.Image], use_cache: bool = True, fast: 
         per_call = max(1, min(DETECT_BATCH, DETECT_PIXELS // (size[0] * size[1])))
         for start in range(0, len(group), per_call):
             chunk = group[start : start + per_call]
-            with _detector_lock:  # MTCNN keeps state between calls: one batch at a time
+            # facenet's MTCNN.detect keeps state between calls: one batch at a time. facecheck's own stages
+            # (``fast``) keep none, and their compiled networks have a request per thread: batches searched
+            # at once overlap one's NumPy work with another's networks.
+            with _detector_lock if not fast else contextlib.nullcontext():
                 boxes, probabilities = _search(detector, [smalls[index] for index in chunk], fast)
             for index, image_boxes, image_probabilities in zip(chunk, boxes, probabilities, strict=True):
                 found[index] = _faces(image_boxes, image_probabilities, scales[index])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -43,6 +44,8 @@ from facecheck.provenance import Provenance, read_provenance
 
 ImageInput = str | Path | Image.Image | np.ndarray
 NO_FACE = "no face"
+# Batches prepared (decoded, searched for faces, cropped) while the engine scores the current one.
+PREPARE_AHEAD = 2
 SHIPPED_PREFIX = "shipped model "  # a detector's source when it is a model shipped with facecheck
 NO_FACE_NOTICE = "no face found: the verdict of a face detector means nothing here"
 
@@ -389,14 +392,15 @@ class Detector(ReadsItsCard):
         if len(batches) == 1:  # nothing to overlap: no worker thread to start (batch-1 latency)
             score(batches[0], prepare(batches[0]))
         elif batches:
-            # The next batch is decoded, searched for faces and cropped while the engine runs this one
+            # The next batches are decoded, searched for faces and cropped while the engine runs this one
             # (decoding, MTCNN and the engines release the GIL); scores are those of one batch after another.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="facecheck-prepare") as pool:
-                upcoming = pool.submit(prepare, batches[0])
+            # Two at once: one's single-threaded NumPy steps fill the core the other's networks leave idle.
+            with ThreadPoolExecutor(max_workers=PREPARE_AHEAD, thread_name_prefix="facecheck-prepare") as pool:
+                upcoming = deque(pool.submit(prepare, batch) for batch in batches[:PREPARE_AHEAD])
                 for number, indices in enumerate(batches):
-                    prepared = upcoming.result()
-                    if number + 1 < len(batches):
-                        upcoming = pool.submit(prepare, batches[number + 1])
+                    prepared = upcoming.popleft().result()
+                    if number + PREPARE_AHEAD < len(batches):
+                        upcoming.append(pool.submit(prepare, batches[number + PREPARE_AHEAD]))
                     score(indices, prepared)
         bar.close()
         return results
