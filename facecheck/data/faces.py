@@ -13,8 +13,8 @@ another install left in the cache.
 
 from __future__ import annotations
 
-import functools
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
