@@ -33,10 +33,11 @@ IR_VERSION = "1"  # bump when the conversion below changes
 class CompiledStage(nn.Module):
     """One stage network as an OpenVINO compiled model (facenet calls a stage only with boxes to judge)."""
 
-    def __init__(self, net: nn.Module, compiled: Any) -> None:
+    def __init__(self, net: nn.Module, compiled: Any, padded: bool = False) -> None:
         super().__init__()
         self.net = net  # facenet reads the stage's dtype from its first parameter
         self.compiled = compiled
+        self.padded = padded  # batches padded to a few sizes (RNet and ONet: see padded_count)
         # An infer request per thread: calling the compiled model itself blocks it for every other thread,
         # and two batches' searches run at once (one in NumPy while the other is in a network).
         self._requests = threading.local()
@@ -45,9 +46,26 @@ class CompiledStage(nn.Module):
         request = getattr(self._requests, "request", None)
         if request is None:
             request = self._requests.request = self.compiled.create_infer_request()
+        inputs = np.ascontiguousarray(batch.numpy(), dtype=np.float32)
+        count = len(inputs)
+        if self.padded and count:
+            # OpenVINO prepares its kernels anew for each input shape it has not seen (~4 ms for RNet): the
+            # boxes of a picture come in any number, so they are padded to one of a few sizes.
+            padded = np.zeros((padded_count(count), *inputs.shape[1:]), dtype=np.float32)
+            padded[:count] = inputs
+            inputs = padded
         # The input is read in place; the outputs come back as copies of the request's buffers.
-        outputs = request.infer([np.ascontiguousarray(batch.numpy(), dtype=np.float32)], share_inputs=True)
-        return tuple(torch.from_numpy(outputs[index]) for index in range(len(self.compiled.outputs)))
+        outputs = request.infer([inputs], share_inputs=True)
+        return tuple(torch.from_numpy(outputs[index][:count]) for index in range(len(self.compiled.outputs)))
+
+
+def padded_count(count: int) -> int:
+    """The smallest of 1..8, 10, 12, 14, 16, 20, 24, 28, 32, 40, ... (four sizes per doubling) holding
+    ``count``: at most 25% padding, and a few dozen shapes for any number of boxes."""
+    size = 1
+    while size < count:
+        size += max(1, 1 << max(0, size.bit_length() - 3))
+    return size
 
 
 def openvino_installed() -> bool:
@@ -85,7 +103,7 @@ def compile_stage(name: str, net: nn.Module, weights_digest: str, threads: int) 
         temporary.with_suffix(".bin").replace(path.with_suffix(".bin"))
         temporary.replace(path)
     config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-    return CompiledStage(net, core.compile_model(model, "CPU", config))
+    return CompiledStage(net, core.compile_model(model, "CPU", config), padded=name != "pnet")
 
 
 def nms_each_image(boxes: torch.Tensor, scores: torch.Tensor, image_indices: torch.Tensor, threshold: float,

@@ -106,6 +106,18 @@ def open_regular_file(path: Path) -> BinaryIO:
         raise
 
 
+def header_pixels(path: str | Path) -> int:
+    """Width x height of the image file ``path`` as its header states them (nothing decoded; ~0.05 ms), or 0
+    when the header cannot be read: :func:`read_image` then says why, in its place."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with open_regular_file(Path(path)) as handle, Image.open(handle) as opened:
+                return opened.width * opened.height
+    except (DataError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return 0
+
+
 def read_image(
     source: str | Path | BinaryIO,
     min_size: int = 1,
