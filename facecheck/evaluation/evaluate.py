@@ -24,9 +24,6 @@ from facecheck.inference.predictor import Detector, Prediction, show_progress
 from facecheck.inference.protocol import AnyDetector
 from facecheck.run_folder import RunFolder
 
-# Batches handed to one Detector.predict call when scoring files (see _score).
-PIPELINE_BATCHES = 8
-
 
 def evaluation_records(
     detector: AnyDetector, data: str | Path | None, split: str = "auto"
@@ -235,11 +232,13 @@ def _score(
     threshold: float | None = None,
 ) -> tuple[dict[str, Any], Scores]:
     predictions = []
-    desc = "scoring" if perturbation is None else f"scoring {perturbation.name} (perturbation {step})"
-    bar = tqdm(total=len(records), desc=desc, unit="img", disable=not progress, leave=False)
-    # Several batches per predict call, so that its pipeline prepares one batch while the engine runs another;
-    # perturbed copies are made up front, so they come a batch at a time.
-    chunk_size = batch_size if perturbation is not None else batch_size * PIPELINE_BATCHES
+    # Files: all in one predict call, whose pipeline prepares the next batches while the engine runs one (each
+    # new call would start with a batch prepared alone) and shows its own progress. Perturbed copies are made
+    # up front, so they come a batch at a time, under a bar of this loop.
+    whole = perturbation is None
+    desc = f"scoring {perturbation.name} (perturbation {step})" if perturbation is not None else "scoring"
+    bar = tqdm(total=len(records), desc=desc, unit="img", disable=whole or not progress, leave=False)
+    chunk_size = max(1, len(records)) if whole else batch_size
     for start in range(0, len(records), chunk_size):
         chunk = records[start : start + chunk_size]
         # A listed file that has gone since the split was made counts as unreadable, as a broken one does
@@ -249,7 +248,7 @@ def _score(
         for record, there in zip(chunk, present, strict=True):
             if there:
                 inputs.append(record.path if perturbation is None else _perturbed(record.path, perturbation))
-        found = iter(detector.predict(inputs, batch_size=batch_size, provenance=False))  # scores only
+        found = iter(detector.predict(inputs, batch_size=batch_size, progress=whole and progress, provenance=False))
         for record, there in zip(chunk, present, strict=True):
             gone = f"{record.path}: not found (or not a regular file)"
             prediction = next(found) if there else Prediction(None, error=gone)
