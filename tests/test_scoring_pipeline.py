@@ -182,3 +182,32 @@ def test_batches_searched_at_once_find_what_they_find_one_after_another():
                                      groups))  # fmt: skip
             assert together == alone
     assert sum(len(faces) for group in alone for faces in group) >= len(pictures)
+
+
+def test_batches_of_large_photos_hold_few_photos(tmp_path: Path):
+    """predict cuts its inputs by count and by pixels (read from the files' headers): 4000 px photos go two
+    by two, 256 px ones by the batch size; order kept; a file whose header cannot be read counts as small."""
+    from facecheck.inference.predictor import BATCH_PIXELS, picture_batches
+
+    small = tmp_path / "small.png"
+    Image.new("RGB", (256, 256)).save(small)
+    large = tmp_path / "large.jpg"
+    Image.new("RGB", (4000, 3000)).save(large, quality=50)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    assert 32 * 256 * 256 <= BATCH_PIXELS < 4000 * 3000  # 32 small photos fit; a large one alone does not
+
+    assert picture_batches([small] * 70, 32) == [range(0, 32), range(32, 64), range(64, 70)]
+    assert picture_batches([large] * 5, 32) == [range(0, 2), range(2, 4), range(4, 5)]
+    assert picture_batches([small, small, large, large, small, broken], 32) == [range(0, 2), range(2, 4), range(4, 6)]
+    arrays = [np.zeros((3000, 4000, 3), dtype=np.uint8)] * 3
+    assert picture_batches(arrays, 32) == [range(0, 2), range(2, 3)]
+    assert picture_batches([large] * 3, 1) == [range(0, 1), range(1, 2), range(2, 3)]
+
+
+def test_predict_refuses_a_batch_size_under_one(trained_run):
+    from facecheck.errors import InputError
+
+    run, data = trained_run
+    with pytest.raises(InputError, match="batch_size must be at least 1"):
+        Detector.load(run).predict(sorted(data.rglob("*.png"))[:2], batch_size=0)
