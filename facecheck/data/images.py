@@ -108,10 +108,11 @@ def open_regular_file(path: Path) -> BinaryIO:
 
 def header_pixels(path: str | Path) -> int:
     """Width x height of the image file ``path`` as its header states them (nothing decoded; ~0.05 ms), or 0
-    when the header cannot be read: :func:`read_image` then says why, in its place."""
+    when the header cannot be read: :func:`read_image` then says why, in its place. Silent: what Pillow warns
+    of (a bomb, corrupt EXIF) is said once, when the file is decoded."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")
             with open_regular_file(Path(path)) as handle, Image.open(handle) as opened:
                 return opened.width * opened.height
     except (DataError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):

@@ -49,7 +49,8 @@ PREPARE_AHEAD = 2
 # A batch holds at most this many pixels of pictures (but at least two pictures): a batch of large photos
 # is then a few photos, so that decoding the next ones overlaps the face search of these (and 32 photos of
 # 12 MP are not held at once). 32 photos of 256 px are 2.1 MP; 4000 px photos go two by two, 1024 px ones
-# ten by ten (about 20% faster for both than 32 at a time, benchmarks/scoring_speed.py).
+# ten by ten (in one process 175 against 213 ms a 4000 px photo, 47 against 58 ms a 1024 px one, than 16 or
+# 32 at a time: docs/results.md, issue 27's fourth session).
 BATCH_PIXELS = 8_000_000
 SHIPPED_PREFIX = "shipped model "  # a detector's source when it is a model shipped with facecheck
 NO_FACE_NOTICE = "no face found: the verdict of a face detector means nothing here"
