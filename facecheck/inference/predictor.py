@@ -364,6 +364,8 @@ class Detector(ReadsItsCard):
     ) -> list[Prediction]:
         """Predict each image: paths, folders (every image file below them, sorted), PIL images or uint8 arrays.
 
+        ``batch_size``: at most this many pictures are decoded, searched and scored together (and, from two
+        on, at most BATCH_PIXELS of them); the next batches are prepared while the engine scores one.
         ``threshold``: decide at this p_fake instead of the card's own (the ``uncertain`` band, fitted around
         the card's threshold, is then dropped).
 
