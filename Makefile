@@ -27,8 +27,8 @@ demo: $(STAMP)
 	  $(VENV)/bin/facecheck predict --model $(DEMO) $$d/real/real_0000.png $$d/fake/fake_0000.png
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check facecheck tests benchmarks
-	$(VENV)/bin/ruff format --check facecheck tests benchmarks
+	$(VENV)/bin/ruff check facecheck tests benchmarks .ci/link-torch-stack
+	$(VENV)/bin/ruff format --check facecheck tests benchmarks .ci/link-torch-stack
 	$(PY) -m pytest
 
 # Speed benchmark on ../shared/data/ffhq-stylegan (see benchmarks/README.md).
@@ -47,11 +47,11 @@ model: $(STAMP)
 	$(PY) benchmarks/release_model.py --run runs/model-build
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check facecheck tests benchmarks
+	$(VENV)/bin/ruff check facecheck tests benchmarks .ci/link-torch-stack
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format facecheck tests benchmarks
-	$(VENV)/bin/ruff check --fix facecheck tests benchmarks
+	$(VENV)/bin/ruff format facecheck tests benchmarks .ci/link-torch-stack
+	$(VENV)/bin/ruff check --fix facecheck tests benchmarks .ci/link-torch-stack
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
